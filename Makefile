@@ -1,0 +1,48 @@
+# gpucredit: the two commands a newcomer needs are `make demo` and `make test`.
+# Each installs what is missing first (Python venv from requirements.lock,
+# npm packages from package-lock.json). Nothing is fetched outside PyPI/npm.
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+export PATH := $(CURDIR)/node_modules/.bin:$(BIN):$(PATH)
+# py-solc-x looks here for `solc-v0.8.37` (the solc-js adapter).
+export SOLCX_BINARY_PATH := $(CURDIR)/tools/solc/bin
+# Keep solc-select (pulled in by slither) out of the home directory.
+export VIRTUAL_ENV := $(CURDIR)/$(VENV)
+
+.PHONY: install demo test test-contracts test-python lint bench clean
+
+install: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.lock
+	$(VENV)/bin/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+demo: install
+	$(BIN)/python -m gpucredit.localchain run scripts/demo.py
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: install lint test-contracts test-python
+
+test-contracts: install
+	$(BIN)/brownie compile
+	$(BIN)/brownie test tests/unit tests/integration tests/stateful
+
+test-python: install
+	$(BIN)/python -m pytest -p no:pytest-brownie tests/python
+
+bench: install
+	$(BIN)/python -m gpucredit.localchain run bench/gas.py
+
+clean:
+	rm -rf build $(VENV) node_modules

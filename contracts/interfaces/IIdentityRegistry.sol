@@ -1,0 +1,48 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.37;
+
+/// @title Identity registry of KYC-whitelisted holders (ERC-3643 style)
+/// @notice Every address that may hold, subscribe to or receive a gpucredit
+///         note is listed here by a KYC agent, with an expiry date. An agent
+///         can freeze an identity (court order, sanctions hit) without
+///         deleting it.
+interface IIdentityRegistry {
+    /// @notice An identity was added or its expiry or country changed.
+    event IdentityRegistered(address indexed account, uint16 country, uint64 expiresAt);
+    /// @notice An identity was removed.
+    event IdentityRemoved(address indexed account);
+    /// @notice An identity was frozen (`frozen` true) or unfrozen.
+    event IdentityFrozen(address indexed account, bool frozen);
+
+    /// @notice The account has no identity in the registry.
+    error IdentityUnknown(address account);
+    /// @notice The identity's KYC expired at `expiresAt`.
+    error IdentityExpired(address account, uint64 expiresAt);
+    /// @notice The identity is frozen.
+    error IdentityIsFrozen(address account);
+    /// @notice The expiry date is not in the future.
+    error IdentityExpiryInPast(address account, uint64 expiresAt);
+    /// @notice The zero address cannot hold an identity.
+    error IdentityZeroAddress();
+
+    /// @notice Adds or renews an identity. Agent only.
+    function registerIdentity(address account, uint16 country, uint64 expiresAt) external;
+
+    /// @notice Adds or renews many identities with the same expiry. Agent only.
+    function registerIdentities(address[] calldata accounts, uint16 country, uint64 expiresAt) external;
+
+    /// @notice Removes an identity. Agent only.
+    function removeIdentity(address account) external;
+
+    /// @notice Freezes or unfreezes an identity. Agent only.
+    function setFrozen(address account, bool frozen) external;
+
+    /// @notice True when `account` is listed, unexpired and not frozen.
+    function isVerified(address account) external view returns (bool);
+
+    /// @notice Reverts with the reason `account` may not hold notes, if any.
+    function requireVerified(address account) external view;
+
+    /// @notice The stored identity of `account`.
+    function identityOf(address account) external view returns (uint16 country, uint64 expiresAt, bool frozen);
+}

@@ -1,0 +1,148 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.37;
+
+/// @title One tranche (senior or junior) of an SPV's GPU-backed notes
+/// @notice An ERC-20 whose balance is the holder's face amount (original
+///         principal, in stablecoin units). Principal is repaid pro rata
+///         through a per-face accumulator, so the outstanding principal of a
+///         holder is `face x outstanding / totalFace`. Coupons accrue per
+///         second on outstanding principal at the current rate into a
+///         second accumulator; each holder's entitlement is settled on every
+///         balance change, so transfers, repayments and rate changes never
+///         move interest between holders.
+///
+///         Subscriptions follow ERC-7540's request -> fulfil -> claim shape.
+///         Coupon cash paid in by the servicer is shared out pro rata: a
+///         holder can claim `owed x min(1, pool / totalOwed)`, so in a
+///         shortfall every holder is paid the same fraction, whatever the
+///         order of claims.
+interface INoteTranche {
+    enum State {
+        Subscription, // window open: requests and cancellations
+        Closed, // issuer closed the window; fills being fixed
+        Active, // capital drawn; coupons accrue
+        Repaid, // all principal repaid: holders redeem
+        Cancelled // offering abandoned before drawdown: requests refundable
+    }
+
+    /// @notice Terms fixed at deployment.
+    struct Terms {
+        uint256 noteId; // collateral pool in the registry
+        uint8 seniority; // 0 senior, 1 junior, ...
+        uint128 maxSize; // most principal the tranche will issue
+        uint128 minSubscription; // smallest request accepted
+        uint40 subscriptionStart;
+        uint40 subscriptionEnd;
+        uint40 maturity;
+        uint16 referenceRateBps;
+        uint16 spreadBps;
+        uint16 floorRateBps;
+        uint16 capRateBps;
+        uint16 minCollateralRatioBps; // collateral value / principal at drawdown
+    }
+
+    /// @notice An ERC-7540 deposit request (requestId is always 0).
+    event DepositRequest(
+        address indexed controller, address indexed owner, uint256 indexed requestId, address sender, uint256 assets
+    );
+    event DepositRequestCancelled(address indexed controller, uint256 assets);
+    event SubscriptionClosed(uint256 totalRequested, uint256 capacity);
+    event RequestFulfilled(address indexed controller, uint256 requested, uint256 filled, uint256 refunded);
+    event SharesClaimed(address indexed controller, uint256 shares, uint256 refunded);
+    event DrawnDown(address indexed spv, uint256 principal, uint256 collateralValue, uint256 requiredValue);
+    event OfferingCancelled();
+    event RateChanged(uint256 oldRateBps, uint256 newRateBps, uint256 referenceRateBps, uint256 spreadBps, int256 stepBps);
+    event Paid(uint256 interest, uint256 principal, uint256 interestDueAfter, uint256 outstandingAfter);
+    event CouponClaimed(address indexed holder, uint256 amount, uint256 owedAfter);
+    event PrincipalRedeemed(address indexed holder, uint256 amount, uint256 faceBurned);
+    event AmortizationScheduleSet(uint40[] dueAt, uint16[] cumulativeBps);
+    event Repaid();
+
+    error StateIs(State current, State expected);
+    error SubscriptionWindowClosed(uint256 nowTs, uint256 start, uint256 end);
+    error SubscriptionWindowOpen(uint256 nowTs, uint256 end);
+    error SubscriptionBelowMinimum(uint256 assets, uint256 minimum);
+    error OwnerNotSender(address owner, address sender);
+    error NoPendingRequest(address controller);
+    error RequestsUnfulfilled(uint256 pendingAssets);
+    error NothingToClaim(address holder);
+    error ConditionsPrecedentNotMet(uint256 collateralValue, uint256 requiredValue);
+    error InterestOverpaid(uint256 amount, uint256 due);
+    error PrincipalOverpaid(uint256 amount, uint256 outstanding);
+    error RateStepOutOfRange(int256 stepBps);
+    error ScheduleInvalid(uint256 index);
+    error NotFullyRepaid(uint256 outstanding);
+    error TermsInvalid(string reason);
+
+    // ---- subscriptions (ERC-7540 shape) ----
+
+    /// @notice Locks `assets` stablecoin as a subscription for `controller`.
+    function requestDeposit(uint256 assets, address controller, address owner) external returns (uint256 requestId);
+
+    /// @notice Takes back the caller's pending request while the window is
+    ///         open, or at any time once the offering is cancelled.
+    function cancelDepositRequest() external returns (uint256 assets);
+
+    /// @notice Closes the window and fixes the pro rata fill. Issuer role.
+    function closeSubscription() external;
+
+    /// @notice Fixes each controller's fill and refund and escrows the
+    ///         filled face. Issuer role; any number of calls.
+    function fulfil(address[] calldata controllers) external;
+
+    /// @notice Checks the conditions precedent, sends the filled capital
+    ///         to the SPV and starts accrual. Issuer role.
+    function drawdown() external;
+
+    /// @notice Abandons the offering before drawdown. Issuer role.
+    function cancelOffering() external;
+
+    /// @notice Moves the caller's filled face out of escrow and refunds the
+    ///         unfilled stablecoin.
+    function claimShares() external returns (uint256 shares, uint256 refunded);
+
+    // ---- servicing ----
+
+    /// @notice Pays coupon and principal in, from the caller. Servicer role.
+    function pay(uint256 interest, uint256 principal) external;
+
+    /// @notice Sets the covenant step of the coupon. Covenant role.
+    function setRateStep(int16 stepBps) external;
+
+    /// @notice Sets the reference rate. Rate-setter role.
+    function setReferenceRate(uint16 referenceRateBps) external;
+
+    /// @notice Sets the amortization schedule (cumulative share of the
+    ///         original principal due by each date). Issuer, before drawdown.
+    function setAmortizationSchedule(uint40[] calldata dueAt, uint16[] calldata cumulativeBps) external;
+
+    // ---- holders ----
+
+    /// @notice Pays the caller's claimable coupon.
+    function claimCoupon() external returns (uint256 amount);
+
+    /// @notice Pays the caller's repaid principal; burns the face once the
+    ///         tranche is fully repaid.
+    function redeem() external returns (uint256 amount);
+
+    // ---- views ----
+
+    function state() external view returns (State);
+    function terms() external view returns (Terms memory);
+    function currentRateBps() external view returns (uint256);
+    function rateStepBps() external view returns (int256);
+    function principalOutstanding() external view returns (uint256);
+    function originalPrincipal() external view returns (uint256);
+    /// @notice Accrued and not yet paid interest (arrears included).
+    function interestDue() external view returns (uint256);
+    /// @notice Scheduled principal due now and not yet repaid.
+    function principalDue() external view returns (uint256);
+    function couponOwed(address holder) external view returns (uint256);
+    function couponClaimable(address holder) external view returns (uint256);
+    function principalClaimable(address holder) external view returns (uint256);
+    function principalOutstandingOf(address holder) external view returns (uint256);
+    function pendingDepositRequest(uint256 requestId, address controller) external view returns (uint256);
+    function claimableDepositRequest(uint256 requestId, address controller) external view returns (uint256);
+    function canTransfer(address from, address to, uint256 amount) external view returns (bool);
+    function isRepaid() external view returns (bool);
+}

@@ -1,0 +1,132 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.37;
+
+/// @title Telemetry oracle: one m-of-n signed report per fleet and period
+/// @notice Each oracle signer observes a fleet's period (utilization, uptime,
+///         revenue) and signs its own observation as EIP-712 typed data:
+///
+///         Observation(uint256 fleetId,uint32 period,uint40 periodStart,
+///                     uint40 periodEnd,uint16 utilizationBps,uint16 uptimeBps,
+///                     uint128 revenue)
+///
+///         in the domain {name: "gpucredit TelemetryOracle", version: "1",
+///         chainId, verifyingContract}. Anyone may submit at least `quorum`
+///         signed observations from distinct registered signers, ordered by
+///         ascending signer address; the contract stores the median of each
+///         field. Periods are consecutive, fixed-length windows from the
+///         fleet's genesis. A period whose report has not arrived by
+///         `periodEnd + heartbeat` is stale and can be marked Missed by
+///         anyone: a missing report is a covenant event, never "all good".
+interface ITelemetryOracle {
+    enum ReportStatus {
+        None,
+        Reported,
+        Missed
+    }
+
+    /// @notice Fixed settings of a fleet.
+    struct FleetConfig {
+        address operator; // the fleet's operator: signs telemetry pushed to oracle nodes
+        address consumer; // the note's servicer, which closes periods on reports
+        uint40 genesis; // start of period 0
+        uint32 periodLength; // seconds, 30 days by default
+        uint32 heartbeat; // grace after period end before the period is stale
+        uint8 quorum; // signed observations needed
+        uint32 nextPeriod; // the only period a report is accepted for
+        uint32 signerVersion; // bumped on every signer set change
+    }
+
+    /// @notice One signer's observation with its signature (65 bytes r,s,v).
+    struct SignedObservation {
+        uint16 utilizationBps;
+        uint16 uptimeBps;
+        uint128 revenue;
+        bytes signature;
+    }
+
+    /// @notice The stored (median) report of a period.
+    struct Report {
+        ReportStatus status;
+        uint16 utilizationBps;
+        uint16 uptimeBps;
+        uint128 revenue;
+        uint40 recordedAt;
+        uint8 observations;
+    }
+
+    event FleetRegistered(
+        uint256 indexed fleetId,
+        address indexed operator,
+        address consumer,
+        uint40 genesis,
+        uint32 periodLength,
+        uint32 heartbeat
+    );
+    event SignersChanged(uint256 indexed fleetId, address[] signers, uint8 quorum, uint32 signerVersion);
+    event FleetOperatorChanged(uint256 indexed fleetId, address operator);
+    event ReportSubmitted(
+        uint256 indexed fleetId,
+        uint32 indexed period,
+        uint40 periodStart,
+        uint40 periodEnd,
+        uint16 utilizationBps,
+        uint16 uptimeBps,
+        uint128 revenue,
+        uint8 observations,
+        address submitter
+    );
+    event ReportMissed(uint256 indexed fleetId, uint32 indexed period, uint40 periodEnd, uint40 staleSince);
+
+    error FleetUnknown(uint256 fleetId);
+    error FleetExists(uint256 fleetId);
+    error FleetConfigInvalid(string reason);
+    error QuorumNotMet(uint256 observations, uint256 quorum);
+    error SignerUnknown(address signer);
+    error SignersNotAscending(address previous, address next); // duplicates included
+    error SignatureInvalid(uint256 index);
+    error PeriodNotNext(uint32 period, uint32 expected);
+    error PeriodNotEnded(uint32 period, uint40 periodEnd, uint256 nowTs);
+    error PeriodNotStale(uint32 period, uint40 staleAt, uint256 nowTs);
+    error ValueOutOfRange(string field, uint256 value, uint256 max);
+
+    /// @notice Registers a fleet. Fleet-admin role.
+    function registerFleet(
+        uint256 fleetId,
+        address operator,
+        address consumer,
+        uint40 genesis,
+        uint32 periodLength,
+        uint32 heartbeat,
+        address[] calldata signers,
+        uint8 quorum
+    ) external;
+
+    /// @notice Replaces the signer set and quorum. Fleet-admin role.
+    function setSigners(uint256 fleetId, address[] calldata signers, uint8 quorum) external;
+
+    /// @notice Changes the fleet's operator key. Fleet-admin role.
+    function setOperator(uint256 fleetId, address operator) external;
+
+    /// @notice Verifies and stores the median report of `period`.
+    function submitReport(uint256 fleetId, uint32 period, SignedObservation[] calldata observations) external;
+
+    /// @notice Marks the next period Missed once it is stale. Anyone.
+    function markMissed(uint256 fleetId) external;
+
+    function fleet(uint256 fleetId) external view returns (FleetConfig memory);
+    function signers(uint256 fleetId) external view returns (address[] memory);
+    function isSigner(uint256 fleetId, address account) external view returns (bool);
+    function report(uint256 fleetId, uint32 period) external view returns (Report memory);
+    function periodBounds(uint256 fleetId, uint32 period) external view returns (uint40 start, uint40 end);
+    /// @notice True when the next period's report is past its heartbeat.
+    function isStale(uint256 fleetId) external view returns (bool);
+    /// @notice EIP-712 digest a signer signs for an observation.
+    function observationDigest(
+        uint256 fleetId,
+        uint32 period,
+        uint16 utilizationBps,
+        uint16 uptimeBps,
+        uint128 revenue
+    ) external view returns (bytes32);
+    function domainSeparator() external view returns (bytes32);
+}

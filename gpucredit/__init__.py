@@ -1,0 +1,1 @@
+"""gpucredit: Python tooling for the gpucredit GPU-backed note protocol."""
