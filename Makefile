@@ -11,7 +11,7 @@ export SOLCX_BINARY_PATH := $(CURDIR)/tools/solc/bin
 # Keep solc-select (pulled in by slither) out of the home directory.
 export VIRTUAL_ENV := $(CURDIR)/$(VENV)
 
-.PHONY: install demo test test-contracts test-python lint bench clean
+.PHONY: install demo test test-contracts test-service lint bench clean
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -32,14 +32,14 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: install lint test-contracts test-python
+test: install lint test-contracts test-service
 
 test-contracts: install
 	$(BIN)/brownie compile
 	$(BIN)/brownie test tests/unit tests/integration tests/stateful
 
-test-python: install
-	$(BIN)/python -m pytest -p no:pytest-brownie tests/python
+test-service: install
+	$(BIN)/python -m pytest -p no:pytest-brownie tests/service
 
 bench: install
 	$(BIN)/python -m gpucredit.localchain run bench/gas.py

@@ -3,7 +3,7 @@
 Contract tests (unit/, integration/, stateful/) run under brownie's pytest
 plugin, which starts anvil itself; this module first points it at a free
 port, so a busy 8545 never makes the suite attach to a chain it did not
-start. Pure-Python tests (python/) run with the plugin disabled.
+start. Service tests (service/) run with the plugin disabled.
 """
 
 from gpucredit.localchain import use_free_port_for_development
