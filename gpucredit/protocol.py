@@ -1,0 +1,297 @@
+"""Deploying and wiring the gpucredit contracts with brownie.
+
+One place knows how the pieces fit together, so the tests, the benchmarks and
+the scripts deploy the protocol the same way:
+
+    core = deploy_core(admin)                      # stablecoin, registries, oracle
+    deal = open_deal(core, DealSpec(...), ...)      # note, tranches, servicer, fleet
+    pledge_fleet(core, deal, make_fleet(1_000, ...), operator, attestor)
+
+Needs a loaded brownie project (inside `brownie test` / `brownie run`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from gpucredit.merkle import GpuLeaf, MerkleTree, gpu_key, text_id
+
+DAY = 86_400
+YEAR = 365 * DAY
+PERIOD = 30 * DAY
+USD = 10**6  # the stablecoin has 6 decimals
+
+H100 = text_id("NVIDIA H100 SXM5 80GB")
+
+
+def _containers() -> Any:
+    from brownie import project
+
+    return project.get_loaded_projects()[0]
+
+
+@dataclass
+class Core:
+    """Contracts shared by every note: one registry serves all issuers."""
+
+    usd: Any
+    identities: Any
+    registry: Any
+    oracle: Any
+
+
+@dataclass
+class TrancheSpec:
+    """Term sheet of one tranche (amounts in stablecoin units, rates in bps)."""
+
+    name: str
+    symbol: str
+    seniority: int
+    max_size: int
+    spread_bps: int
+    min_subscription: int = 1_000 * USD
+    reference_rate_bps: int = 430
+    floor_rate_bps: int = 500
+    cap_rate_bps: int = 2_500
+    min_collateral_ratio_bps: int = 13_000
+
+
+@dataclass
+class CovenantSpec:
+    """Covenant terms with the seeds' defaults (see IServicer.CovenantTerms)."""
+
+    dscr_min_bps: int = 12_500
+    max_ltv_bps: int = 7_500
+    low_util_max_ltv_bps: int = 6_500
+    uptime_sla_bps: int = 9_900
+    step_down_util_bps: int = 9_000
+    step_down_periods: int = 3
+    step_down_bps: int = -200
+    step_up_util_bps: int = 6_000
+    step_up_periods: int = 1
+    step_up_bps: int = 300
+    sweep_share_bps: int = 5_000
+    reserve_months: int = 3
+    cure_period: int = 30 * DAY
+    fee_per_period: int = 5_000 * USD
+
+    def as_tuple(self) -> tuple:
+        return (
+            self.dscr_min_bps,
+            self.max_ltv_bps,
+            self.low_util_max_ltv_bps,
+            self.uptime_sla_bps,
+            self.step_down_util_bps,
+            self.step_down_periods,
+            self.step_down_bps,
+            self.step_up_util_bps,
+            self.step_up_periods,
+            self.step_up_bps,
+            self.sweep_share_bps,
+            self.reserve_months,
+            self.cure_period,
+            self.fee_per_period,
+        )
+
+
+@dataclass
+class DealSpec:
+    """An SPV note: tranches, timeline, covenants and the oracle set-up."""
+
+    tranches: list[TrancheSpec]
+    subscription_days: int = 14
+    term_days: int = 3 * 365
+    covenants: CovenantSpec = field(default_factory=CovenantSpec)
+    period_length: int = PERIOD
+    heartbeat: int = 7 * DAY
+    quorum: int = 2
+
+
+@dataclass
+class Deal:
+    """A deployed note: its id, tranches (senior first), servicer and terms."""
+
+    note_id: int
+    tranches: list[Any]
+    servicer: Any
+    spec: DealSpec
+    genesis: int
+
+    @property
+    def senior(self) -> Any:
+        return self.tranches[0]
+
+    @property
+    def junior(self) -> Any:
+        return self.tranches[1] if len(self.tranches) > 1 else None
+
+
+def deploy_core(admin: Any) -> Core:
+    """Deploys the stablecoin, identity and collateral registries and the oracle."""
+    c = _containers()
+    tx = {"from": admin}
+    usd = c.MockStablecoin.deploy("Mock USD Coin", "mUSDC", tx)
+    identities = c.IdentityRegistry.deploy(admin, tx)
+    registry = c.CollateralRegistry.deploy(admin, tx)
+    oracle = c.TelemetryOracle.deploy(admin, tx)
+    return Core(usd=usd, identities=identities, registry=registry, oracle=oracle)
+
+
+def grant_roles(core: Core, admin: Any, issuer: Any, operator: Any, attestor: Any) -> None:
+    """The registry roles an issuer, an operator and an attestor need."""
+    tx = {"from": admin}
+    core.registry.grantRole(core.registry.ISSUER_ROLE(), issuer, tx)
+    core.registry.grantRole(core.registry.OPERATOR_ROLE(), operator, tx)
+    core.registry.grantRole(core.registry.ATTESTOR_ROLE(), attestor, tx)
+
+
+def whitelist(core: Core, admin: Any, accounts: list[Any], days: int = 5 * 365) -> None:
+    """Registers KYC identities for `accounts`, valid for `days`."""
+    from brownie import chain
+
+    expiry = chain.time() + days * DAY
+    core.identities.registerIdentities(accounts, 840, expiry, {"from": admin})
+
+
+def open_deal(
+    core: Core,
+    spec: DealSpec,
+    *,
+    admin: Any,
+    issuer: Any,
+    operator: Any,
+    trustee: Any,
+    fee_recipient: Any,
+    signers: list[Any],
+    start: int | None = None,
+) -> Deal:
+    """Opens a note and deploys its tranches and servicer, wired together.
+
+    The oracle fleet's period 0 starts at the end of the subscription window.
+    """
+    from brownie import chain
+
+    c = _containers()
+    tx = {"from": issuer}
+    start = chain[-1].timestamp if start is None else start
+    sub_end = start + spec.subscription_days * DAY
+    maturity = sub_end + spec.term_days * DAY
+
+    note_id = core.registry.openNote(issuer, tx).return_value
+    tranches = []
+    for t in spec.tranches:
+        terms = (
+            note_id,
+            t.seniority,
+            t.max_size,
+            t.min_subscription,
+            start,
+            sub_end,
+            maturity,
+            t.reference_rate_bps,
+            t.spread_bps,
+            t.floor_rate_bps,
+            t.cap_rate_bps,
+            t.min_collateral_ratio_bps,
+        )
+        tranche = c.NoteTranche.deploy(
+            t.name, t.symbol, core.usd, core.identities, core.registry, issuer, issuer, terms, tx
+        )
+        tranches.append(tranche)
+
+    junior = tranches[1] if len(tranches) > 1 else "0x" + "00" * 20
+    servicer = c.Servicer.deploy(
+        core.usd,
+        core.registry,
+        core.oracle,
+        note_id,
+        tranches[0],
+        junior,
+        issuer,
+        operator,
+        fee_recipient,
+        trustee,
+        spec.covenants.as_tuple(),
+        tx,
+    )
+    for tranche in tranches:
+        tranche.setSpv(servicer, tx)
+        tranche.grantRole(tranche.COVENANT_ROLE(), servicer, tx)
+    core.registry.setNoteTranches(note_id, tranches, tx)
+    core.registry.setNoteManager(note_id, servicer, tx)
+
+    fleet_admin = core.oracle.FLEET_ADMIN_ROLE()
+    if not core.oracle.hasRole(fleet_admin, admin):
+        raise ValueError("admin must hold FLEET_ADMIN_ROLE on the oracle")
+    core.oracle.registerFleet(
+        note_id,
+        operator,
+        servicer,
+        sub_end,
+        spec.period_length,
+        spec.heartbeat,
+        sorted(signers, key=lambda a: int(str(a), 16)),
+        spec.quorum,
+        {"from": admin},
+    )
+    return Deal(note_id=note_id, tranches=tranches, servicer=servicer, spec=spec, genesis=sub_end)
+
+
+def make_fleet(
+    count: int,
+    *,
+    cost: int = 25_000 * USD,
+    in_service_at: int,
+    model: bytes = H100,
+    class_id: int = 1,
+    site: str = "ashburn-1",
+    vendor: str = "NVIDIA",
+    serial_prefix: str = "H100-",
+) -> list[GpuLeaf]:
+    """`count` GPU leaves of one model, class and in-service date."""
+    site_id = text_id(site)
+    return [
+        GpuLeaf(
+            index=i,
+            gpu_key=gpu_key(vendor, f"{serial_prefix}{i:06d}"),
+            model=model,
+            site_id=site_id,
+            attestation_hash=text_id(f"attestation:{serial_prefix}{i:06d}"),
+            cost=cost,
+            in_service_at=in_service_at,
+            class_id=class_id,
+        )
+        for i in range(count)
+    ]
+
+
+def register_batch(
+    core: Core, issuer: Any, operator: Any, leaves: list[GpuLeaf]
+) -> tuple[int, MerkleTree, Any]:
+    """Registers `leaves` as one batch; returns (batch id, tree, tx)."""
+    tree = MerkleTree(leaves)
+    first = leaves[0]
+    registration = (
+        issuer,
+        tree.root,
+        len(leaves),
+        sum(leaf.cost for leaf in leaves),
+        first.model,
+        first.class_id,
+        min(leaf.in_service_at for leaf in leaves),
+        text_id(f"attestation-set:{tree.root.hex()}"),
+    )
+    tx = core.registry.registerBatch(registration, {"from": operator})
+    return tx.return_value, tree, tx
+
+
+def pledge_fleet(
+    core: Core, deal: Deal, leaves: list[GpuLeaf], issuer: Any, operator: Any, attestor: Any
+) -> tuple[int, MerkleTree]:
+    """Registers, attests and pledges one batch to the deal's note."""
+    batch_id, tree, _ = register_batch(core, issuer, operator, leaves)
+    batch = core.registry.batchInfo(batch_id)
+    core.registry.attestBatch(batch_id, batch["attestationHash"], {"from": attestor})
+    core.registry.pledgeBatch(batch_id, deal.note_id, {"from": operator})
+    return batch_id, tree
