@@ -15,6 +15,18 @@ pragma solidity 0.8.37;
 ///         one batch, or a leaf that contradicts its batch header. The voided
 ///         batch stops counting as collateral and its note is marked
 ///         collateral-deficient.
+///
+///         Roles (OpenZeppelin AccessControl, each `keccak256("<NAME>")`):
+///         `DEFAULT_ADMIN_ROLE` grants and revokes roles; `ISSUER_ROLE` opens
+///         notes; `OPERATOR_ROLE` registers batches; `ATTESTOR_ROLE` attests
+///         them; `VALUATION_ROLE` sets depreciation classes and model
+///         haircuts.
+///
+///         A batch is live while it is `Pledged` and its note is `Open` or
+///         `SteppedIn`. Releasing a note frees all its batches at once (their
+///         status stays `Pledged`, the note's status decides); a released
+///         batch is never pledged again: its GPUs are registered and attested
+///         afresh in a new batch.
 interface ICollateralRegistry {
     /// @notice Life cycle of a note's collateral pool.
     enum NoteStatus {
@@ -55,6 +67,21 @@ interface ICollateralRegistry {
         uint128 cost;
         uint40 inServiceAt;
         uint8 classId;
+    }
+
+    /// @notice A batch as stored (six slots): what `batchInfo` returns.
+    struct BatchHeader {
+        bytes32 root; // Merkle root over `GpuLeaf` hashes
+        address operator; // registered the batch; the only one who may pledge it
+        uint32 count; // number of leaves
+        uint8 classId; // depreciation class
+        uint40 inServiceAt; // earliest in-service date of the batch's GPUs
+        BatchStatus status;
+        address issuer; // the SPV issuer the fleet is financed for
+        uint64 noteId; // note the batch is (or was) pledged to; 0 before pledging
+        uint128 totalCost; // purchase cost of all GPUs, stablecoin units
+        bytes32 model;
+        bytes32 attestationHash; // the operator's at registration, the attestor's once attested
     }
 
     /// @notice Depreciation curve of a class: straight-line markdown each
@@ -111,38 +138,90 @@ interface ICollateralRegistry {
     error ProofsNotConflicting();
     error LeafConsistent(uint256 batchId);
     error ZeroAddress();
+    error NoteTranchesTooMany(uint256 noteId, uint256 count, uint256 limit);
+
+    // ---- constants ----
+
+    /// @notice `keccak256("ISSUER_ROLE")`: may open notes.
+    function ISSUER_ROLE() external view returns (bytes32);
+
+    /// @notice `keccak256("OPERATOR_ROLE")`: may register batches.
+    function OPERATOR_ROLE() external view returns (bytes32);
+
+    /// @notice `keccak256("ATTESTOR_ROLE")`: may attest batches.
+    function ATTESTOR_ROLE() external view returns (bytes32);
+
+    /// @notice `keccak256("VALUATION_ROLE")`: may set depreciation classes
+    ///         and model haircuts.
+    function VALUATION_ROLE() external view returns (bytes32);
+
+    /// @notice Length of a depreciation step: 365.25 days / 4 = 7,889,400 s.
+    function QUARTER() external view returns (uint256);
+
+    /// @notice Most batches a note can hold (bounds `collateralValue`).
+    function MAX_BATCHES_PER_NOTE() external view returns (uint256);
+
+    /// @notice Most tranches a note can have (bounds `outstandingPrincipal`).
+    function MAX_TRANCHES_PER_NOTE() external view returns (uint256);
+
+    // ---- notes ----
 
     /// @notice Opens a collateral pool for a new note of the calling issuer.
+    ///         Issuer role. Note ids start at 1.
     /// @param manager address that may release the note and move its liens
     ///        (the note's servicer); the issuer can change it later.
     function openNote(address manager) external returns (uint256 noteId);
 
-    /// @notice Hands the note's management to `manager`. Issuer only.
+    /// @notice Hands the note's management to `manager`. Issuer only, while
+    ///         the note is Open (after step-in the issuer no longer controls
+    ///         who may release the liens).
     function setNoteManager(uint256 noteId, address manager) external;
 
     /// @notice The tranche contracts whose outstanding principal the note's
-    ///         collateral secures. Issuer only.
+    ///         collateral secures. Issuer only, while the note is Open; at
+    ///         most `MAX_TRANCHES_PER_NOTE`, none the zero address. Replaces
+    ///         the previous list.
     function setNoteTranches(uint256 noteId, address[] calldata tranches) external;
 
-    /// @notice Records a batch of GPUs. Operator role.
+    // ---- batches ----
+
+    /// @notice Records a batch of GPUs. Operator role; the caller becomes the
+    ///         batch's operator. Batch ids start at 1.
     function registerBatch(BatchRegistration calldata registration) external returns (uint256 batchId);
 
-    /// @notice Confirms a batch's GPUs exist as described. Attestor role.
+    /// @notice Confirms a batch's GPUs exist as described and records the
+    ///         hash of the attestation documents (Registered -> Attested).
+    ///         Attestor role.
     function attestBatch(uint256 batchId, bytes32 attestationHash) external;
 
-    /// @notice Pledges an attested batch to a note of the same issuer. The
-    ///         batch's operator only.
+    /// @notice Pledges an attested batch to an Open note of the same issuer
+    ///         that holds fewer than `MAX_BATCHES_PER_NOTE` batches. The
+    ///         batch's operator only. `BatchPledged` carries the note's new
+    ///         collateral value.
     function pledgeBatch(uint256 batchId, uint256 noteId) external;
 
     /// @notice Frees every batch of a fully repaid note. The note's manager,
-    ///         or anyone once every tranche reports it is repaid.
+    ///         or anyone once the note has at least one tranche and every
+    ///         tranche reports `isRepaid()`. The note must be Open or
+    ///         SteppedIn. O(1): the batches stop being live because the note
+    ///         is Released.
     function releaseNote(uint256 noteId) external;
 
-    /// @notice Moves the note's liens to the trustee (step-in). Manager only.
+    /// @notice Moves the note's liens to the trustee (step-in). Manager only,
+    ///         note Open. The batches stay live: they still block double
+    ///         pledges and still count as collateral, now for the trustee.
     function transferLiens(uint256 noteId, address trustee) external;
 
     /// @notice Voids the later of two live batches that both hold the GPU
     ///         `a.gpuKey` (or one batch that holds it at two indexes).
+    ///         Permissionless. Two batches conflict when both are live and
+    ///         both proofs are valid for the same gpuKey; one batch conflicts
+    ///         with itself when it holds two distinct leaves (e.g. two
+    ///         indexes) with the same gpuKey. The batch with the higher id is
+    ///         voided (one batch: that batch, reported with `keptBatchId` 0)
+    ///         and its note marked collateral-deficient; emits
+    ///         `DoublePledgeProven`, `BatchVoided` ("double pledge") and
+    ///         `NoteCollateralDeficient`.
     function proveDoublePledge(
         uint256 batchA,
         GpuLeaf calldata a,
@@ -154,22 +233,35 @@ interface ICollateralRegistry {
 
     /// @notice Voids a live batch with a leaf that contradicts its header
     ///         (index >= count, other model or class, earlier in-service date).
+    ///         Permissionless. `BatchVoided` says which: "index out of range",
+    ///         "model mismatch", "class mismatch" or "in service before batch".
     function proveBadLeaf(uint256 batchId, GpuLeaf calldata leaf, bytes32[] calldata proof) external;
 
-    /// @notice Sets a depreciation class. Valuation role.
+    // ---- valuation ----
+
+    /// @notice Sets (or creates) a depreciation class. Valuation role. Both
+    ///         bps values at most 10,000. Applies to every batch of the class
+    ///         from now on (values are computed on read).
     function setDepreciationClass(uint8 classId, uint16 quarterlyMarkdownBps, uint16 floorBps) external;
 
     /// @notice Sets the obsolescence haircut of a model (when a new
-    ///         generation ships). Valuation role.
+    ///         generation ships). Valuation role. At most 10,000 bps.
     function setModelHaircut(bytes32 model, uint16 haircutBps) external;
 
-    /// @notice The Merkle leaf of a GPU record (double-hashed, OpenZeppelin style).
+    // ---- views ----
+
+    /// @notice The Merkle leaf of a GPU record (double-hashed, OpenZeppelin
+    ///         StandardMerkleTree style): `keccak256(bytes.concat(keccak256(
+    ///         abi.encode(index, gpuKey, model, siteId, attestationHash, cost,
+    ///         inServiceAt, classId))))`. Trees hash sorted pairs.
     function leafHash(GpuLeaf calldata leaf) external pure returns (bytes32);
 
     /// @notice True when `leaf` is in batch `batchId`.
     function verifyGpu(uint256 batchId, GpuLeaf calldata leaf, bytes32[] calldata proof) external view returns (bool);
 
-    /// @notice Value of a batch now: cost x depreciation x (1 - haircut).
+    /// @notice Value of a batch now: cost x depreciation x (1 - haircut),
+    ///         rounded down. Zero once voided. Computed for any other status
+    ///         (whether it counts for a note is `collateralValue`'s business).
     function batchValue(uint256 batchId) external view returns (uint256);
 
     /// @notice Value of the live batches pledged to a note now. Loops over
@@ -183,5 +275,38 @@ interface ICollateralRegistry {
     function depreciationFactorBps(uint8 classId, uint256 quarters) external view returns (uint256);
 
     /// @notice Whether a batch is pledged to a live note, and which note.
+    ///         `noteId` is the note the batch was pledged to, live or not
+    ///         (0 if never pledged).
     function livePledgeOf(uint256 batchId) external view returns (bool live, uint256 noteId);
+
+    /// @notice Everything stored about a note except its tranches.
+    /// @return issuer the SPV issuer that opened the note
+    /// @return manager may release the note and transfer its liens
+    /// @return status life cycle of the note's collateral pool
+    /// @return lienholder the trustee once SteppedIn, else the zero address
+    /// @return deficient a fraud proof voided one of the note's batches
+    /// @return batchIds every batch ever pledged to the note, voided included
+    function noteInfo(uint256 noteId)
+        external
+        view
+        returns (
+            address issuer,
+            address manager,
+            NoteStatus status,
+            address lienholder,
+            bool deficient,
+            uint256[] memory batchIds
+        );
+
+    /// @notice The tranche contracts of a note.
+    function noteTranches(uint256 noteId) external view returns (address[] memory);
+
+    /// @notice The stored header of a batch.
+    function batchInfo(uint256 batchId) external view returns (BatchHeader memory);
+
+    /// @notice A depreciation class (`exists` false when never set).
+    function depreciationClass(uint8 classId) external view returns (DepreciationClass memory);
+
+    /// @notice The obsolescence haircut of a model, in bps.
+    function modelHaircutBps(bytes32 model) external view returns (uint16);
 }

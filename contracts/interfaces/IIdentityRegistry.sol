@@ -6,6 +6,9 @@ pragma solidity 0.8.37;
 ///         note is listed here by a KYC agent, with an expiry date. An agent
 ///         can freeze an identity (court order, sanctions hit) without
 ///         deleting it.
+///
+///         Roles (OpenZeppelin AccessControl): `DEFAULT_ADMIN_ROLE` grants
+///         and revokes roles; `AGENT_ROLE` (KYC agent) writes identities.
 interface IIdentityRegistry {
     /// @notice An identity was added or its expiry or country changed.
     event IdentityRegistered(address indexed account, uint16 country, uint64 expiresAt);
@@ -25,7 +28,11 @@ interface IIdentityRegistry {
     /// @notice The zero address cannot hold an identity.
     error IdentityZeroAddress();
 
-    /// @notice Adds or renews an identity. Agent only.
+    /// @notice Role of the KYC agents: `keccak256("AGENT_ROLE")`.
+    function AGENT_ROLE() external view returns (bytes32);
+
+    /// @notice Adds or renews an identity. Agent only. Renewing keeps the
+    ///         identity's frozen flag: a renewal never unfreezes.
     function registerIdentity(address account, uint16 country, uint64 expiresAt) external;
 
     /// @notice Adds or renews many identities with the same expiry. Agent only.
@@ -40,9 +47,13 @@ interface IIdentityRegistry {
     /// @notice True when `account` is listed, unexpired and not frozen.
     function isVerified(address account) external view returns (bool);
 
-    /// @notice Reverts with the reason `account` may not hold notes, if any.
+    /// @notice Reverts with the reason `account` may not hold notes, if any:
+    ///         `IdentityUnknown`, then `IdentityIsFrozen`, then
+    ///         `IdentityExpired` (a frozen identity reports the freeze even
+    ///         when it has also expired). One storage read.
     function requireVerified(address account) external view;
 
-    /// @notice The stored identity of `account`.
+    /// @notice The stored identity of `account`; all zero when unlisted
+    ///         (a listed identity always has a non-zero `expiresAt`).
     function identityOf(address account) external view returns (uint16 country, uint64 expiresAt, bool frozen);
 }

@@ -1,0 +1,90 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.37;
+
+import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {IIdentityRegistry} from "../interfaces/IIdentityRegistry.sol";
+
+/// @title Identity registry of KYC-whitelisted holders (ERC-3643 style)
+/// @notice See {IIdentityRegistry}. Tranches call `requireVerified` on every
+///         transfer, so each identity lives in one packed storage slot and a
+///         check costs a single read.
+contract IdentityRegistry is IIdentityRegistry, AccessControl {
+    /// @notice One identity, packed into one slot (2 + 8 + 1 + 1 bytes).
+    struct Identity {
+        uint16 country; // ISO 3166-1 numeric code
+        uint64 expiresAt; // KYC valid while block.timestamp < expiresAt
+        bool frozen;
+        bool listed;
+    }
+
+    /// @inheritdoc IIdentityRegistry
+    bytes32 public constant AGENT_ROLE = keccak256("AGENT_ROLE");
+
+    mapping(address account => Identity) private _identities;
+
+    /// @param admin receives `DEFAULT_ADMIN_ROLE` and `AGENT_ROLE`.
+    constructor(address admin) {
+        if (admin == address(0)) revert IdentityZeroAddress();
+        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+        _grantRole(AGENT_ROLE, admin);
+    }
+
+    /// @inheritdoc IIdentityRegistry
+    function registerIdentity(address account, uint16 country, uint64 expiresAt) external onlyRole(AGENT_ROLE) {
+        _registerIdentity(account, country, expiresAt);
+    }
+
+    /// @inheritdoc IIdentityRegistry
+    function registerIdentities(address[] calldata accounts, uint16 country, uint64 expiresAt)
+        external
+        onlyRole(AGENT_ROLE)
+    {
+        for (uint256 i = 0; i < accounts.length; ++i) {
+            _registerIdentity(accounts[i], country, expiresAt);
+        }
+    }
+
+    /// @inheritdoc IIdentityRegistry
+    function removeIdentity(address account) external onlyRole(AGENT_ROLE) {
+        if (!_identities[account].listed) revert IdentityUnknown(account);
+        delete _identities[account];
+        emit IdentityRemoved(account);
+    }
+
+    /// @inheritdoc IIdentityRegistry
+    function setFrozen(address account, bool frozen) external onlyRole(AGENT_ROLE) {
+        Identity storage identity = _identities[account];
+        if (!identity.listed) revert IdentityUnknown(account);
+        identity.frozen = frozen;
+        emit IdentityFrozen(account, frozen);
+    }
+
+    /// @inheritdoc IIdentityRegistry
+    function isVerified(address account) external view returns (bool) {
+        Identity memory identity = _identities[account];
+        return identity.listed && identity.expiresAt > block.timestamp && !identity.frozen;
+    }
+
+    /// @inheritdoc IIdentityRegistry
+    function requireVerified(address account) external view {
+        Identity memory identity = _identities[account];
+        if (!identity.listed) revert IdentityUnknown(account);
+        if (identity.frozen) revert IdentityIsFrozen(account);
+        if (identity.expiresAt <= block.timestamp) revert IdentityExpired(account, identity.expiresAt);
+    }
+
+    /// @inheritdoc IIdentityRegistry
+    function identityOf(address account) external view returns (uint16 country, uint64 expiresAt, bool frozen) {
+        Identity memory identity = _identities[account];
+        return (identity.country, identity.expiresAt, identity.frozen);
+    }
+
+    /// @dev Writes the whole slot at once; keeps the frozen flag on renewal.
+    function _registerIdentity(address account, uint16 country, uint64 expiresAt) private {
+        if (account == address(0)) revert IdentityZeroAddress();
+        if (expiresAt <= block.timestamp) revert IdentityExpiryInPast(account, expiresAt);
+        Identity storage identity = _identities[account];
+        _identities[account] = Identity({country: country, expiresAt: expiresAt, frozen: identity.frozen, listed: true});
+        emit IdentityRegistered(account, country, expiresAt);
+    }
+}

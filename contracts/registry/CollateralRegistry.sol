@@ -1,0 +1,434 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.37;
+
+import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
+import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
+import {ICollateralRegistry} from "../interfaces/ICollateralRegistry.sol";
+import {INoteTranche} from "../interfaces/INoteTranche.sol";
+import {Depreciation} from "../libraries/Depreciation.sol";
+
+/// @title Collateral registry of GPUs pledged to gpucredit notes
+/// @notice See {ICollateralRegistry}. A batch of any size costs six storage
+///         slots to register, and one more write each to attest and pledge;
+///         GPUs are only ever touched one at a time, by fraud proofs.
+contract CollateralRegistry is ICollateralRegistry, AccessControl {
+    /// @notice A note's collateral pool. Slot 0 packs issuer, status and the
+    ///         deficiency flag.
+    struct Note {
+        address issuer;
+        NoteStatus status;
+        bool deficient;
+        address manager;
+        address lienholder;
+        address[] tranches;
+        uint64[] batchIds; // every batch ever pledged, four ids per slot
+    }
+
+    /// @inheritdoc ICollateralRegistry
+    bytes32 public constant ISSUER_ROLE = keccak256("ISSUER_ROLE");
+    /// @inheritdoc ICollateralRegistry
+    bytes32 public constant OPERATOR_ROLE = keccak256("OPERATOR_ROLE");
+    /// @inheritdoc ICollateralRegistry
+    bytes32 public constant ATTESTOR_ROLE = keccak256("ATTESTOR_ROLE");
+    /// @inheritdoc ICollateralRegistry
+    bytes32 public constant VALUATION_ROLE = keccak256("VALUATION_ROLE");
+
+    /// @inheritdoc ICollateralRegistry
+    uint256 public constant QUARTER = Depreciation.QUARTER;
+    /// @inheritdoc ICollateralRegistry
+    uint256 public constant MAX_BATCHES_PER_NOTE = 32;
+    /// @inheritdoc ICollateralRegistry
+    uint256 public constant MAX_TRANCHES_PER_NOTE = 4;
+
+    string private constant _REASON_DOUBLE_PLEDGE = "double pledge";
+
+    /// @dev Both counters in one slot; ids start at 1 and fit in uint64, the
+    ///      width of `BatchHeader.noteId` and `Note.batchIds`.
+    uint64 private _noteCount;
+    uint64 private _batchCount;
+
+    mapping(uint256 noteId => Note) private _notes;
+    mapping(uint256 batchId => BatchHeader) private _batches;
+    mapping(uint8 classId => DepreciationClass) private _classes;
+    mapping(bytes32 model => uint16 haircutBps) private _modelHaircuts;
+
+    /// @param admin receives `DEFAULT_ADMIN_ROLE` and `VALUATION_ROLE`.
+    /// @dev Default classes: 0 "fast" (latest-generation training GPUs,
+    ///      ~18-month economic life) 16.67 %/quarter; 1 at 20 %/yr
+    ///      (5 %/quarter); 2 at 15 %/yr (3.75 %/quarter); all floored at 0.
+    constructor(address admin) {
+        if (admin == address(0)) revert ZeroAddress();
+        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+        _grantRole(VALUATION_ROLE, admin);
+        _setDepreciationClass(0, 1667, 0);
+        _setDepreciationClass(1, 500, 0);
+        _setDepreciationClass(2, 375, 0);
+    }
+
+    // ---- notes ----
+
+    /// @inheritdoc ICollateralRegistry
+    function openNote(address manager) external onlyRole(ISSUER_ROLE) returns (uint256 noteId) {
+        if (manager == address(0)) revert ZeroAddress();
+        noteId = ++_noteCount;
+        Note storage note = _notes[noteId];
+        note.issuer = msg.sender;
+        note.status = NoteStatus.Open;
+        note.manager = manager;
+        emit NoteOpened(noteId, msg.sender, manager);
+    }
+
+    /// @inheritdoc ICollateralRegistry
+    function setNoteManager(uint256 noteId, address manager) external {
+        Note storage note = _openNoteOfIssuer(noteId);
+        if (manager == address(0)) revert ZeroAddress();
+        note.manager = manager;
+        emit NoteManagerSet(noteId, manager);
+    }
+
+    /// @inheritdoc ICollateralRegistry
+    function setNoteTranches(uint256 noteId, address[] calldata tranches) external {
+        Note storage note = _openNoteOfIssuer(noteId);
+        if (tranches.length > MAX_TRANCHES_PER_NOTE) {
+            revert NoteTranchesTooMany(noteId, tranches.length, MAX_TRANCHES_PER_NOTE);
+        }
+        for (uint256 i = 0; i < tranches.length; ++i) {
+            if (tranches[i] == address(0)) revert ZeroAddress();
+        }
+        note.tranches = tranches;
+        emit NoteTranchesSet(noteId, tranches);
+    }
+
+    /// @inheritdoc ICollateralRegistry
+    function releaseNote(uint256 noteId) external {
+        Note storage note = _note(noteId);
+        if (!_isLiveNoteStatus(note.status)) revert NoteNotOpen(noteId, note.status);
+        if (msg.sender != note.manager && !_allTranchesRepaid(note)) revert NoteNotRepaid(noteId);
+        note.status = NoteStatus.Released;
+        emit NoteReleased(noteId, msg.sender);
+    }
+
+    /// @inheritdoc ICollateralRegistry
+    function transferLiens(uint256 noteId, address trustee) external {
+        Note storage note = _note(noteId);
+        if (msg.sender != note.manager) revert CallerNotNoteManager(noteId, msg.sender);
+        if (note.status != NoteStatus.Open) revert NoteNotOpen(noteId, note.status);
+        if (trustee == address(0)) revert ZeroAddress();
+        note.status = NoteStatus.SteppedIn;
+        note.lienholder = trustee;
+        emit LiensTransferred(noteId, trustee);
+    }
+
+    // ---- batches ----
+
+    /// @inheritdoc ICollateralRegistry
+    function registerBatch(BatchRegistration calldata registration)
+        external
+        onlyRole(OPERATOR_ROLE)
+        returns (uint256 batchId)
+    {
+        if (registration.count == 0) revert BatchEmpty();
+        if (!_classes[registration.classId].exists) revert DepreciationClassUnknown(registration.classId);
+        if (registration.inServiceAt > block.timestamp) revert BatchInServiceInFuture(registration.inServiceAt);
+        if (registration.issuer == address(0)) revert ZeroAddress();
+        batchId = ++_batchCount;
+        _batches[batchId] = BatchHeader({
+            root: registration.root,
+            operator: msg.sender,
+            count: registration.count,
+            classId: registration.classId,
+            inServiceAt: registration.inServiceAt,
+            status: BatchStatus.Registered,
+            issuer: registration.issuer,
+            noteId: 0,
+            totalCost: registration.totalCost,
+            model: registration.model,
+            attestationHash: registration.attestationHash
+        });
+        emit BatchRegistered(
+            batchId,
+            msg.sender,
+            registration.issuer,
+            registration.root,
+            registration.count,
+            registration.totalCost,
+            registration.model,
+            registration.classId,
+            registration.inServiceAt,
+            registration.attestationHash
+        );
+    }
+
+    /// @inheritdoc ICollateralRegistry
+    function attestBatch(uint256 batchId, bytes32 attestationHash) external onlyRole(ATTESTOR_ROLE) {
+        BatchHeader storage batch = _batch(batchId);
+        if (batch.status != BatchStatus.Registered) {
+            revert BatchNotInStatus(batchId, batch.status, BatchStatus.Registered);
+        }
+        batch.status = BatchStatus.Attested;
+        batch.attestationHash = attestationHash;
+        emit BatchAttested(batchId, msg.sender, attestationHash);
+    }
+
+    /// @inheritdoc ICollateralRegistry
+    function pledgeBatch(uint256 batchId, uint256 noteId) external {
+        BatchHeader storage batch = _batch(batchId);
+        if (msg.sender != batch.operator) revert CallerNotBatchOperator(batchId, msg.sender);
+        if (batch.status != BatchStatus.Attested) {
+            revert BatchNotInStatus(batchId, batch.status, BatchStatus.Attested);
+        }
+        Note storage note = _note(noteId);
+        if (note.status != NoteStatus.Open) revert NoteNotOpen(noteId, note.status);
+        if (batch.issuer != note.issuer) revert BatchIssuerMismatch(batchId, batch.issuer, note.issuer);
+        if (note.batchIds.length >= MAX_BATCHES_PER_NOTE) revert NoteBatchLimitReached(noteId, MAX_BATCHES_PER_NOTE);
+        batch.status = BatchStatus.Pledged;
+        batch.noteId = uint64(noteId); // an existing note's id is <= _noteCount, a uint64
+        note.batchIds.push(uint64(batchId)); // likewise <= _batchCount
+        emit BatchPledged(batchId, noteId, _collateralValue(note));
+    }
+
+    // ---- fraud proofs ----
+
+    /// @inheritdoc ICollateralRegistry
+    function proveDoublePledge(
+        uint256 batchA,
+        GpuLeaf calldata a,
+        bytes32[] calldata proofA,
+        uint256 batchB,
+        GpuLeaf calldata b,
+        bytes32[] calldata proofB
+    ) external {
+        if (a.gpuKey != b.gpuKey) revert ProofsNotConflicting();
+        bytes32 leafA = _leafHash(a);
+        bytes32 leafB = _leafHash(b);
+        if (batchA == batchB && leafA == leafB) revert ProofsNotConflicting();
+        BatchHeader storage headerA = _liveBatch(batchA);
+        BatchHeader storage headerB = _liveBatch(batchB);
+        if (!MerkleProof.verifyCalldata(proofA, headerA.root, leafA)) revert ProofInvalid(batchA, a.gpuKey);
+        if (!MerkleProof.verifyCalldata(proofB, headerB.root, leafB)) revert ProofInvalid(batchB, b.gpuKey);
+
+        (uint256 keptBatchId, uint256 voidedBatchId) = batchA < batchB ? (batchA, batchB) : (batchB, batchA);
+        if (keptBatchId == voidedBatchId) keptBatchId = 0; // one batch holds the GPU twice: nothing is kept
+        uint256 noteId = _void(voidedBatchId == batchA ? headerA : headerB);
+        emit DoublePledgeProven(a.gpuKey, keptBatchId, voidedBatchId, msg.sender);
+        emit BatchVoided(voidedBatchId, noteId, a.gpuKey, _REASON_DOUBLE_PLEDGE);
+        emit NoteCollateralDeficient(noteId, voidedBatchId);
+    }
+
+    /// @inheritdoc ICollateralRegistry
+    function proveBadLeaf(uint256 batchId, GpuLeaf calldata leaf, bytes32[] calldata proof) external {
+        BatchHeader storage batch = _liveBatch(batchId);
+        if (!MerkleProof.verifyCalldata(proof, batch.root, _leafHash(leaf))) revert ProofInvalid(batchId, leaf.gpuKey);
+        string memory reason;
+        if (leaf.index >= batch.count) {
+            reason = "index out of range";
+        } else if (leaf.model != batch.model) {
+            reason = "model mismatch";
+        } else if (leaf.classId != batch.classId) {
+            reason = "class mismatch";
+        } else if (leaf.inServiceAt < batch.inServiceAt) {
+            reason = "in service before batch";
+        } else {
+            revert LeafConsistent(batchId);
+        }
+        uint256 noteId = _void(batch);
+        emit BatchVoided(batchId, noteId, leaf.gpuKey, reason);
+        emit NoteCollateralDeficient(noteId, batchId);
+    }
+
+    // ---- valuation ----
+
+    /// @inheritdoc ICollateralRegistry
+    function setDepreciationClass(uint8 classId, uint16 quarterlyMarkdownBps, uint16 floorBps)
+        external
+        onlyRole(VALUATION_ROLE)
+    {
+        _setDepreciationClass(classId, quarterlyMarkdownBps, floorBps);
+    }
+
+    /// @inheritdoc ICollateralRegistry
+    function setModelHaircut(bytes32 model, uint16 haircutBps) external onlyRole(VALUATION_ROLE) {
+        if (haircutBps > Depreciation.BPS) revert BpsOutOfRange(haircutBps);
+        _modelHaircuts[model] = haircutBps;
+        emit ModelHaircutSet(model, haircutBps);
+    }
+
+    // ---- views ----
+
+    /// @inheritdoc ICollateralRegistry
+    function leafHash(GpuLeaf calldata leaf) external pure returns (bytes32) {
+        return _leafHash(leaf);
+    }
+
+    /// @inheritdoc ICollateralRegistry
+    function verifyGpu(uint256 batchId, GpuLeaf calldata leaf, bytes32[] calldata proof) external view returns (bool) {
+        return MerkleProof.verifyCalldata(proof, _batch(batchId).root, _leafHash(leaf));
+    }
+
+    /// @inheritdoc ICollateralRegistry
+    function batchValue(uint256 batchId) external view returns (uint256) {
+        return _batchValue(_batch(batchId));
+    }
+
+    /// @inheritdoc ICollateralRegistry
+    function collateralValue(uint256 noteId) external view returns (uint256) {
+        return _collateralValue(_note(noteId));
+    }
+
+    /// @inheritdoc ICollateralRegistry
+    function outstandingPrincipal(uint256 noteId) external view returns (uint256 principal) {
+        address[] storage tranches = _note(noteId).tranches;
+        for (uint256 i = 0; i < tranches.length; ++i) {
+            principal += INoteTranche(tranches[i]).principalOutstanding();
+        }
+    }
+
+    /// @inheritdoc ICollateralRegistry
+    function depreciationFactorBps(uint8 classId, uint256 quarters) external view returns (uint256) {
+        DepreciationClass memory class_ = _classes[classId];
+        if (!class_.exists) revert DepreciationClassUnknown(classId);
+        return Depreciation.factorBps(class_.quarterlyMarkdownBps, class_.floorBps, quarters);
+    }
+
+    /// @inheritdoc ICollateralRegistry
+    function livePledgeOf(uint256 batchId) external view returns (bool live, uint256 noteId) {
+        BatchHeader storage batch = _batch(batchId);
+        return (_isLive(batch), batch.noteId);
+    }
+
+    /// @inheritdoc ICollateralRegistry
+    function noteInfo(uint256 noteId)
+        external
+        view
+        returns (
+            address issuer,
+            address manager,
+            NoteStatus status,
+            address lienholder,
+            bool deficient,
+            uint256[] memory batchIds
+        )
+    {
+        Note storage note = _note(noteId);
+        uint64[] storage stored = note.batchIds;
+        batchIds = new uint256[](stored.length);
+        for (uint256 i = 0; i < stored.length; ++i) {
+            batchIds[i] = stored[i];
+        }
+        return (note.issuer, note.manager, note.status, note.lienholder, note.deficient, batchIds);
+    }
+
+    /// @inheritdoc ICollateralRegistry
+    function noteTranches(uint256 noteId) external view returns (address[] memory) {
+        return _note(noteId).tranches;
+    }
+
+    /// @inheritdoc ICollateralRegistry
+    function batchInfo(uint256 batchId) external view returns (BatchHeader memory) {
+        return _batch(batchId);
+    }
+
+    /// @inheritdoc ICollateralRegistry
+    function depreciationClass(uint8 classId) external view returns (DepreciationClass memory) {
+        return _classes[classId];
+    }
+
+    /// @inheritdoc ICollateralRegistry
+    function modelHaircutBps(bytes32 model) external view returns (uint16) {
+        return _modelHaircuts[model];
+    }
+
+    // ---- internals ----
+
+    function _setDepreciationClass(uint8 classId, uint16 quarterlyMarkdownBps, uint16 floorBps) private {
+        if (quarterlyMarkdownBps > Depreciation.BPS) revert BpsOutOfRange(quarterlyMarkdownBps);
+        if (floorBps > Depreciation.BPS) revert BpsOutOfRange(floorBps);
+        _classes[classId] =
+            DepreciationClass({quarterlyMarkdownBps: quarterlyMarkdownBps, floorBps: floorBps, exists: true});
+        emit DepreciationClassSet(classId, quarterlyMarkdownBps, floorBps);
+    }
+
+    /// @dev Marks a live batch voided and its note deficient; returns the note.
+    function _void(BatchHeader storage batch) private returns (uint256 noteId) {
+        noteId = batch.noteId;
+        batch.status = BatchStatus.Voided;
+        _notes[noteId].deficient = true;
+    }
+
+    function _note(uint256 noteId) private view returns (Note storage note) {
+        note = _notes[noteId];
+        if (note.status == NoteStatus.None) revert NoteUnknown(noteId);
+    }
+
+    function _openNoteOfIssuer(uint256 noteId) private view returns (Note storage note) {
+        note = _note(noteId);
+        if (msg.sender != note.issuer) revert CallerNotNoteIssuer(noteId, msg.sender);
+        if (note.status != NoteStatus.Open) revert NoteNotOpen(noteId, note.status);
+    }
+
+    function _batch(uint256 batchId) private view returns (BatchHeader storage batch) {
+        batch = _batches[batchId];
+        if (batch.status == BatchStatus.None) revert BatchUnknown(batchId);
+    }
+
+    function _liveBatch(uint256 batchId) private view returns (BatchHeader storage batch) {
+        batch = _batch(batchId);
+        if (!_isLive(batch)) revert BatchNotLive(batchId);
+    }
+
+    function _isLive(BatchHeader storage batch) private view returns (bool) {
+        return batch.status == BatchStatus.Pledged && _isLiveNoteStatus(_notes[batch.noteId].status);
+    }
+
+    function _isLiveNoteStatus(NoteStatus status) private pure returns (bool) {
+        return status == NoteStatus.Open || status == NoteStatus.SteppedIn;
+    }
+
+    /// @dev Staticcalls each tranche; false for a note without tranches.
+    function _allTranchesRepaid(Note storage note) private view returns (bool) {
+        address[] storage tranches = note.tranches;
+        if (tranches.length == 0) return false;
+        for (uint256 i = 0; i < tranches.length; ++i) {
+            if (!INoteTranche(tranches[i]).isRepaid()) return false;
+        }
+        return true;
+    }
+
+    function _collateralValue(Note storage note) private view returns (uint256 value) {
+        if (!_isLiveNoteStatus(note.status)) return 0;
+        uint64[] storage batchIds = note.batchIds;
+        for (uint256 i = 0; i < batchIds.length; ++i) {
+            BatchHeader storage batch = _batches[batchIds[i]];
+            if (batch.status == BatchStatus.Pledged) value += _batchValue(batch);
+        }
+    }
+
+    /// @dev Rounds down (see {Depreciation-value}).
+    function _batchValue(BatchHeader storage batch) private view returns (uint256) {
+        if (batch.status == BatchStatus.Voided) return 0;
+        DepreciationClass memory class_ = _classes[batch.classId];
+        uint256 quarters = Depreciation.quartersElapsed(batch.inServiceAt, block.timestamp);
+        uint256 factor = Depreciation.factorBps(class_.quarterlyMarkdownBps, class_.floorBps, quarters);
+        return Depreciation.value(batch.totalCost, factor, _modelHaircuts[batch.model]);
+    }
+
+    function _leafHash(GpuLeaf calldata leaf) private pure returns (bytes32) {
+        return keccak256(
+            bytes.concat(
+                keccak256(
+                    abi.encode(
+                        leaf.index,
+                        leaf.gpuKey,
+                        leaf.model,
+                        leaf.siteId,
+                        leaf.attestationHash,
+                        leaf.cost,
+                        leaf.inServiceAt,
+                        leaf.classId
+                    )
+                )
+            )
+        );
+    }
+}
