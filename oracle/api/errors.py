@@ -1,0 +1,46 @@
+"""Error responses: every OracleError and every schema error share one shape."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from oracle.errors import OracleError
+from oracle.models import ErrorResponse
+
+log = logging.getLogger("oracle.api")
+
+
+def error_responses(*codes: int) -> dict[int | str, dict]:
+    """OpenAPI ``responses=`` entries for the given status codes."""
+    return {code: {"model": ErrorResponse} for code in codes}
+
+
+def _body(code: str, message: str, detail=None) -> dict:
+    return {"error": {"code": code, "message": message, "detail": detail}}
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(OracleError)
+    async def oracle_error(_request: Request, exc: OracleError) -> JSONResponse:
+        if exc.status_code >= 500:
+            log.warning("%s: %s", exc.code, exc.message)
+        return JSONResponse(_body(exc.code, exc.message, exc.detail), exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def schema_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Only location, message and type: the offending input may not be JSON-safe.
+        problems = [
+            {
+                "loc": [str(part) for part in err.get("loc", ())],
+                "msg": str(err.get("msg", "")),
+                "type": str(err.get("type", "")),
+            }
+            for err in exc.errors()
+        ]
+        return JSONResponse(
+            _body("schema_invalid", "the request does not match the schema", problems), 422
+        )

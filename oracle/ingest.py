@@ -1,0 +1,273 @@
+"""Telemetry ingestion: authenticate, validate against the fleet's periods, store.
+
+Order of checks (the first failure answers, nothing is written):
+
+1. schema (pydantic, before this module): 422
+2. the fleet is registered on-chain and this node is one of its signers: 404
+3. the signature parses and recovers: 401; the signer is ``fleet.operator``: 403
+4. every timestamp: not in the future (beyond ``max_clock_skew_seconds``), not
+   before genesis, in a period the contract still expects (``>= nextPeriod``)
+   and still open here (``now < periodEnd + settle_seconds``, not sealed); a
+   sample's interval stays inside its period: 422
+5. invoice ids unique within the batch: 409
+6. in ONE database transaction: the batch id is new (same content: 409
+   ``batch_replayed``, other content: 409 ``batch_id_reused``), no invoice id
+   was seen before for the fleet (409), each touched period is unsealed and its
+   running totals stay within range (422); then the batch, samples and revenue
+   events are inserted and committed before the 2xx.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from oracle.batchsig import batch_digest, domain_separator, payload_hash, recover_signer
+from oracle.chain import FleetDirectory
+from oracle.errors import (
+    BatchIdReused,
+    BatchReplayed,
+    DuplicateInvoice,
+    FleetNotServed,
+    PeriodClosed,
+    SignatureInvalid,
+    SignerForbidden,
+    TimestampOutOfWindow,
+    ValueOutOfRange,
+)
+from oracle.models import PeriodCount, TelemetryAccepted, TelemetryBatchIn, to_micro
+from oracle.store import Store, batches, periods, revenue_events, samples
+
+RUNNING_TOTAL_LIMIT = 2**62  # keeps every SUM inside a signed 64-bit integer
+
+
+class Ingestor:
+    def __init__(
+        self,
+        store: Store,
+        fleets: FleetDirectory,
+        chain_id: int,
+        oracle_address: str,
+        node_address: str,
+        settle_seconds: int,
+        max_clock_skew_seconds: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._fleets = fleets
+        self._domain = domain_separator(chain_id, oracle_address)
+        self._node = node_address
+        self._settle = settle_seconds
+        self._skew = max_clock_skew_seconds
+        self._clock = clock
+
+    def ingest(self, fleet_id: int, batch: TelemetryBatchIn, raw: dict) -> TelemetryAccepted:
+        cfg = self._fleets.fleet(fleet_id)
+        if self._node not in self._fleets.signers(fleet_id):
+            raise FleetNotServed(f"this node is not a signer of fleet {fleet_id}")
+
+        p_hash = payload_hash(raw)
+        digest = batch_digest(self._domain, fleet_id, bytes.fromhex(batch.batch_id[2:]), p_hash)
+        try:
+            signer = recover_signer(digest, bytes.fromhex(batch.signature[2:]))
+        except ValueError as exc:
+            raise SignatureInvalid(f"the batch signature is invalid: {exc}") from None
+        if signer != cfg.operator:
+            raise SignerForbidden(
+                f"the batch is signed by {signer}, not by the fleet's operator",
+                {"signer": signer, "operator": cfg.operator},
+            )
+
+        now = self._clock()
+        sample_rows, revenue_rows = [], []
+        per_period: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
+        for i, s in enumerate(batch.samples):
+            period = self._period_of(cfg, s.ts, now, f"samples[{i}].ts")
+            _, end = cfg.bounds(period)
+            if s.ts + s.interval_seconds > end:
+                raise TimestampOutOfWindow(
+                    f"samples[{i}] crosses the end of period {period} ({end})",
+                    {"index": i, "period_end": end},
+                )
+            available = to_micro(s.gpu_hours_available)
+            span = s.interval_seconds * s.gpu_count
+            sample_rows.append(
+                {
+                    "fleet_id": fleet_id,
+                    "period": period,
+                    "ts": s.ts,
+                    "interval_s": s.interval_seconds,
+                    "gpu_id": s.gpu_id,
+                    "gpu_count": s.gpu_count,
+                    "available_uh": available,
+                    "used_uh": to_micro(s.gpu_hours_used),
+                    "uptime_gpu_s": s.uptime_seconds * s.gpu_count,
+                    "span_gpu_s": span,
+                }
+            )
+            agg = per_period[period]
+            agg[0] += 1
+            agg[2] += available
+            agg[3] += span
+        invoices = set()
+        for i, r in enumerate(batch.revenue):
+            period = self._period_of(cfg, r.ts, now, f"revenue[{i}].ts")
+            if r.invoice_id in invoices:
+                raise DuplicateInvoice(
+                    f"invoice {r.invoice_id!r} appears twice in the batch",
+                    {"invoice_id": r.invoice_id},
+                )
+            invoices.add(r.invoice_id)
+            revenue_rows.append(
+                {
+                    "fleet_id": fleet_id,
+                    "period": period,
+                    "ts": r.ts,
+                    "invoice_id": r.invoice_id,
+                    "amount": r.amount,
+                    "customer": r.customer,
+                    "contract_type": r.contract_type,
+                }
+            )
+            agg = per_period[period]
+            agg[1] += 1
+            agg[4] += r.amount
+
+        ack = TelemetryAccepted(
+            fleet_id=fleet_id,
+            batch_id=batch.batch_id.lower(),
+            payload_hash="0x" + p_hash.hex(),
+            signer=signer,
+            samples=len(sample_rows),
+            revenue_events=len(revenue_rows),
+            periods=[
+                PeriodCount(period=p, samples=v[0], revenue_events=v[1])
+                for p, v in sorted(per_period.items())
+            ],
+            received_at=now,
+        )
+        try:
+            self._commit(cfg, ack, batch.signature, sample_rows, revenue_rows, per_period)
+        except IntegrityError:
+            # A concurrent writer (PostgreSQL) stored the same batch or invoice
+            # first: find out which and answer as if we had seen it first.
+            self._raise_conflict(fleet_id, ack, list(invoices))
+            raise
+        return ack
+
+    def _period_of(self, cfg, ts: int, now: float, where: str) -> int:
+        if ts > now + self._skew:
+            raise TimestampOutOfWindow(f"{where} = {ts} is in the future", {"field": where})
+        period = cfg.period_at(ts)
+        if period is None:
+            raise TimestampOutOfWindow(
+                f"{where} = {ts} is before the fleet's genesis {cfg.genesis}", {"field": where}
+            )
+        if period < cfg.next_period:
+            raise PeriodClosed(
+                f"{where} = {ts} falls in period {period}, already reported on-chain",
+                {"field": where, "period": period},
+            )
+        _, end = cfg.bounds(period)
+        if now >= end + self._settle:
+            raise PeriodClosed(
+                f"{where} = {ts} falls in period {period}, closed to telemetry since "
+                f"{end + self._settle}",
+                {"field": where, "period": period},
+            )
+        return period
+
+    def _commit(self, cfg, ack, signature, sample_rows, revenue_rows, per_period) -> None:
+        fleet_id = cfg.fleet_id
+        with self._store.write() as conn:
+            self._check_new(conn, fleet_id, ack, [r["invoice_id"] for r in revenue_rows])
+            for period in sorted(per_period):
+                n_samples, n_revenue, available, span, revenue = per_period[period]
+                start, end = cfg.bounds(period)
+                self._store.ensure_period(conn, fleet_id, period, start, end)
+                updated = conn.execute(
+                    update(periods)
+                    .where(
+                        periods.c.fleet_id == fleet_id,
+                        periods.c.period == period,
+                        periods.c.sealed.is_(False),
+                        periods.c.available_uh <= RUNNING_TOTAL_LIMIT - available,
+                        periods.c.span_gpu_s <= RUNNING_TOTAL_LIMIT - span,
+                        periods.c.revenue <= RUNNING_TOTAL_LIMIT - revenue,
+                    )
+                    .values(
+                        samples=periods.c.samples + n_samples,
+                        revenue_events=periods.c.revenue_events + n_revenue,
+                        available_uh=periods.c.available_uh + available,
+                        span_gpu_s=periods.c.span_gpu_s + span,
+                        revenue=periods.c.revenue + revenue,
+                    )
+                )
+                if updated.rowcount != 1:
+                    row = self._store.period_row(conn, fleet_id, period)
+                    if row is not None and row.sealed:
+                        raise PeriodClosed(
+                            f"period {period} is sealed: its observation is signed",
+                            {"period": period},
+                        )
+                    raise ValueOutOfRange(
+                        f"period {period}'s running totals would exceed {RUNNING_TOTAL_LIMIT}",
+                        {"period": period},
+                    )
+            batch_ref = conn.execute(
+                batches.insert().values(
+                    fleet_id=fleet_id,
+                    batch_id=ack.batch_id,
+                    payload_hash=ack.payload_hash,
+                    signer=ack.signer,
+                    signature=signature.lower(),
+                    samples=ack.samples,
+                    revenue_events=ack.revenue_events,
+                    received_at=ack.received_at,
+                )
+            ).inserted_primary_key[0]
+            if sample_rows:
+                for row in sample_rows:
+                    row["batch_ref"] = batch_ref
+                conn.execute(samples.insert(), sample_rows)
+            if revenue_rows:
+                for row in revenue_rows:
+                    row["batch_ref"] = batch_ref
+                conn.execute(revenue_events.insert(), revenue_rows)
+
+    def _check_new(self, conn, fleet_id: int, ack, invoices: list[str]) -> None:
+        existing = conn.execute(
+            select(batches.c.payload_hash, batches.c.received_at).where(
+                batches.c.fleet_id == fleet_id, batches.c.batch_id == ack.batch_id
+            )
+        ).first()
+        if existing is not None:
+            if existing.payload_hash == ack.payload_hash:
+                raise BatchReplayed(
+                    f"batch {ack.batch_id} was already accepted; nothing new stored",
+                    {"batch_id": ack.batch_id, "received_at": existing.received_at},
+                )
+            raise BatchIdReused(
+                f"batch id {ack.batch_id} was already used for different content",
+                {"batch_id": ack.batch_id},
+            )
+        if invoices:
+            seen = conn.execute(
+                select(revenue_events.c.invoice_id).where(
+                    revenue_events.c.fleet_id == fleet_id,
+                    revenue_events.c.invoice_id.in_(invoices),
+                )
+            ).first()
+            if seen is not None:
+                raise DuplicateInvoice(
+                    f"invoice {seen[0]!r} was already recorded for fleet {fleet_id}",
+                    {"invoice_id": seen[0]},
+                )
+
+    def _raise_conflict(self, fleet_id: int, ack, invoices: list[str]) -> None:
+        with self._store.read() as conn:
+            self._check_new(conn, fleet_id, ack, invoices)

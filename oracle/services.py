@@ -1,0 +1,62 @@
+"""The objects one node runs with, built once at startup."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from eth_account.signers.local import LocalAccount
+
+from oracle.chain import Chain, FleetDirectory
+from oracle.errors import ChainUnavailable
+from oracle.ingest import Ingestor
+from oracle.metrics import Metrics
+from oracle.node import Node
+from oracle.settings import Settings
+from oracle.store import Store
+
+
+@dataclass
+class Services:
+    settings: Settings
+    account: LocalAccount
+    store: Store
+    chain: Chain
+    fleets: FleetDirectory
+    ingestor: Ingestor
+    metrics: Metrics
+    node: Node | None
+
+    @classmethod
+    def build(cls, settings: Settings, run_worker: bool = True, wait_for_chain: float = 30.0):
+        account = settings.load_account()
+        store = Store(settings.database_url)
+        store.create_schema()
+        chain = Chain(
+            settings.rpc_url,
+            settings.oracle_address,
+            settings.artifacts_dir,
+            settings.rpc_timeout_seconds,
+        )
+        deadline = time.monotonic() + wait_for_chain
+        while True:  # the chain may come up after the node
+            try:
+                chain_id = chain.chain_id
+                break
+            except ChainUnavailable:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        fleets = FleetDirectory(chain, settings.fleet_cache_seconds)
+        metrics = Metrics()
+        ingestor = Ingestor(
+            store,
+            fleets,
+            chain_id,
+            settings.oracle_address,
+            account.address,
+            settings.settle_seconds,
+            settings.max_clock_skew_seconds,
+        )
+        node = Node(settings, store, account, metrics) if run_worker else None
+        return cls(settings, account, store, chain, fleets, ingestor, metrics, node)

@@ -1,0 +1,51 @@
+"""Fixtures of the service tests: one anvil and one TelemetryOracle per session,
+oracle node processes per test (stopped at teardown)."""
+
+from __future__ import annotations
+
+import pytest
+from eth_account import Account
+from harness import Anvil, OracleNode, ensure_artifacts, node_env
+
+
+@pytest.fixture(scope="session")
+def anvil():
+    ensure_artifacts("TelemetryOracle", "ITelemetryOracle", "IServicer")
+    chain = Anvil()
+    yield chain
+    chain.stop()
+
+
+@pytest.fixture(scope="session")
+def oracle(anvil):
+    """The TelemetryOracle; the admin (anvil account 0) holds the fleet-admin role."""
+    contract = anvil.deploy("TelemetryOracle", anvil.admin)
+    role = contract.functions.FLEET_ADMIN_ROLE().call()
+    if not contract.functions.hasRole(role, anvil.admin).call():
+        anvil.transact(contract.functions.grantRole(role, anvil.admin))
+    return contract
+
+
+@pytest.fixture(scope="session")
+def chain_id(anvil) -> int:
+    return anvil.w3.eth.chain_id
+
+
+@pytest.fixture
+def make_node(anvil, oracle, tmp_path):
+    """Factory: make_node(name, account=None, start=True, **setting_overrides)."""
+    nodes: list[OracleNode] = []
+
+    def factory(name: str, account=None, start: bool = True, **overrides) -> OracleNode:
+        account = account or Account.create()
+        anvil.fund(account.address)
+        workdir = tmp_path / name
+        workdir.mkdir(exist_ok=True)
+        env = node_env(anvil, oracle.address, account, workdir, node_name=name, **overrides)
+        node = OracleNode(name, account, workdir, env)
+        nodes.append(node)
+        return node.start() if start else node
+
+    yield factory
+    for node in nodes:
+        node.stop()
