@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from oracle.errors import OracleError
 from oracle.models import ErrorResponse
@@ -29,6 +30,15 @@ def install(app: FastAPI) -> None:
         if exc.status_code >= 500:
             log.warning("%s: %s", exc.code, exc.message)
         return JSONResponse(_body(exc.code, exc.message, exc.detail), exc.status_code)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # a body that is not even JSON (e.g. not UTF-8)
+            return JSONResponse(_body("schema_invalid", "the body is not valid JSON"), 422)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse(
+            _body(code, str(exc.detail)), exc.status_code, headers=getattr(exc, "headers", None)
+        )
 
     @app.exception_handler(RequestValidationError)
     async def schema_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
