@@ -3,9 +3,11 @@ oracle node processes per test (stopped at teardown)."""
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 from eth_account import Account
 from harness import Anvil, OracleNode, ensure_artifacts, node_env
+from postgres import PostgresServer, can_run_server, server_binaries
 
 
 @pytest.fixture(scope="session")
@@ -49,3 +51,28 @@ def make_node(anvil, oracle, tmp_path):
     yield factory
     for node in nodes:
         node.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """URL of a PostgreSQL server started for this test run (skips without one)."""
+    reason = can_run_server()
+    if reason is not None:
+        pytest.skip(reason)
+    server = PostgresServer(server_binaries())
+    url = server.start()
+    yield url
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server, request):
+    """A fresh database on the session's server, one per test."""
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name)[:50].lower()
+    admin = psycopg.connect(
+        postgres_server.replace("postgresql+psycopg", "postgresql"), autocommit=True
+    )
+    with admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    return postgres_server.rsplit("/", 1)[0] + "/" + name
