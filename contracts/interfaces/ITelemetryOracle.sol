@@ -107,16 +107,30 @@ interface ITelemetryOracle {
     /// @notice Changes the fleet's operator key. Fleet-admin role.
     function setOperator(uint256 fleetId, address operator) external;
 
-    /// @notice Verifies and stores the median report of `period`.
+    /// @notice Verifies and stores the median report of `period`. Anyone may submit.
+    /// @dev Reverts FleetUnknown; PeriodNotNext unless `period == nextPeriod` (replays
+    ///      and out-of-order periods); PeriodNotEnded while `block.timestamp < periodEnd`;
+    ///      QuorumNotMet below `quorum` observations; then, per observation i,
+    ///      ValueOutOfRange for bps above 10,000, SignatureInvalid(i) when OpenZeppelin's
+    ///      ECDSA cannot recover it (length not 65, high s, bad v), SignerUnknown when it
+    ///      recovers to an address outside the current signer set, SignersNotAscending
+    ///      unless recovered signers strictly ascend. Each field's median is taken on
+    ///      its own: the lower median, element (n - 1) / 2 of the n ascending values.
+    ///      A report arriving after the heartbeat is still accepted while the period
+    ///      has not been marked Missed; its `recordedAt` shows the lateness.
     function submitReport(uint256 fleetId, uint32 period, SignedObservation[] calldata observations) external;
 
     /// @notice Marks the next period Missed once it is stale. Anyone.
+    /// @dev Stale means `block.timestamp > periodEnd + heartbeat`, else PeriodNotStale
+    ///      with `staleAt = periodEnd + heartbeat`. Advances `nextPeriod`; ReportMissed
+    ///      carries `staleSince = periodEnd + heartbeat`.
     function markMissed(uint256 fleetId) external;
 
     function fleet(uint256 fleetId) external view returns (FleetConfig memory);
     function signers(uint256 fleetId) external view returns (address[] memory);
     function isSigner(uint256 fleetId, address account) external view returns (bool);
     function report(uint256 fleetId, uint32 period) external view returns (Report memory);
+    /// @notice start = genesis + period * periodLength; end = start + periodLength.
     function periodBounds(uint256 fleetId, uint32 period) external view returns (uint40 start, uint40 end);
     /// @notice True when the next period's report is past its heartbeat.
     function isStale(uint256 fleetId) external view returns (bool);

@@ -1,0 +1,413 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.37;
+
+import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+
+import {ITelemetryOracle} from "../interfaces/ITelemetryOracle.sol";
+
+/// @title Telemetry oracle: one m-of-n signed median report per fleet and period
+/// @notice See {ITelemetryOracle}. Storage follows Chainlink's OffchainAggregator:
+///         the fields `submitReport` reads and writes for a fleet live in one slot
+///         (`FleetState`), and each period's report is one slot (`Report` packs
+///         into 27 bytes).
+/// @dev Signer membership is a mapping keyed by (fleetId, signerVersion, signer):
+///      `setSigners` bumps the version, so every earlier set stops counting at once
+///      without deleting anything, and each look-up is one SLOAD.
+contract TelemetryOracle is ITelemetryOracle, AccessControl, EIP712 {
+    /// @notice Role that registers fleets and changes their signers and operator.
+    bytes32 public constant FLEET_ADMIN_ROLE = keccak256("FLEET_ADMIN_ROLE");
+
+    /// @notice EIP-712 type hash of one signer's observation.
+    bytes32 public constant OBSERVATION_TYPEHASH = keccak256(
+        "Observation(uint256 fleetId,uint32 period,uint40 periodStart,uint40 periodEnd,uint16 utilizationBps,uint16 uptimeBps,uint128 revenue)"
+    );
+
+    /// @notice Largest signer set of a fleet (bounds the in-memory median sort).
+    uint256 public constant MAX_SIGNERS = 16;
+
+    /// @notice Upper bound of utilization and uptime: 100 %.
+    uint256 public constant MAX_BPS = 10_000;
+
+    /// @dev The fleet fields `submitReport` and `markMissed` need: 23 bytes, one slot.
+    ///      `periodLength != 0` marks a registered fleet.
+    struct FleetState {
+        uint40 genesis;
+        uint32 periodLength;
+        uint32 heartbeat;
+        uint8 quorum;
+        uint32 nextPeriod;
+        uint32 signerVersion;
+    }
+
+    /// @dev Each field's observed values, kept in ascending order as they arrive.
+    struct SortedValues {
+        uint256[] utilizationBps;
+        uint256[] uptimeBps;
+        uint256[] revenue;
+    }
+
+    /// @dev The fleet fields nothing on the hot path reads.
+    struct FleetParties {
+        address operator;
+        address consumer;
+    }
+
+    mapping(uint256 fleetId => FleetState) private _fleets;
+    mapping(uint256 fleetId => FleetParties) private _parties;
+    mapping(uint256 fleetId => address[]) private _signerLists;
+    mapping(uint256 fleetId => mapping(uint32 signerVersion => mapping(address account => bool))) private _isSignerAt;
+    mapping(uint256 fleetId => mapping(uint32 period => Report)) private _reports;
+
+    /// @param admin Receives DEFAULT_ADMIN_ROLE and FLEET_ADMIN_ROLE.
+    constructor(address admin) EIP712("gpucredit TelemetryOracle", "1") {
+        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+        _grantRole(FLEET_ADMIN_ROLE, admin);
+    }
+
+    // ------------------------------------------------------------------
+    // Fleet administration
+    // ------------------------------------------------------------------
+
+    /// @inheritdoc ITelemetryOracle
+    function registerFleet(
+        uint256 fleetId,
+        address operator,
+        address consumer,
+        uint40 genesis,
+        uint32 periodLength,
+        uint32 heartbeat,
+        address[] calldata signers_,
+        uint8 quorum
+    ) external onlyRole(FLEET_ADMIN_ROLE) {
+        if (_fleets[fleetId].periodLength != 0) revert FleetExists(fleetId);
+        if (operator == address(0)) revert FleetConfigInvalid("operator is zero");
+        if (consumer == address(0)) revert FleetConfigInvalid("consumer is zero");
+        if (periodLength == 0) revert FleetConfigInvalid("period length is zero");
+
+        _fleets[fleetId] = FleetState({
+            genesis: genesis,
+            periodLength: periodLength,
+            heartbeat: heartbeat,
+            quorum: 0,
+            nextPeriod: 0,
+            signerVersion: 0
+        });
+        _parties[fleetId] = FleetParties({operator: operator, consumer: consumer});
+        emit FleetRegistered(fleetId, operator, consumer, genesis, periodLength, heartbeat);
+
+        _setSigners(fleetId, signers_, quorum);
+    }
+
+    /// @inheritdoc ITelemetryOracle
+    function setSigners(uint256 fleetId, address[] calldata signers_, uint8 quorum)
+        external
+        onlyRole(FLEET_ADMIN_ROLE)
+    {
+        _requireFleet(fleetId);
+        _setSigners(fleetId, signers_, quorum);
+    }
+
+    /// @inheritdoc ITelemetryOracle
+    function setOperator(uint256 fleetId, address operator) external onlyRole(FLEET_ADMIN_ROLE) {
+        _requireFleet(fleetId);
+        if (operator == address(0)) revert FleetConfigInvalid("operator is zero");
+        _parties[fleetId].operator = operator;
+        emit FleetOperatorChanged(fleetId, operator);
+    }
+
+    // ------------------------------------------------------------------
+    // Reports
+    // ------------------------------------------------------------------
+
+    /// @inheritdoc ITelemetryOracle
+    /// @dev Storage: one SLOAD of the fleet's hot slot, one per signer look-up, one
+    ///      SSTORE for the report slot and one for `nextPeriod`. Observations stay in
+    ///      calldata; signatures go to OZ's `ECDSA.tryRecoverCalldata` (the calldata
+    ///      form of `recover`: same high-s / v / length checks) so a failure can be
+    ///      reported as SignatureInvalid(index). The Observation struct is ABI-encoded
+    ///      once per report; only its three observed words change per signature.
+    function submitReport(uint256 fleetId, uint32 period, SignedObservation[] calldata observations) external {
+        FleetState storage state = _fleets[fleetId];
+        (uint40 periodStart, uint40 periodEnd, uint32 signerVersion) =
+            _checkSubmittable(state, fleetId, period, observations.length);
+        Report memory median = _verifiedMedian(
+            _observationPrefix(fleetId, period, periodStart, periodEnd),
+            _isSignerAt[fleetId][signerVersion],
+            observations
+        );
+
+        _reports[fleetId][period] = median;
+        state.nextPeriod = period + 1;
+        emit ReportSubmitted(
+            fleetId,
+            period,
+            periodStart,
+            periodEnd,
+            median.utilizationBps,
+            median.uptimeBps,
+            median.revenue,
+            median.observations,
+            msg.sender
+        );
+    }
+
+    /// @inheritdoc ITelemetryOracle
+    function markMissed(uint256 fleetId) external {
+        FleetState storage state = _fleets[fleetId];
+        uint256 periodLength = state.periodLength;
+        uint32 period = state.nextPeriod;
+        if (periodLength == 0) revert FleetUnknown(fleetId);
+
+        (, uint40 periodEnd) = _bounds(state.genesis, periodLength, period);
+        uint40 staleAt = periodEnd + state.heartbeat;
+        if (block.timestamp <= staleAt) revert PeriodNotStale(period, staleAt, block.timestamp);
+
+        _reports[fleetId][period] = Report({
+            status: ReportStatus.Missed,
+            utilizationBps: 0,
+            uptimeBps: 0,
+            revenue: 0,
+            recordedAt: uint40(block.timestamp),
+            observations: 0
+        });
+        state.nextPeriod = period + 1;
+        emit ReportMissed(fleetId, period, periodEnd, staleAt);
+    }
+
+    // ------------------------------------------------------------------
+    // Views
+    // ------------------------------------------------------------------
+
+    /// @inheritdoc ITelemetryOracle
+    function fleet(uint256 fleetId) external view returns (FleetConfig memory) {
+        FleetState memory state = _requireFleet(fleetId);
+        FleetParties memory parties = _parties[fleetId];
+        return FleetConfig({
+            operator: parties.operator,
+            consumer: parties.consumer,
+            genesis: state.genesis,
+            periodLength: state.periodLength,
+            heartbeat: state.heartbeat,
+            quorum: state.quorum,
+            nextPeriod: state.nextPeriod,
+            signerVersion: state.signerVersion
+        });
+    }
+
+    /// @inheritdoc ITelemetryOracle
+    function signers(uint256 fleetId) external view returns (address[] memory) {
+        _requireFleet(fleetId);
+        return _signerLists[fleetId];
+    }
+
+    /// @inheritdoc ITelemetryOracle
+    /// @dev False for an unregistered fleet.
+    function isSigner(uint256 fleetId, address account) external view returns (bool) {
+        return _isSignerAt[fleetId][_fleets[fleetId].signerVersion][account];
+    }
+
+    /// @inheritdoc ITelemetryOracle
+    /// @dev Status None for a period not reported or missed yet.
+    function report(uint256 fleetId, uint32 period) external view returns (Report memory) {
+        _requireFleet(fleetId);
+        return _reports[fleetId][period];
+    }
+
+    /// @inheritdoc ITelemetryOracle
+    /// @dev start = genesis + period * periodLength, end = start + periodLength.
+    function periodBounds(uint256 fleetId, uint32 period) external view returns (uint40 start, uint40 end) {
+        FleetState memory state = _requireFleet(fleetId);
+        return _bounds(state.genesis, state.periodLength, period);
+    }
+
+    /// @inheritdoc ITelemetryOracle
+    function isStale(uint256 fleetId) external view returns (bool) {
+        FleetState memory state = _requireFleet(fleetId);
+        (, uint40 periodEnd) = _bounds(state.genesis, state.periodLength, state.nextPeriod);
+        return block.timestamp > uint256(periodEnd) + state.heartbeat;
+    }
+
+    /// @inheritdoc ITelemetryOracle
+    function observationDigest(
+        uint256 fleetId,
+        uint32 period,
+        uint16 utilizationBps,
+        uint16 uptimeBps,
+        uint128 revenue
+    ) external view returns (bytes32) {
+        FleetState memory state = _requireFleet(fleetId);
+        (uint40 periodStart, uint40 periodEnd) = _bounds(state.genesis, state.periodLength, period);
+        return _observationDigest(
+            _observationPrefix(fleetId, period, periodStart, periodEnd), utilizationBps, uptimeBps, revenue
+        );
+    }
+
+    /// @inheritdoc ITelemetryOracle
+    function domainSeparator() external view returns (bytes32) {
+        return _domainSeparatorV4();
+    }
+
+    // ------------------------------------------------------------------
+    // Internals
+    // ------------------------------------------------------------------
+
+    /// @dev Validates and installs a signer set under a new signer version.
+    function _setSigners(uint256 fleetId, address[] calldata signers_, uint8 quorum) private {
+        uint256 count = signers_.length;
+        if (count > MAX_SIGNERS) revert FleetConfigInvalid("more than 16 signers");
+        if (quorum == 0 || quorum > count) revert FleetConfigInvalid("quorum out of range");
+
+        FleetState storage state = _fleets[fleetId];
+        uint32 signerVersion = state.signerVersion + 1;
+        mapping(address => bool) storage isSignerAt = _isSignerAt[fleetId][signerVersion];
+        for (uint256 i; i < count; ++i) {
+            address signer = signers_[i];
+            if (signer == address(0)) revert FleetConfigInvalid("signer is zero");
+            if (isSignerAt[signer]) revert FleetConfigInvalid("duplicate signer");
+            isSignerAt[signer] = true;
+        }
+        _signerLists[fleetId] = signers_;
+        state.quorum = quorum;
+        state.signerVersion = signerVersion;
+        emit SignersChanged(fleetId, signers_, quorum, signerVersion);
+    }
+
+    /// @dev The period checks of `submitReport`; returns the period bounds and the
+    ///      signer version the observations must come from.
+    function _checkSubmittable(FleetState storage state, uint256 fleetId, uint32 period, uint256 count)
+        private
+        view
+        returns (uint40 periodStart, uint40 periodEnd, uint32 signerVersion)
+    {
+        FleetState memory hot = state;
+        if (hot.periodLength == 0) revert FleetUnknown(fleetId);
+        if (period != hot.nextPeriod) revert PeriodNotNext(period, hot.nextPeriod);
+        (periodStart, periodEnd) = _bounds(hot.genesis, hot.periodLength, period);
+        if (periodEnd > block.timestamp) revert PeriodNotEnded(period, periodEnd, block.timestamp);
+        if (count < hot.quorum) revert QuorumNotMet(count, hot.quorum);
+        signerVersion = hot.signerVersion;
+    }
+
+    /// @dev Verifies every observation and returns the Reported median of each field.
+    ///      Median rule: the lower median, element (n - 1) / 2 of the ascending
+    ///      values (the index rounds down), so with an even count the smaller middle
+    ///      value counts, the conservative side for lenders.
+    function _verifiedMedian(
+        bytes memory prefix,
+        mapping(address => bool) storage isCurrentSigner,
+        SignedObservation[] calldata observations
+    ) private view returns (Report memory median) {
+        uint256 n = observations.length;
+        SortedValues memory sorted = SortedValues(new uint256[](n), new uint256[](n), new uint256[](n));
+        address previous;
+        for (uint256 i; i < n;) {
+            address signer = _verifyObservation(prefix, observations[i], i, sorted);
+            if (!isCurrentSigner[signer]) revert SignerUnknown(signer);
+            if (signer <= previous) revert SignersNotAscending(previous, signer);
+            previous = signer;
+            unchecked {
+                ++i; // i < n <= calldata size
+            }
+        }
+
+        uint256 mid = (n - 1) / 2; // n >= quorum >= 1
+        median.status = ReportStatus.Reported;
+        median.utilizationBps = uint16(sorted.utilizationBps[mid]);
+        median.uptimeBps = uint16(sorted.uptimeBps[mid]);
+        median.revenue = uint128(sorted.revenue[mid]);
+        median.recordedAt = uint40(block.timestamp);
+        median.observations = uint8(n);
+    }
+
+    /// @dev Range-checks observation `index`, recovers its signer (or reverts
+    ///      ValueOutOfRange / SignatureInvalid(index)) and inserts its values into
+    ///      `sorted`, which holds the ascending values of observations 0 .. index-1.
+    function _verifyObservation(
+        bytes memory prefix,
+        SignedObservation calldata observation,
+        uint256 index,
+        SortedValues memory sorted
+    ) private view returns (address signer) {
+        uint256 utilizationBps = observation.utilizationBps;
+        uint256 uptimeBps = observation.uptimeBps;
+        uint256 revenue = observation.revenue;
+        if (utilizationBps > MAX_BPS) revert ValueOutOfRange("utilizationBps", utilizationBps, MAX_BPS);
+        if (uptimeBps > MAX_BPS) revert ValueOutOfRange("uptimeBps", uptimeBps, MAX_BPS);
+
+        ECDSA.RecoverError error;
+        (signer, error,) = ECDSA.tryRecoverCalldata(
+            _observationDigest(prefix, utilizationBps, uptimeBps, revenue), observation.signature
+        );
+        if (error != ECDSA.RecoverError.NoError) revert SignatureInvalid(index);
+
+        _insertSorted(sorted.utilizationBps, index, utilizationBps);
+        _insertSorted(sorted.uptimeBps, index, uptimeBps);
+        _insertSorted(sorted.revenue, index, revenue);
+    }
+
+    /// @dev The ABI-encoded Observation struct of one fleet period with the three
+    ///      observed fields left zero; `_observationDigest` fills them in. Built once
+    ///      per report instead of once per observation.
+    function _observationPrefix(uint256 fleetId, uint32 period, uint40 periodStart, uint40 periodEnd)
+        private
+        pure
+        returns (bytes memory)
+    {
+        return abi.encode(OBSERVATION_TYPEHASH, fleetId, period, periodStart, periodEnd, 0, 0, 0);
+    }
+
+    /// @dev EIP-712 digest of an Observation: writes the observed fields into the
+    ///      last three words of `prefix` (8 words, see `_observationPrefix`) and
+    ///      hashes it as hashStruct(Observation).
+    function _observationDigest(bytes memory prefix, uint256 utilizationBps, uint256 uptimeBps, uint256 revenue)
+        private
+        view
+        returns (bytes32 digest)
+    {
+        bytes32 structHash;
+        assembly ("memory-safe") {
+            let words := add(prefix, 0x20)
+            mstore(add(words, 0xa0), utilizationBps)
+            mstore(add(words, 0xc0), uptimeBps)
+            mstore(add(words, 0xe0), revenue)
+            structHash := keccak256(words, 0x100)
+        }
+        return _hashTypedDataV4(structHash);
+    }
+
+    /// @dev Loads a registered fleet's hot state, or reverts FleetUnknown.
+    function _requireFleet(uint256 fleetId) private view returns (FleetState memory state) {
+        state = _fleets[fleetId];
+        if (state.periodLength == 0) revert FleetUnknown(fleetId);
+    }
+
+    /// @dev Period bounds; reverts (SafeCast) if they do not fit uint40.
+    function _bounds(uint256 genesis, uint256 periodLength, uint32 period)
+        private
+        pure
+        returns (uint40 start, uint40 end)
+    {
+        uint256 start_ = genesis + uint256(period) * periodLength;
+        return (SafeCast.toUint40(start_), SafeCast.toUint40(start_ + periodLength));
+    }
+
+    /// @dev Inserts `value` into the ascending prefix `values[0 .. length)`, one step of
+    ///      an insertion sort (a report has at most 16 observations from distinct
+    ///      signers, so this beats any heap or selection scheme). The caller guarantees `length < values.length`, so the assembly
+    ///      skips the bounds checks: it only touches `values[0 .. length]`.
+    function _insertSorted(uint256[] memory values, uint256 length, uint256 value) private pure {
+        assembly ("memory-safe") {
+            let data := add(values, 0x20)
+            let j := length
+            for {} j { j := sub(j, 1) } {
+                let previous := mload(add(data, shl(5, sub(j, 1))))
+                if iszero(gt(previous, value)) { break }
+                mstore(add(data, shl(5, j)), previous)
+            }
+            mstore(add(data, shl(5, j)), value)
+        }
+    }
+}
