@@ -76,6 +76,7 @@ def create_app(settings: Settings, run_worker: bool = True) -> FastAPI:
         finally:
             if services.node is not None:
                 services.node.stop()
+            services.ingestor.close()
             services.store.dispose()
 
     app = FastAPI(

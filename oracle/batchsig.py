@@ -34,6 +34,8 @@ from eth_keys import keys
 from eth_keys.exceptions import BadSignature
 from eth_utils import keccak, to_checksum_address
 
+from oracle import secp256k1
+
 DOMAIN_NAME = "gpucredit Oracle Telemetry"
 DOMAIN_VERSION = "1"
 BATCH_TYPE = "TelemetryBatch(uint256 fleetId,bytes32 batchId,bytes32 payloadHash)"
@@ -143,11 +145,22 @@ def parse_signature(signature: bytes) -> keys.Signature:
         raise ValueError(str(exc)) from None
 
 
-def recover_signer(digest: bytes, signature: bytes) -> str:
-    """The checksummed address that signed ``digest``; ValueError if none can."""
+def recover_public_key(digest: bytes, signature: bytes) -> keys.PublicKey:
+    """The public key that signed ``digest``; ValueError if none can."""
     sig = parse_signature(signature)
     try:
-        public_key = sig.recover_public_key_from_msg_hash(digest)
+        return sig.recover_public_key_from_msg_hash(digest)
     except BadSignature as exc:
         raise ValueError(str(exc)) from None
-    return to_checksum_address(public_key.to_canonical_address())
+
+
+def recover_signer(digest: bytes, signature: bytes) -> str:
+    """The checksummed address that signed ``digest``; ValueError if none can."""
+    return to_checksum_address(recover_public_key(digest, signature).to_canonical_address())
+
+
+def signed_by_key(digest: bytes, signature: bytes, public_key: bytes) -> bool:
+    """Whether recovering ``signature`` over ``digest`` yields ``public_key`` (fast path,
+    see oracle.secp256k1); ValueError for a malformed signature."""
+    sig = parse_signature(signature)
+    return secp256k1.signed_by(digest, sig.r, sig.s, sig.v, public_key)

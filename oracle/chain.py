@@ -289,6 +289,21 @@ class FleetDirectory:
             self._signers[fleet_id] = (now, value)
         return value
 
+    def cached(self, fleet_id: int) -> FleetConfig | None:
+        """The fleet's config if cached and fresh, without blocking; else None."""
+        with self._lock:
+            cached = self._fleets.get(fleet_id)
+        if cached is None or time.monotonic() - cached[0] >= self._ttl:
+            return None
+        return cached[1] if isinstance(cached[1], FleetConfig) else None
+
+    def cached_signers(self, fleet_id: int) -> frozenset[str] | None:
+        with self._lock:
+            cached = self._signers.get(fleet_id)
+        if cached is None or time.monotonic() - cached[0] >= self._ttl:
+            return None
+        return cached[1]
+
     def invalidate(self, fleet_id: int) -> None:
         with self._lock:
             self._fleets.pop(fleet_id, None)

@@ -212,6 +212,8 @@ class Store:
                 max_overflow=8,
             )
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            # pysqlite's own transaction handling breaks SAVEPOINT: issue BEGIN ourselves.
+            event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
         else:
             self.engine = create_engine(self.url, pool_size=8, max_overflow=8, pool_pre_ping=True)
         self._insert = sqlite_insert if self.is_sqlite else pg_insert
@@ -446,6 +448,7 @@ class Store:
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    dbapi_conn.isolation_level = None  # no implicit BEGIN from the driver
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")

@@ -15,27 +15,27 @@ from oracle.settings import Settings
 from oracle.store import Store
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     return request.app.state.services
 
 
-def get_store(services: Annotated[Services, Depends(get_services)]) -> Store:
+async def get_store(services: Annotated[Services, Depends(get_services)]) -> Store:
     return services.store
 
 
-def get_settings(services: Annotated[Services, Depends(get_services)]) -> Settings:
+async def get_settings(services: Annotated[Services, Depends(get_services)]) -> Settings:
     return services.settings
 
 
-def get_fleets(services: Annotated[Services, Depends(get_services)]) -> FleetDirectory:
+async def get_fleets(services: Annotated[Services, Depends(get_services)]) -> FleetDirectory:
     return services.fleets
 
 
-def get_ingestor(services: Annotated[Services, Depends(get_services)]) -> Ingestor:
+async def get_ingestor(services: Annotated[Services, Depends(get_services)]) -> Ingestor:
     return services.ingestor
 
 
-def get_metrics(services: Annotated[Services, Depends(get_services)]) -> Metrics:
+async def get_metrics(services: Annotated[Services, Depends(get_services)]) -> Metrics:
     return services.metrics
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
 
 from oracle.api.deps import FleetIdPath, IngestorDep, MetricsDep
 from oracle.api.errors import error_responses
@@ -40,7 +39,7 @@ async def push_telemetry(
     """
     raw = json.loads(await request.body())  # the exact content the operator signed
     try:
-        ack = await run_in_threadpool(ingestor.ingest, fleet_id, batch, raw)
+        ack = await ingestor.ingest_async(fleet_id, batch, raw)
     except OracleError as exc:
         metrics.batches.inc(1, exc.code)
         raise

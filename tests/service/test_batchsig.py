@@ -5,17 +5,21 @@ from __future__ import annotations
 import pytest
 from eth_account import Account
 from eth_account.messages import encode_typed_data
+from eth_utils import keccak
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from oracle import secp256k1
 from oracle.batchsig import (
     batch_digest,
     batch_typed_data,
     canonical_json,
     domain_separator,
     payload_hash,
+    recover_public_key,
     recover_signer,
     sign_batch,
+    signed_by_key,
 )
 
 ORACLE = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
@@ -50,8 +54,6 @@ def test_digest_matches_eip712_reference(fleet_id, batch_id, chain_id, payload):
     reference = encode_typed_data(
         full_message=batch_typed_data(chain_id, ORACLE, fleet_id, batch_id, p_hash)
     )
-    from eth_utils import keccak
-
     assert ours == keccak(b"\x19" + reference.version + reference.header + reference.body)
 
 
@@ -79,3 +81,53 @@ def test_malformed_signatures_are_refused():
         with pytest.raises(ValueError):
             recover_signer(digest, bad)
     assert recover_signer(digest, good[:64] + bytes([v - 27])) == OPERATOR.address
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    secret=st.integers(1, N - 1),
+    digest=st.binary(min_size=32, max_size=32),
+    tamper=st.sampled_from(["none", "v", "r", "s", "digest", "key"]),
+)
+def test_fast_check_agrees_with_full_recovery(secret, digest, tamper):
+    """oracle.secp256k1 accepts exactly the signatures whose recovery yields the key."""
+    account = Account.from_key(secret.to_bytes(32, "big"))
+    sig = bytearray(Account.unsafe_sign_hash(digest, account.key).signature)
+    public_key = recover_public_key(digest, bytes(sig)).to_bytes()
+    assert secp256k1.scalar_base_multiply(secret) == (
+        int.from_bytes(public_key[:32], "big"),
+        int.from_bytes(public_key[32:], "big"),
+    )
+    if tamper == "v":
+        sig[64] = 55 - sig[64]
+    elif tamper == "r":
+        sig[31] ^= 1
+    elif tamper == "s":
+        sig[63] ^= 1
+    elif tamper == "digest":
+        digest = keccak(digest)
+    elif tamper == "key":
+        public_key = recover_public_key(keccak(digest), bytes(sig)).to_bytes()
+    try:
+        expected = recover_public_key(digest, bytes(sig)).to_bytes() == public_key
+    except ValueError:
+        expected = False
+    try:
+        fast = signed_by_key(digest, bytes(sig), public_key)
+    except ValueError:
+        fast = False
+    assert fast == expected
+    assert fast == (tamper == "none")
+
+
+def test_point_arithmetic_edge_cases():
+    g = secp256k1.G
+    assert secp256k1.scalar_base_multiply(0) is None
+    assert secp256k1.scalar_base_multiply(N) is None
+    assert secp256k1.scalar_base_multiply(1) == g
+    two_g = secp256k1._to_affine(secp256k1._add_affine((g[0], g[1], 1), g))  # doubling path
+    assert two_g == secp256k1.scalar_base_multiply(2)
+    minus_g = (g[0], secp256k1.P - g[1])
+    assert secp256k1._add_affine((g[0], g[1], 1), minus_g)[2] == 0  # P + (-P) = infinity
+    with pytest.raises(ValueError):
+        secp256k1.public_key_table(b"\x01" * 64)
