@@ -80,7 +80,16 @@ class Anvil:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
-            [str(ANVIL), "--port", str(self.port), "--silent", "--block-time", "1", *extra],
+            [
+                str(ANVIL),
+                "--port",
+                str(self.port),
+                "--silent",
+                "--block-time",
+                "1",
+                "--mixed-mining",
+                *extra,
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
