@@ -30,7 +30,7 @@ import secrets
 from typing import Any
 
 from eth_account import Account
-from eth_keys import keys
+from eth_keys.datatypes import PublicKey, Signature
 from eth_keys.exceptions import BadSignature
 from eth_utils import keccak, to_checksum_address
 
@@ -123,7 +123,7 @@ def sign_batch(
     return {**body, "signature": "0x" + signed.signature.hex()}
 
 
-def parse_signature(signature: bytes) -> keys.Signature:
+def parse_signature(signature: bytes) -> Signature:
     """65 bytes r || s || v with v in {27, 28} (or {0, 1}) and a low s (EIP-2).
 
     Raises ValueError for anything else.
@@ -140,12 +140,12 @@ def parse_signature(signature: bytes) -> keys.Signature:
     if not (r >= 1 and 1 <= s <= _SECP256K1_HALF_N):
         raise ValueError("signature r or s out of range (s must be low, EIP-2)")
     try:
-        return keys.Signature(vrs=(v, r, s))
+        return Signature(vrs=(v, r, s))
     except BadSignature as exc:
         raise ValueError(str(exc)) from None
 
 
-def recover_public_key(digest: bytes, signature: bytes) -> keys.PublicKey:
+def recover_public_key(digest: bytes, signature: bytes) -> PublicKey:
     """The public key that signed ``digest``; ValueError if none can."""
     sig = parse_signature(signature)
     try:

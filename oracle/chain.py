@@ -16,6 +16,7 @@ from typing import Any
 
 import requests
 from eth_abi import decode as abi_decode
+from eth_typing import HexStr
 from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 from web3 import HTTPProvider, Web3
 from web3.exceptions import ContractLogicError, Web3Exception
@@ -149,7 +150,7 @@ class Chain:
         )
 
     def has_code(self, address: str) -> bool:
-        return len(self._call(lambda: self.w3.eth.get_code(address))) > 0
+        return len(self._call(lambda: self.w3.eth.get_code(to_checksum_address(address)))) > 0
 
     def servicer(self, address: str):
         return self.w3.eth.contract(address=to_checksum_address(address), abi=self.servicer_abi)
@@ -172,10 +173,14 @@ class Chain:
     # ----------------------------------------------------------------- writes
 
     def pending_nonce(self, address: str) -> int:
-        return self._call(lambda: self.w3.eth.get_transaction_count(address, "pending"))
+        return self._call(
+            lambda: self.w3.eth.get_transaction_count(to_checksum_address(address), "pending")
+        )
 
     def latest_nonce(self, address: str) -> int:
-        return self._call(lambda: self.w3.eth.get_transaction_count(address, "latest"))
+        return self._call(
+            lambda: self.w3.eth.get_transaction_count(to_checksum_address(address), "latest")
+        )
 
     def fees(self) -> tuple[int, int]:
         """(maxFeePerGas, maxPriorityFeePerGas) for a new transaction."""
@@ -190,7 +195,7 @@ class Chain:
 
     def receipt(self, tx_hash: str):
         try:
-            return self.w3.eth.get_transaction_receipt(tx_hash)
+            return self.w3.eth.get_transaction_receipt(HexStr(tx_hash))
         except TRANSIENT_ERRORS as exc:
             if "not found" in str(exc).lower() or type(exc).__name__ == "TransactionNotFound":
                 return None
@@ -198,7 +203,7 @@ class Chain:
 
     def transaction_known(self, tx_hash: str) -> bool:
         try:
-            return self.w3.eth.get_transaction(tx_hash) is not None
+            return self.w3.eth.get_transaction(HexStr(tx_hash)) is not None
         except TRANSIENT_ERRORS as exc:
             if "not found" in str(exc).lower() or type(exc).__name__ == "TransactionNotFound":
                 return False

@@ -35,6 +35,9 @@ class _Metric:
         self.label_names = tuple(labels)
         self._lock = threading.Lock()
 
+    def render(self) -> list[str]:
+        raise NotImplementedError
+
     def header(self) -> list[str]:
         return [f"# HELP {self.name} {self.doc}", f"# TYPE {self.name} {self.kind}"]
 

@@ -70,6 +70,11 @@ def _to_affine(p: Jacobian) -> Affine | None:
     x, y, z = p
     if z == 0:
         return None
+    return _to_affine_finite(p)
+
+
+def _to_affine_finite(p: Jacobian) -> Affine:
+    x, y, z = p
     zinv = pow(z, -1, P)
     zinv2 = zinv * zinv % P
     return x * zinv2 % P, y * zinv2 * zinv % P
@@ -80,12 +85,12 @@ def _table(point: Affine) -> list[list[Affine]]:
     table = []
     base: Jacobian = (point[0], point[1], 1)
     for _ in range(WINDOWS):
-        base_affine = _to_affine(base)
+        base_affine = _to_affine_finite(base)  # 2**(8 i) * point is never infinity
         row = [base_affine]
         acc = base
         for _ in range(2**WINDOW_BITS - 2):
             acc = _add_affine(acc, base_affine)
-            row.append(_to_affine(acc))
+            row.append(_to_affine_finite(acc))  # j * 2**(8 i) * point, j < 256 << N
         table.append(row)
         for _ in range(WINDOW_BITS):
             base = _double(base)

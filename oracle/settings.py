@@ -145,6 +145,7 @@ class Settings(BaseModel):
         if self.signer_key is not None:
             key_hex = self.signer_key.get_secret_value().strip()
         else:
+            assert self.keystore_file is not None
             key_hex = _decrypt_keystore(self.keystore_file, self._keystore_password())
         key_hex = key_hex.removeprefix("0x").lower()
         try:
@@ -172,6 +173,7 @@ class Settings(BaseModel):
         if self.keystore_password is not None:
             password = self.keystore_password.get_secret_value()
         else:
+            assert self.keystore_password_file is not None
             try:
                 password = self.keystore_password_file.read_text().rstrip("\r\n")
             except OSError as exc:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -41,6 +41,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Row,
     String,
     Table,
     Text,
@@ -327,7 +328,7 @@ class Store:
 
     # ------------------------------------------------------------ observations
 
-    def observations_for(self, fleet_id: int, period: int) -> list:
+    def observations_for(self, fleet_id: int, period: int) -> Sequence[Row]:
         with self.read() as conn:
             return conn.execute(
                 select(observations)
@@ -351,7 +352,7 @@ class Store:
 
     # --------------------------------------------------------------- chain txs
 
-    def open_txs(self, sender: str) -> list:
+    def open_txs(self, sender: str) -> Sequence[Row]:
         with self.read() as conn:
             return conn.execute(
                 select(chain_txs)
@@ -359,7 +360,7 @@ class Store:
                 .order_by(chain_txs.c.nonce, chain_txs.c.id)
             ).fetchall()
 
-    def txs_for(self, fleet_id: int, period: int, action: str) -> list:
+    def txs_for(self, fleet_id: int, period: int, action: str) -> Sequence[Row]:
         with self.read() as conn:
             return conn.execute(
                 select(chain_txs)
@@ -398,7 +399,7 @@ class Store:
         with self.write() as conn:
             conn.execute(update(chain_txs).where(chain_txs.c.tx_hash == tx_hash).values(**values))
 
-    def all_txs(self, fleet_id: int | None = None, limit: int = 200) -> list:
+    def all_txs(self, fleet_id: int | None = None, limit: int = 200) -> Sequence[Row]:
         query = select(chain_txs).order_by(chain_txs.c.id.desc()).limit(limit)
         if fleet_id is not None:
             query = query.where(chain_txs.c.fleet_id == fleet_id)
@@ -426,7 +427,7 @@ class Store:
                 .values(closed=True, close_tx_hash=close_tx_hash)
             )
 
-    def unclosed_reports(self, fleet_id: int) -> list:
+    def unclosed_reports(self, fleet_id: int) -> Sequence[Row]:
         with self.read() as conn:
             return conn.execute(
                 select(reports)
@@ -434,7 +435,7 @@ class Store:
                 .order_by(reports.c.period)
             ).fetchall()
 
-    def reports_for(self, fleet_id: int, limit: int, before: int | None) -> list:
+    def reports_for(self, fleet_id: int, limit: int, before: int | None) -> Sequence[Row]:
         query = (
             select(reports)
             .where(reports.c.fleet_id == fleet_id)

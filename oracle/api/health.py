@@ -16,6 +16,8 @@ router = APIRouter(tags=["health"])
 def health(services: ServicesDep) -> HealthOut:
     """``ok`` when the database answers and the chain RPC answers; else ``degraded``."""
     database_ok = services.store.ping()
+    block: int | None
+    chain_id: int | None
     try:
         block = services.chain.block_number()
         chain_id = services.chain.chain_id
