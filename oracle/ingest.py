@@ -346,9 +346,7 @@ class Ingestor:
         self._check_new(conn, fleet_id, ack, [r["invoice_id"] for r in revenue_rows])
         for period in sorted(per_period):
             n_samples, n_revenue, available, span, revenue = per_period[period]
-            start, end = cfg.bounds(period)
-            self._store.ensure_period(conn, fleet_id, period, start, end)
-            updated = conn.execute(
+            add = (
                 update(periods)
                 .where(
                     periods.c.fleet_id == fleet_id,
@@ -366,17 +364,23 @@ class Ingestor:
                     revenue=periods.c.revenue + revenue,
                 )
             )
-            if updated.rowcount != 1:
+            if conn.execute(add).rowcount == 1:
+                continue
+            row = self._store.period_row(conn, fleet_id, period)
+            if row is None:  # the period's first telemetry
+                start, end = cfg.bounds(period)
+                self._store.ensure_period(conn, fleet_id, period, start, end)
+                if conn.execute(add).rowcount == 1:
+                    continue
                 row = self._store.period_row(conn, fleet_id, period)
-                if row is not None and row.sealed:
-                    raise PeriodClosed(
-                        f"period {period} is sealed: its observation is signed",
-                        {"period": period},
-                    )
-                raise ValueOutOfRange(
-                    f"period {period}'s running totals would exceed {RUNNING_TOTAL_LIMIT}",
-                    {"period": period},
+            if row is not None and row.sealed:
+                raise PeriodClosed(
+                    f"period {period} is sealed: its observation is signed", {"period": period}
                 )
+            raise ValueOutOfRange(
+                f"period {period}'s running totals would exceed {RUNNING_TOTAL_LIMIT}",
+                {"period": period},
+            )
         batch_ref = conn.execute(
             batches.insert().values(
                 fleet_id=fleet_id,
