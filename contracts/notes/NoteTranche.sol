@@ -102,10 +102,10 @@ contract NoteTranche is INoteTranche, ERC20, AccessControl, ReentrancyGuard {
     Principal private _principal;
     Funding private _funding;
     CouponCash private _cash;
-    /// @dev Sum over accrual steps of (index increase x total face), scaled
-    ///      1e27: the exact total of holders' coupon entitlements before the
-    ///      per-holder round-down.
-    uint256 private _accruedScaled;
+    /// @dev Face minted at drawdown. Total face only changes while nothing
+    ///      accrues (the drawdown mint, burns after full repayment), so the
+    ///      exact total of holders' coupon entitlements, scaled 1e27, is
+    ///      `interestIndex x _originalPrincipal`: no running sum is stored.
     uint128 private _originalPrincipal;
 
     mapping(address => Checkpoint) private _checkpoints;
@@ -294,7 +294,7 @@ contract NoteTranche is INoteTranche, ERC20, AccessControl, ReentrancyGuard {
         State s = _accrual.state;
         if (s != State.Active && s != State.Repaid) revert StateIs(s, State.Active);
         _accrue();
-        uint256 due = _interestDue(_accruedScaled);
+        uint256 due = _interestDue(uint256(_accrual.interestIndex) * _originalPrincipal);
         if (interest > due) revert InterestOverpaid(interest, due);
         Principal memory p = _principal;
         if (principal > p.outstanding) revert PrincipalOverpaid(principal, p.outstanding);
@@ -572,17 +572,14 @@ contract NoteTranche is INoteTranche, ERC20, AccessControl, ReentrancyGuard {
     function _accrue() private {
         Accrual memory a = _accrual;
         if (a.lastAccrualAt == block.timestamp || a.state != State.Active) return;
-        uint256 supply = totalSupply();
-        uint256 increase = _indexIncrease(a, supply);
-        if (increase != 0) {
-            a.interestIndex += increase.toUint128();
-            _accruedScaled += increase * supply;
-        }
+        a.interestIndex += _indexIncrease(a).toUint128();
         a.lastAccrualAt = uint40(block.timestamp);
         _accrual = a;
     }
 
-    function _indexIncrease(Accrual memory a, uint256 supply) private view returns (uint256) {
+    /// @dev Index increase since the last accrual, per face, rounded down.
+    function _indexIncrease(Accrual memory a) private view returns (uint256) {
+        uint256 supply = _originalPrincipal; // == totalSupply() while accruing
         uint256 outstanding = _principal.outstanding;
         if (supply == 0 || outstanding == 0 || a.rateBps == 0) return 0;
         uint256 elapsed = block.timestamp - a.lastAccrualAt;
@@ -593,13 +590,8 @@ contract NoteTranche is INoteTranche, ERC20, AccessControl, ReentrancyGuard {
     function _accruedNow() private view returns (uint256 interestIndex, uint256 accruedScaled) {
         Accrual memory a = _accrual;
         interestIndex = a.interestIndex;
-        accruedScaled = _accruedScaled;
-        if (a.state == State.Active && a.lastAccrualAt != block.timestamp) {
-            uint256 supply = totalSupply();
-            uint256 increase = _indexIncrease(a, supply);
-            interestIndex += increase;
-            accruedScaled += increase * supply;
-        }
+        if (a.state == State.Active && a.lastAccrualAt != block.timestamp) interestIndex += _indexIncrease(a);
+        accruedScaled = interestIndex * _originalPrincipal;
     }
 
     /// @dev Credits `account` with what its balance earned since its

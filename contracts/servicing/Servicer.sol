@@ -78,10 +78,16 @@ contract Servicer is IServicer, AccessControl, ReentrancyGuard {
         uint128 collateral; // stablecoin posted as collateral
     }
 
+    /// @dev Released to the fee recipient and the operator, not yet withdrawn; one slot.
+    struct Payouts {
+        uint128 fees;
+        uint128 equity;
+    }
+
     Engine private _engine;
     Cash private _cash;
+    Payouts private _payouts;
     uint128 private _feeArrears;
-    mapping(address => uint256) private _withdrawable;
 
     constructor(
         IERC20 asset_,
@@ -149,20 +155,24 @@ contract Servicer is IServicer, AccessControl, ReentrancyGuard {
             revert NoteNotActive();
         }
         Engine memory e = _engine;
-        PeriodInputs memory inputs = _readInputs(e.nextPeriod);
-        CovenantResult memory result = _evaluate(e, inputs);
-
-        Waterfall.Due memory due = _due(inputs, result, e.status);
+        CovenantTerms memory t = _terms;
+        Cash memory c = _cash;
+        (PeriodInputs memory inputs, Waterfall.Due memory due) = _readInputs(e.nextPeriod, t, c);
+        due.windDown = e.status == Status.SteppedIn;
+        CovenantResult memory result = _evaluate(e, inputs, t);
+        due.sweepOn = result.sweepOn;
+        due.equityBlocked = result.equityBlocked;
         WaterfallResult memory w = Waterfall.distribute(due);
 
         e.nextPeriod += 1;
         _engine = e;
-        _cash.periodRevenue = 0;
-        _cash.reserve = w.reserveBalance;
-        _cash.trapped = w.trapped;
-        _feeArrears = uint128(due.fees - w.fees);
-        if (w.fees != 0) _withdrawable[_feeRecipient] += w.fees;
-        if (w.equity != 0) _withdrawable[_operator] += w.equity;
+        _cash = Cash(0, w.reserveBalance, w.trapped, c.collateral);
+        uint128 arrears = uint128(due.fees - w.fees);
+        if (arrears != _feeArrears) _feeArrears = arrears;
+        if (w.fees != 0 || w.equity != 0) {
+            Payouts memory p = _payouts;
+            _payouts = Payouts(p.fees + w.fees, p.equity + w.equity);
+        }
 
         emit PeriodClosed(inputs.period, inputs, result);
         emit WaterfallDistributed(inputs.period, w);
@@ -220,17 +230,26 @@ contract Servicer is IServicer, AccessControl, ReentrancyGuard {
         _cash.collateral = 0;
         _cash.reserve = 0;
         _cash.trapped = 0;
-        if (returned != 0) _withdrawable[_operator] += returned;
+        if (returned != 0) _payouts.equity += returned.toUint128();
         _registry.releaseNote(_noteId);
         emit NoteReleased(returned);
     }
 
     /// @inheritdoc IServicer
     function withdraw() external nonReentrant returns (uint256 amount) {
-        amount = _withdrawable[msg.sender];
+        Payouts memory p = _payouts;
+        bool fees = msg.sender == _feeRecipient;
+        if (fees) {
+            amount = p.fees;
+            p.fees = 0;
+        }
+        if (msg.sender == _operator) {
+            amount += p.equity;
+            p.equity = 0;
+        }
         if (amount == 0) revert NothingToWithdraw(msg.sender);
-        _withdrawable[msg.sender] = 0;
-        emit Withdrawn(msg.sender, amount, msg.sender == _feeRecipient);
+        _payouts = p;
+        emit Withdrawn(msg.sender, amount, fees);
         _asset.safeTransfer(msg.sender, amount);
     }
 
@@ -279,8 +298,9 @@ contract Servicer is IServicer, AccessControl, ReentrancyGuard {
     }
 
     /// @inheritdoc IServicer
-    function withdrawable(address account) external view returns (uint256) {
-        return _withdrawable[account];
+    function withdrawable(address account) external view returns (uint256 amount) {
+        if (account == _feeRecipient) amount = _payouts.fees;
+        if (account == _operator) amount += _payouts.equity;
     }
 
     /// @notice Coupon step state: current step, streaks, whether the low-utilization step is on.
@@ -307,8 +327,13 @@ contract Servicer is IServicer, AccessControl, ReentrancyGuard {
     // Internals
     // ------------------------------------------------------------------
 
-    /// @dev Reads the period's report (marking it missed when stale) and the money figures.
-    function _readInputs(uint32 period) private returns (PeriodInputs memory inputs) {
+    /// @dev Reads the period's report (marking it missed when stale) and
+    ///      every money figure once: the covenant inputs and what the
+    ///      waterfall owes (status flags are filled in by the caller).
+    function _readInputs(uint32 period, CovenantTerms memory t, Cash memory c)
+        private
+        returns (PeriodInputs memory inputs, Waterfall.Due memory d)
+    {
         ITelemetryOracle.Report memory report = _oracle.report(_noteId, period);
         if (report.status == ITelemetryOracle.ReportStatus.None) {
             if (_oracle.fleet(_noteId).nextPeriod != period || !_oracle.isStale(_noteId)) {
@@ -322,23 +347,37 @@ contract Servicer is IServicer, AccessControl, ReentrancyGuard {
         inputs.utilizationBps = report.utilizationBps;
         inputs.uptimeBps = report.uptimeBps;
         inputs.revenueReported = report.revenue;
-        inputs.revenueCash = _cash.periodRevenue;
-        uint256 debtService = uint256(_terms.feePerPeriod) + _feeArrears + _senior.interestDue() + _senior.principalDue();
-        uint256 outstanding = _senior.principalOutstanding();
+        inputs.revenueCash = c.periodRevenue;
+
+        d.cashIn = uint256(c.periodRevenue) + c.trapped;
+        d.reserveBalance = c.reserve;
+        d.fees = uint256(t.feePerPeriod) + _feeArrears;
+        d.seniorInterest = _senior.interestDue();
+        d.seniorPrincipal = _senior.principalDue();
+        d.seniorOutstanding = _senior.principalOutstanding();
+        // Target: `reserveMonths` months of senior interest at the current rate, rounded up.
+        d.reserveTarget =
+            Math.mulDiv(d.seniorOutstanding * _senior.currentRateBps(), t.reserveMonths, 12 * _BPS, Math.Rounding.Ceil);
         if (address(_junior) != address(0)) {
-            debtService += _junior.interestDue() + _junior.principalDue();
-            outstanding += _junior.principalOutstanding();
+            d.juniorInterest = _junior.interestDue();
+            d.juniorPrincipal = _junior.principalDue();
+            d.juniorOutstanding = _junior.principalOutstanding();
         }
+        d.sweepShareBps = t.sweepShareBps;
+
+        uint256 debtService = d.fees + d.seniorInterest + d.seniorPrincipal + d.juniorInterest + d.juniorPrincipal;
         inputs.debtService = debtService.toUint128();
         inputs.collateralValue = _registry.collateralValue(_noteId).toUint128();
-        inputs.cashCollateral = _cash.collateral;
-        inputs.outstanding = outstanding.toUint128();
+        inputs.cashCollateral = c.collateral;
+        inputs.outstanding = (d.seniorOutstanding + d.juniorOutstanding).toUint128();
     }
 
     /// @dev Covenant tests, coupon step, top-up requirement, cure and
     ///      default; updates `e` in memory (the caller stores it).
-    function _evaluate(Engine memory e, PeriodInputs memory inputs) private returns (CovenantResult memory r) {
-        CovenantTerms memory t = _terms;
+    function _evaluate(Engine memory e, PeriodInputs memory inputs, CovenantTerms memory t)
+        private
+        returns (CovenantResult memory r)
+    {
         bool reported = inputs.reportStatus == uint8(ITelemetryOracle.ReportStatus.Reported);
         bool high = reported && inputs.utilizationBps >= t.stepDownUtilBps;
         bool low = !reported || inputs.utilizationBps < t.stepUpUtilBps;
@@ -392,33 +431,6 @@ contract Servicer is IServicer, AccessControl, ReentrancyGuard {
         r.breaches = breaches;
         r.sweepOn = (breaches & (BREACH_DSCR | BREACH_TOPUP_OUTSTANDING | BREACH_DEFAULT)) != 0;
         r.equityBlocked = breaches != 0;
-    }
-
-    function _due(PeriodInputs memory inputs, CovenantResult memory r, Status s)
-        private
-        view
-        returns (Waterfall.Due memory d)
-    {
-        Cash memory c = _cash;
-        d.cashIn = uint256(inputs.revenueCash) + c.trapped;
-        d.reserveBalance = c.reserve;
-        d.fees = uint256(_terms.feePerPeriod) + _feeArrears;
-        d.seniorInterest = _senior.interestDue();
-        d.seniorPrincipal = _senior.principalDue();
-        d.seniorOutstanding = _senior.principalOutstanding();
-        // Target: `reserveMonths` months of senior interest at the current rate, rounded up.
-        d.reserveTarget = Math.mulDiv(
-            d.seniorOutstanding * _senior.currentRateBps(), _terms.reserveMonths, 12 * _BPS, Math.Rounding.Ceil
-        );
-        if (address(_junior) != address(0)) {
-            d.juniorInterest = _junior.interestDue();
-            d.juniorPrincipal = _junior.principalDue();
-            d.juniorOutstanding = _junior.principalOutstanding();
-        }
-        d.sweepShareBps = _terms.sweepShareBps;
-        d.sweepOn = r.sweepOn;
-        d.equityBlocked = r.equityBlocked;
-        d.windDown = s == Status.SteppedIn;
     }
 
     function _applyStep(uint32 period, CovenantResult memory r) private {
