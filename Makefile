@@ -42,7 +42,8 @@ test-service: install
 	$(BIN)/python -m pytest -p no:pytest-brownie tests/service
 
 bench: install
-	$(BIN)/python -m gpucredit.localchain run bench/gas.py
+	$(BIN)/python -m gpucredit.localchain run $(CURDIR)/bench/gas.py
+	$(BIN)/python bench/oracle_bench.py
 
 clean:
 	rm -rf build $(VENV) node_modules

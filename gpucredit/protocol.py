@@ -295,3 +295,45 @@ def pledge_fleet(
     core.registry.attestBatch(batch_id, batch["attestationHash"], {"from": attestor})
     core.registry.pledgeBatch(batch_id, deal.note_id, {"from": operator})
     return batch_id, tree
+
+
+def submit_report(
+    core: Core,
+    deal: Deal,
+    period: int,
+    keys: list[str],
+    *,
+    utilization: int,
+    uptime: int,
+    revenue: int,
+    sender: Any,
+) -> Any:
+    """Signs a period's observation with each of `keys` and submits the report.
+
+    Waits (moves the dev chain's clock) until the period has ended first.
+    """
+    from brownie import chain
+    from eth_account import Account
+
+    from gpucredit.reports import order_by_signer, period_bounds, sign_observation
+
+    start, end = period_bounds(deal.genesis, deal.spec.period_length, period)
+    if chain[-1].timestamp <= end:
+        chain.sleep(end - chain[-1].timestamp + 1)
+        chain.mine()
+    signed = []
+    for key in keys:
+        signature = sign_observation(
+            key,
+            chain.id,
+            core.oracle.address,
+            deal.note_id,
+            period,
+            start,
+            end,
+            utilization,
+            uptime,
+            revenue,
+        )
+        signed.append((Account.from_key(key).address, (utilization, uptime, revenue, signature)))
+    return core.oracle.submitReport(deal.note_id, period, order_by_signer(signed), {"from": sender})
