@@ -40,6 +40,8 @@ interface IServicer {
     struct PeriodInputs {
         uint32 period;
         uint8 reportStatus; // ITelemetryOracle.ReportStatus: 1 reported, 2 missed
+        bool reportLate; // reported after periodEnd + heartbeat: a freshness breach
+        uint40 reportRecordedAt;
         uint16 utilizationBps;
         uint16 uptimeBps;
         uint128 revenueReported; // oracle median

@@ -84,7 +84,16 @@ contract Servicer is IServicer, AccessControl, ReentrancyGuard {
         uint128 equity;
     }
 
+    /// @dev The fleet's period timing, copied from the oracle at the first
+    ///      close (it never changes there), one slot.
+    struct Timing {
+        uint40 genesis;
+        uint32 periodLength;
+        uint32 heartbeat;
+    }
+
     Engine private _engine;
+    Timing private _timing;
     Cash private _cash;
     Payouts private _payouts;
     uint128 private _feeArrears;
@@ -344,6 +353,12 @@ contract Servicer is IServicer, AccessControl, ReentrancyGuard {
         }
         inputs.period = period;
         inputs.reportStatus = uint8(report.status);
+        inputs.reportRecordedAt = report.recordedAt;
+        if (report.status == ITelemetryOracle.ReportStatus.Reported) {
+            Timing memory timing = _fleetTiming();
+            uint256 periodEnd = uint256(timing.genesis) + (uint256(period) + 1) * timing.periodLength;
+            inputs.reportLate = report.recordedAt > periodEnd + timing.heartbeat;
+        }
         inputs.utilizationBps = report.utilizationBps;
         inputs.uptimeBps = report.uptimeBps;
         inputs.revenueReported = report.revenue;
@@ -379,7 +394,8 @@ contract Servicer is IServicer, AccessControl, ReentrancyGuard {
         returns (CovenantResult memory r)
     {
         bool reported = inputs.reportStatus == uint8(ITelemetryOracle.ReportStatus.Reported);
-        bool high = reported && inputs.utilizationBps >= t.stepDownUtilBps;
+        // A late report is used, but a period that was stale never counts as good.
+        bool high = reported && !inputs.reportLate && inputs.utilizationBps >= t.stepDownUtilBps;
         bool low = !reported || inputs.utilizationBps < t.stepUpUtilBps;
         e.highStreak = high ? _inc(e.highStreak) : 0;
         e.lowStreak = low ? _inc(e.lowStreak) : 0;
@@ -424,13 +440,22 @@ contract Servicer is IServicer, AccessControl, ReentrancyGuard {
         if (r.dscrBps < t.dscrMinBps) breaches |= BREACH_DSCR;
         if (r.ltvBps > r.ltvLimitBps) breaches |= BREACH_LTV;
         if (reported && inputs.uptimeBps < t.uptimeSlaBps) breaches |= BREACH_UPTIME;
-        if (!reported) breaches |= BREACH_STALE;
+        if (!reported || inputs.reportLate) breaches |= BREACH_STALE;
         if (low) breaches |= BREACH_LOW_UTILIZATION;
         if (e.topUpDeadline != 0) breaches |= BREACH_TOPUP_OUTSTANDING;
         if (e.status != Status.Performing) breaches |= BREACH_DEFAULT;
         r.breaches = breaches;
         r.sweepOn = (breaches & (BREACH_DSCR | BREACH_TOPUP_OUTSTANDING | BREACH_DEFAULT)) != 0;
         r.equityBlocked = breaches != 0;
+    }
+
+    function _fleetTiming() private returns (Timing memory timing) {
+        timing = _timing;
+        if (timing.periodLength == 0) {
+            ITelemetryOracle.FleetConfig memory f = _oracle.fleet(_noteId);
+            timing = Timing(f.genesis, f.periodLength, f.heartbeat);
+            _timing = timing;
+        }
     }
 
     function _applyStep(uint32 period, CovenantResult memory r) private {

@@ -253,6 +253,24 @@ def test_missing_report_is_stale_and_a_covenant_event(core, deal, operator, reve
     assert deal.servicer.nextPeriodToClose() == 1
 
 
+def test_late_report_is_a_freshness_breach_and_not_a_good_period(core, deal, operator):
+    # two good periods, then period 2 reported after its heartbeat (nobody marked it missed)
+    close(core, deal, operator, 0, 9_500)
+    close(core, deal, operator, 1, 9_500)
+    _, end = period_bounds(deal.genesis, deal.spec.period_length, 2)
+    chain.sleep(end + deal.spec.heartbeat - chain[-1].timestamp + 10)
+    chain.mine()
+    tx = close(core, deal, operator, 2, 9_500)
+    inputs = tx.events["PeriodClosed"]["inputs"]
+    result = tx.events["PeriodClosed"]["result"]
+    assert inputs["reportStatus"] == 1 and inputs["reportLate"]
+    assert inputs["reportRecordedAt"] > end + deal.spec.heartbeat
+    assert result["breaches"] == STALE and result["equityBlocked"]
+    assert result["highStreak"] == 0  # three high periods, but the late one breaks the run
+    assert "CouponStepped" not in tx.events
+    assert deal.senior.currentRateBps() == SENIOR_RATE
+
+
 def test_close_before_the_report_reverts(core, deal, operator, reverts_with):
     with reverts_with("PeriodNotClosable", 0, 0):
         deal.servicer.closePeriod({"from": operator})
