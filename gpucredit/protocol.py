@@ -55,6 +55,9 @@ class TrancheSpec:
     floor_rate_bps: int = 500
     cap_rate_bps: int = 2_500
     min_collateral_ratio_bps: int = 13_000
+    # Cumulative share of the original principal due by each date, as
+    # (seconds after the subscription end, cumulative bps); empty = bullet.
+    amortization: list[tuple[int, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -106,6 +109,9 @@ class DealSpec:
     period_length: int = PERIOD
     heartbeat: int = 7 * DAY
     quorum: int = 2
+    # Exact lengths in seconds; when set they take precedence over the days above.
+    subscription_seconds: int | None = None
+    term_seconds: int | None = None
 
 
 @dataclass
@@ -125,6 +131,51 @@ class Deal:
     @property
     def junior(self) -> Any:
         return self.tranches[1] if len(self.tranches) > 1 else None
+
+
+def deal_timeline(spec: DealSpec, start: int) -> tuple[int, int]:
+    """(subscription end, maturity) of a deal whose window opens at `start`.
+
+    The subscription end is also the oracle fleet's genesis (start of period 0).
+    """
+    window = spec.subscription_seconds or spec.subscription_days * DAY
+    term = spec.term_seconds or spec.term_days * DAY
+    sub_end = start + window
+    return sub_end, sub_end + term
+
+
+def tranche_terms(spec: DealSpec, tranche: TrancheSpec, note_id: int, start: int) -> tuple:
+    """The `INoteTranche.Terms` tuple of one tranche of `spec`."""
+    sub_end, maturity = deal_timeline(spec, start)
+    return (
+        note_id,
+        tranche.seniority,
+        tranche.max_size,
+        tranche.min_subscription,
+        start,
+        sub_end,
+        maturity,
+        tranche.reference_rate_bps,
+        tranche.spread_bps,
+        tranche.floor_rate_bps,
+        tranche.cap_rate_bps,
+        tranche.min_collateral_ratio_bps,
+    )
+
+
+def amortization_schedule(
+    spec: DealSpec, tranche: TrancheSpec, start: int
+) -> tuple[list[int], list[int]]:
+    """`setAmortizationSchedule` arguments (due dates, cumulative bps); empty for a bullet."""
+    sub_end, _ = deal_timeline(spec, start)
+    due = [sub_end + offset for offset, _ in tranche.amortization]
+    cumulative = [bps for _, bps in tranche.amortization]
+    return due, cumulative
+
+
+def signer_order(signers: list[Any]) -> list[Any]:
+    """Oracle signers in ascending address order, as `registerFleet` stores them."""
+    return sorted(signers, key=lambda a: int(str(a), 16))
 
 
 def deploy_core(admin: Any) -> Core:
@@ -175,29 +226,17 @@ def open_deal(
     c = _containers()
     tx = {"from": issuer}
     start = chain[-1].timestamp if start is None else start
-    sub_end = start + spec.subscription_days * DAY
-    maturity = sub_end + spec.term_days * DAY
+    sub_end, _ = deal_timeline(spec, start)
 
     note_id = core.registry.openNote(issuer, tx).return_value
     tranches = []
     for t in spec.tranches:
-        terms = (
-            note_id,
-            t.seniority,
-            t.max_size,
-            t.min_subscription,
-            start,
-            sub_end,
-            maturity,
-            t.reference_rate_bps,
-            t.spread_bps,
-            t.floor_rate_bps,
-            t.cap_rate_bps,
-            t.min_collateral_ratio_bps,
-        )
+        terms = tranche_terms(spec, t, note_id, start)
         tranche = c.NoteTranche.deploy(
             t.name, t.symbol, core.usd, core.identities, core.registry, issuer, issuer, terms, tx
         )
+        if t.amortization:
+            tranche.setAmortizationSchedule(*amortization_schedule(spec, t, start), tx)
         tranches.append(tranche)
 
     junior = tranches[1] if len(tranches) > 1 else "0x" + "00" * 20
@@ -231,7 +270,7 @@ def open_deal(
         sub_end,
         spec.period_length,
         spec.heartbeat,
-        sorted(signers, key=lambda a: int(str(a), 16)),
+        signer_order(signers),
         spec.quorum,
         {"from": admin},
     )
