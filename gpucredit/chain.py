@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from eth_abi import decode as abi_decode
 from eth_account import Account
@@ -26,9 +26,11 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_address
 from web3 import HTTPProvider, Web3
 from web3.exceptions import ContractCustomError, ContractLogicError, ContractPanicError
+from web3.types import TxParams
 
 from gpucredit.deployment import (
     ContractRecord,
+    GpucreditError,
     Manifest,
     ManifestError,
     artifacts_dir,
@@ -126,7 +128,7 @@ HINTS: dict[str, str] = {
 }
 
 
-class ChainError(Exception):
+class ChainError(GpucreditError):
     """A chain interaction that failed in a way a person can act on."""
 
 
@@ -378,7 +380,7 @@ class Client:
 
     def _replay(self, tx: dict[str, Any], receipt: Any) -> DecodedError | str:
         """The revert reason, from re-running the call on the state before its block."""
-        call = {k: tx[k] for k in ("from", "to", "data", "value") if k in tx}
+        call = cast(TxParams, {k: tx[k] for k in ("from", "to", "data", "value") if k in tx})
         try:
             self.w3.eth.call(call, block_identifier=receipt["blockNumber"] - 1)
         except (ContractLogicError, ContractCustomError, ContractPanicError, ValueError) as exc:

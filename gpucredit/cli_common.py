@@ -17,10 +17,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from gpucredit.chain import ChainError, Client, load_key
-from gpucredit.cli_inputs import InputError
-from gpucredit.deployment import ManifestError, NoteRecord
-from gpucredit.termsheet import TermSheetError, parse_amount
+from gpucredit.chain import Client, load_key
+from gpucredit.deployment import GpucreditError, NoteRecord
+from gpucredit.termsheet import parse_amount
 
 DEFAULT_RPC_URL = "http://127.0.0.1:8545"
 
@@ -88,11 +87,11 @@ def signer(role: str, key_env: str | None, keystore: Path | None, password_file:
 # ---- errors ---------------------------------------------------------------
 
 
-class CliError(Exception):
+class CliError(GpucreditError):
     """A refusal with the reason and what to do."""
 
 
-HANDLED = (CliError, ChainError, ManifestError, TermSheetError, InputError)
+HANDLED = (GpucreditError,)  # CliError, ChainError, ManifestError, TermSheetError, InputError
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:

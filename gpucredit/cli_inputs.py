@@ -33,6 +33,7 @@ from typing import Any
 
 from eth_utils import is_address, keccak, to_checksum_address
 
+from gpucredit.deployment import GpucreditError
 from gpucredit.merkle import GpuLeaf, gpu_key, text_id
 from gpucredit.termsheet import parse_amount, parse_timestamp
 
@@ -41,7 +42,7 @@ FLEET_COLUMNS = ("vendor", "serial", "model", "site", "cost", "in_service", "att
 LENDER_COLUMNS = ("address", "country")
 
 
-class InputError(Exception):
+class InputError(GpucreditError):
     """A file the CLI cannot use; `problems` lists (row, column, reason)."""
 
     def __init__(self, path: Path | str, problems: list[tuple[int | None, str | None, str]]):

@@ -290,7 +290,7 @@ def create_note(
             ),
             "register the fleet on the oracle",
         )
-    record = NoteRecord(
+    note_record = NoteRecord(
         note_id=note_id,
         name=sheet.name,
         issuer=issuer.address,
@@ -312,7 +312,7 @@ def create_note(
         block=receipt["blockNumber"],
     )
     c.reload_manifest()
-    c.manifest.add_note(record)
+    c.manifest.add_note(note_record)
     c.save_manifest()
     result = {
         "note_id": note_id,
@@ -673,9 +673,9 @@ def status(note_id: NoteId, json_out: JsonOut = False) -> None:
             f"{len(f['signers'])}{', STALE' if f['stale'] else ''}"
         )
         if r["batches"]:
-            rows = [
+            batch_rows = [
                 (b["batch_id"], b["count"], b["status"], money(b["value"], d)) for b in r["batches"]
             ]
-            out.print(table("pledged batches", ("batch", "GPUs", "status", "value"), rows))
+            out.print(table("pledged batches", ("batch", "GPUs", "status", "value"), batch_rows))
 
     emit(result, json_out, render)

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 __all__ = [
     "CORE_CONTRACTS",
+    "GpucreditError",
     "ContractRecord",
     "FleetRecord",
     "Manifest",
@@ -53,7 +54,11 @@ CORE_CONTRACTS: dict[str, str] = {
 }
 
 
-class ManifestError(Exception):
+class GpucreditError(Exception):
+    """Base of the errors the gpucredit tooling reports to a person (CLI, deploy script)."""
+
+
+class ManifestError(GpucreditError):
     """A manifest or artifact that cannot be read, or that lacks what is asked for."""
 
 

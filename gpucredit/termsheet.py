@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -39,6 +40,7 @@ from pydantic import (
     model_validator,
 )
 
+from gpucredit.deployment import GpucreditError
 from gpucredit.protocol import USD, CovenantSpec, DealSpec, TrancheSpec
 
 __all__ = [
@@ -68,7 +70,7 @@ _AMOUNT_SUFFIX = {"k": 10**3, "m": 10**6, "b": 10**9}
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-class TermSheetError(Exception):
+class TermSheetError(GpucreditError):
     """A term sheet that cannot be used; `problems` lists (field path, reason)."""
 
     def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
@@ -624,7 +626,7 @@ def _location(loc: tuple[Any, ...]) -> str:
     return out or "(term sheet)"
 
 
-def _reason(error: dict[str, Any]) -> str:
+def _reason(error: Mapping[str, Any]) -> str:
     message = str(error["msg"])
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)

@@ -42,6 +42,7 @@ from eth_utils import is_address, keccak, to_checksum_address
 from gpucredit.deployment import (
     CORE_CONTRACTS,
     ContractRecord,
+    GpucreditError,
     Manifest,
     RoleSet,
     abi_hash,
@@ -76,7 +77,7 @@ GRANTS = (
 ADMIN_ROLE = "0x" + "00" * 32
 
 
-class DeployError(Exception):
+class DeployError(GpucreditError):
     """A configuration or chain state the deployment cannot go on with."""
 
 
