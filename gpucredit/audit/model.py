@@ -1,0 +1,1000 @@
+"""The auditor's reference model of a gpucredit note, in plain Python integers.
+
+Written from the documented rules (README "How a note works", "Covenants at
+each period close", "Coupon steps", "Remedies", "Revenue waterfall", and the
+NatSpec of `contracts/interfaces/*.sol`), never by calling a contract. Each
+class holds the state one contract keeps and exposes the operations the
+events reveal; the replay (`gpucredit.audit.replay`) feeds it the events'
+inputs and compares what it computes with the events' recorded outputs.
+
+Arithmetic follows the documented rounding: holders' entitlements and
+collateral values round down, amounts owed by the SPV (LTV, top-up level,
+reserve target, interest due) round up. docs/audit.md lists every rule with
+its source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+BPS = 10_000
+YEAR = 365 * 86_400
+INDEX_SCALE = 10**27
+QUARTER = 7_889_400  # 365.25 days / 4
+UINT32_MAX = 2**32 - 1
+UINT8_MAX = 255
+
+# Covenant breach flags (IServicer.CovenantResult.breaches)
+BREACH_DSCR = 1
+BREACH_LTV = 2
+BREACH_UPTIME = 4
+BREACH_STALE = 8
+BREACH_LOW_UTILIZATION = 16
+BREACH_TOPUP_OUTSTANDING = 32
+BREACH_DEFAULT = 64
+BREACH_NAMES = {
+    BREACH_DSCR: "DSCR",
+    BREACH_LTV: "LTV",
+    BREACH_UPTIME: "uptime",
+    BREACH_STALE: "stale",
+    BREACH_LOW_UTILIZATION: "low-util",
+    BREACH_TOPUP_OUTSTANDING: "top-up open",
+    BREACH_DEFAULT: "default",
+}
+
+# INoteTranche.State
+SUBSCRIPTION, CLOSED, ACTIVE, REPAID, CANCELLED = range(5)
+# IServicer.Status
+PERFORMING, DEFAULTED, STEPPED_IN = range(3)
+# ITelemetryOracle.ReportStatus
+REPORT_NONE, REPORTED, MISSED = range(3)
+# ICollateralRegistry.NoteStatus / BatchStatus
+NOTE_NONE, NOTE_OPEN, NOTE_RELEASED, NOTE_STEPPED_IN = range(4)
+BATCH_NONE, BATCH_REGISTERED, BATCH_ATTESTED, BATCH_PLEDGED, BATCH_VOIDED = range(5)
+
+ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def breach_names(mask: int) -> list[str]:
+    return [name for bit, name in BREACH_NAMES.items() if mask & bit]
+
+
+# ---------------------------------------------------------------------------
+# Collateral registry: batches, classes, haircuts, valuation
+# ---------------------------------------------------------------------------
+
+
+def depreciation_factor_bps(markdown_bps: int, floor_bps: int, quarters: int) -> int:
+    """max(floor, 10,000 - quarters x markdown); 10,000 without markdown."""
+    if markdown_bps == 0:
+        return BPS
+    markdown = min(quarters, BPS) * markdown_bps
+    if markdown >= BPS:
+        return floor_bps
+    return max(floor_bps, BPS - markdown)
+
+
+def quarters_elapsed(in_service_at: int, ts: int) -> int:
+    """Full quarters in service (rounded down); 0 before the in-service date."""
+    return 0 if ts <= in_service_at else (ts - in_service_at) // QUARTER
+
+
+@dataclass(slots=True)
+class Batch:
+    batch_id: int
+    issuer: str
+    operator: str
+    count: int
+    total_cost: int
+    model: str  # bytes32 as lower-case 0x hex
+    class_id: int
+    in_service_at: int
+    status: int = BATCH_REGISTERED
+    note_id: int = 0
+
+
+@dataclass(slots=True)
+class NoteCollateral:
+    note_id: int
+    issuer: str
+    manager: str
+    status: int = NOTE_OPEN
+    batch_ids: list[int] = field(default_factory=list)
+    tranches: list[str] = field(default_factory=list)
+    deficient: bool = False
+    lienholder: str = ZERO_ADDRESS
+
+
+class Registry:
+    """Batches and notes of the one collateral registry all issuers share."""
+
+    MAX_BATCHES_PER_NOTE = 32
+
+    def __init__(self) -> None:
+        self.classes: dict[int, tuple[int, int]] = {}
+        self.haircuts: dict[str, int] = {}
+        self.batches: dict[int, Batch] = {}
+        self.notes: dict[int, NoteCollateral] = {}
+        self.batch_count = 0
+        self.note_count = 0
+
+    def batch_value(self, batch: Batch, ts: int) -> int:
+        """cost x factor x (1 - haircut), rounded down; 0 once voided."""
+        if batch.status == BATCH_VOIDED:
+            return 0
+        markdown, floor = self.classes.get(batch.class_id, (0, 0))
+        factor = depreciation_factor_bps(markdown, floor, quarters_elapsed(batch.in_service_at, ts))
+        haircut = self.haircuts.get(batch.model, 0)
+        return batch.total_cost * factor * (BPS - haircut) // (BPS * BPS)
+
+    def is_live_note(self, note_id: int) -> bool:
+        note = self.notes.get(note_id)
+        return note is not None and note.status in (NOTE_OPEN, NOTE_STEPPED_IN)
+
+    def collateral_value(self, note_id: int, ts: int) -> int:
+        """Value of the note's pledged, non-voided batches; 0 unless the note is live."""
+        if not self.is_live_note(note_id):
+            return 0
+        total = 0
+        for batch_id in self.notes[note_id].batch_ids:
+            batch = self.batches[batch_id]
+            if batch.status == BATCH_PLEDGED:
+                total += self.batch_value(batch, ts)
+        return total
+
+
+# ---------------------------------------------------------------------------
+# Identity registry
+# ---------------------------------------------------------------------------
+
+
+class Identities:
+    """KYC whitelist: listed, unexpired, not frozen."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, list[Any]] = {}  # address -> [expiresAt, frozen]
+
+    def register(self, account: str, expires_at: int) -> None:
+        record = self.records.get(account)
+        if record is None:
+            self.records[account] = [expires_at, False]
+        else:
+            record[0] = expires_at  # a renewal keeps the frozen flag
+
+    def remove(self, account: str) -> None:
+        self.records.pop(account, None)
+
+    def freeze(self, account: str, frozen: bool) -> None:
+        if account in self.records:
+            self.records[account][1] = frozen
+
+    def problem(self, account: str, ts: int) -> str | None:
+        """Why `account` may not hold notes at `ts` (None when verified)."""
+        record = self.records.get(account)
+        if record is None:
+            return "IdentityUnknown"
+        if record[1]:
+            return "IdentityIsFrozen"
+        if record[0] <= ts:
+            return "IdentityExpired"
+        return None
+
+
+# ---------------------------------------------------------------------------
+# Telemetry oracle
+# ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Report:
+    status: int
+    utilization_bps: int
+    uptime_bps: int
+    revenue: int
+    recorded_at: int
+    observations: int
+
+
+@dataclass(slots=True)
+class Fleet:
+    fleet_id: int
+    operator: str
+    consumer: str
+    genesis: int
+    period_length: int
+    heartbeat: int
+    quorum: int = 0
+    signer_version: int = 0
+    signers: list[str] = field(default_factory=list)
+    next_period: int = 0
+    reports: dict[int, Report] = field(default_factory=dict)
+
+    def bounds(self, period: int) -> tuple[int, int]:
+        start = self.genesis + period * self.period_length
+        return start, start + self.period_length
+
+    def stale_at(self, period: int) -> int:
+        return self.bounds(period)[1] + self.heartbeat
+
+    def is_stale(self, ts: int) -> bool:
+        return ts > self.stale_at(self.next_period)
+
+
+class Oracle:
+    def __init__(self) -> None:
+        self.fleets: dict[int, Fleet] = {}
+
+    def mark_missed(self, fleet: Fleet, ts: int) -> dict[str, int]:
+        period = fleet.next_period
+        _, end = fleet.bounds(period)
+        fleet.reports[period] = Report(MISSED, 0, 0, 0, ts, 0)
+        fleet.next_period = period + 1
+        return {
+            "fleetId": fleet.fleet_id,
+            "period": period,
+            "periodEnd": end,
+            "staleSince": end + fleet.heartbeat,
+        }
+
+
+# ---------------------------------------------------------------------------
+# Note tranche: subscriptions, per-face coupon and principal accumulators
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TrancheTerms:
+    note_id: int
+    seniority: int
+    max_size: int
+    min_subscription: int
+    subscription_start: int
+    subscription_end: int
+    maturity: int
+    reference_rate_bps: int
+    spread_bps: int
+    floor_rate_bps: int
+    cap_rate_bps: int
+    min_collateral_ratio_bps: int
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TrancheTerms:
+        return cls(
+            note_id=int(data["noteId"]),
+            seniority=int(data["seniority"]),
+            max_size=int(data["maxSize"]),
+            min_subscription=int(data["minSubscription"]),
+            subscription_start=int(data["subscriptionStart"]),
+            subscription_end=int(data["subscriptionEnd"]),
+            maturity=int(data["maturity"]),
+            reference_rate_bps=int(data["referenceRateBps"]),
+            spread_bps=int(data["spreadBps"]),
+            floor_rate_bps=int(data["floorRateBps"]),
+            cap_rate_bps=int(data["capRateBps"]),
+            min_collateral_ratio_bps=int(data["minCollateralRatioBps"]),
+        )
+
+
+@dataclass(slots=True)
+class Holder:
+    """One holder's face and what it has earned, as of its checkpoint."""
+
+    balance: int = 0
+    ck_interest: int = 0  # interest index at the checkpoint
+    ck_principal: int = 0  # principal index at the checkpoint
+    ck_epoch: int = 0  # funding epoch at the checkpoint
+    funded: int = 0  # coupon claimable
+    pending: int = 0  # coupon accrued above the funded index at ck_epoch
+    principal_owed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PayOutcome:
+    due: int  # interest due when the payment arrived
+    outstanding: int  # principal outstanding after it
+    repaid: bool  # this payment repaid the tranche
+    problem: str | None  # why the contract would have refused it
+
+
+class Tranche:
+    """One tranche: coupons accrue per second on outstanding principal.
+
+    The interest index is coupon per unit of face (scaled 1e27); it rises by
+    `outstanding x rate x elapsed / (10,000 x year x face)` (rounded down) at
+    every balance change, payment and rate change. Coupon accrued up to the
+    funded index is claimable; the funded index catches up with the interest
+    index only when a payment covers everything due (partial payments are
+    held). Principal repaid is shared per face through a second index.
+    """
+
+    def __init__(self, address: str, terms: TrancheTerms) -> None:
+        self.address = address
+        self.escrow = address.lower()
+        self.terms = terms
+        self.state = SUBSCRIPTION
+        self.requests: dict[str, int] = {}
+        self.total_pending = 0
+        self.total_requested = 0
+        self.total_filled = 0
+        self.fills: dict[str, list[int]] = {}  # controller -> [shares, refund]
+        self.interest_index = 0
+        self.last_accrual_at = 0
+        self.reference_rate = terms.reference_rate_bps
+        self.step = 0
+        self.rate = self.clamped_rate(terms.reference_rate_bps, 0)
+        self.principal_index = 0
+        self.outstanding = 0
+        self.original = 0
+        self.funded_index = 0
+        self.epoch = 0
+        self.held = 0
+        self.cash_funded = 0
+        self.cash_claimed = 0
+        self.holders: dict[str, Holder] = {}
+        self.total_supply = 0
+        self.schedule: list[tuple[int, int]] = []
+
+    # ---- rates ----
+
+    def clamped_rate(self, reference: int, step: int) -> int:
+        raw = reference + self.terms.spread_bps + step
+        return min(max(raw, self.terms.floor_rate_bps), self.terms.cap_rate_bps)
+
+    def set_rate(self, ts: int, reference: int, step: int) -> tuple[int, int]:
+        """Accrues at the old rate, then moves to the new; returns (old, new)."""
+        self.accrue(ts)
+        old = self.rate
+        self.reference_rate = reference
+        self.step = step
+        self.rate = self.clamped_rate(reference, step)
+        return old, self.rate
+
+    # ---- accrual ----
+
+    def _index_increase(self, ts: int) -> int:
+        supply = self.original
+        if supply == 0 or self.outstanding == 0 or self.rate == 0:
+            return 0
+        elapsed = ts - self.last_accrual_at
+        return self.outstanding * self.rate * elapsed * INDEX_SCALE // (BPS * YEAR * supply)
+
+    def accrue(self, ts: int) -> None:
+        if self.state != ACTIVE or self.last_accrual_at == ts:
+            return
+        self.interest_index += self._index_increase(ts)
+        self.last_accrual_at = ts
+
+    def index_at(self, ts: int) -> int:
+        if self.state == ACTIVE and self.last_accrual_at != ts:
+            return self.interest_index + self._index_increase(ts)
+        return self.interest_index
+
+    def _due_from_index(self, index: int) -> int:
+        accrued = ceil_div(index * self.original, INDEX_SCALE)
+        paid = self.cash_funded + self.held
+        return accrued - paid if accrued > paid else 0
+
+    def interest_due(self, ts: int) -> int:
+        """Accrued (rounded up) minus what was paid in (allocated or held)."""
+        return self._due_from_index(self.index_at(ts))
+
+    def cumulative_bps_at(self, ts: int) -> int:
+        bps = 0
+        for due_at, cumulative in self.schedule:
+            if due_at <= ts:
+                bps = cumulative
+            else:
+                break
+        return bps
+
+    def principal_due(self, ts: int) -> int:
+        """Scheduled principal due and unpaid (all of it from maturity)."""
+        if self.outstanding == 0:
+            return 0
+        if ts >= self.terms.maturity:
+            return self.outstanding
+        scheduled = ceil_div(self.original * self.cumulative_bps_at(ts), BPS)
+        repaid = self.original - self.outstanding
+        return min(scheduled - repaid, self.outstanding) if scheduled > repaid else 0
+
+    # ---- holders ----
+
+    def holder(self, account: str) -> Holder:
+        key = account.lower()
+        holder = self.holders.get(key)
+        if holder is None:
+            holder = self.holders[key] = Holder()
+        return holder
+
+    def settle(self, h: Holder) -> None:
+        """Credits what the holder's face earned since its checkpoint."""
+        index = self.interest_index
+        p_index = self.principal_index
+        if h.ck_interest == index and h.ck_principal == p_index and h.ck_epoch == self.epoch:
+            return
+        if h.ck_epoch != self.epoch:  # funding caught up since: pending is paid for
+            h.funded += h.pending
+            h.pending = 0
+        balance = h.balance
+        if balance and index != h.ck_interest:
+            start = h.ck_interest
+            if start < self.funded_index:
+                end = min(index, self.funded_index)
+                h.funded += balance * (end - start) // INDEX_SCALE
+                start = end
+            if index > start:
+                h.pending += balance * (index - start) // INDEX_SCALE
+        if balance:
+            h.principal_owed += balance * (p_index - h.ck_principal) // INDEX_SCALE
+        h.ck_interest = index
+        h.ck_principal = p_index
+        h.ck_epoch = self.epoch
+
+    def entitlement(self, account: str, ts: int) -> tuple[int, int]:
+        """(claimable, accrued-but-unfunded) coupon of `account` at `ts`, no state change."""
+        h = self.holders.get(account.lower())
+        if h is None:
+            return 0, 0
+        index = self.index_at(ts)
+        funded, pending = h.funded, h.pending
+        if h.ck_epoch != self.epoch:
+            funded, pending = funded + pending, 0
+        if h.balance and index != h.ck_interest:
+            start = h.ck_interest
+            if start < self.funded_index:
+                end = min(index, self.funded_index)
+                funded += h.balance * (end - start) // INDEX_SCALE
+                start = end
+            if index > start:
+                pending += h.balance * (index - start) // INDEX_SCALE
+        return funded, pending
+
+    def move(self, ts: int, sender: str, receiver: str, value: int) -> None:
+        """A balance change (mint: sender zero; burn: receiver zero): both sides settle first."""
+        self.accrue(ts)
+        src = None if sender == ZERO_ADDRESS else self.holder(sender)
+        dst = None if receiver == ZERO_ADDRESS else self.holder(receiver)
+        if src is not None:
+            self.settle(src)
+        if dst is not None:
+            self.settle(dst)
+        if src is None:
+            self.total_supply += value
+        else:
+            src.balance -= value
+        if dst is None:
+            self.total_supply -= value
+        else:
+            dst.balance += value
+
+    def release_from_escrow(self, ts: int, controller: str, shares: int) -> None:
+        """Claimed face leaves the escrow with its share of what the escrow earned."""
+        self.accrue(ts)
+        escrow = self.holder(self.escrow)
+        owner = self.holder(controller)
+        self.settle(escrow)
+        self.settle(owner)
+        escrow_balance = escrow.balance
+        funded = escrow.funded * shares // escrow_balance if escrow_balance else 0
+        pending = escrow.pending * shares // escrow_balance if escrow_balance else 0
+        principal = escrow.principal_owed * shares // escrow_balance if escrow_balance else 0
+        escrow.funded -= funded
+        escrow.pending -= pending
+        escrow.principal_owed -= principal
+        self.move(ts, self.escrow, controller, shares)
+        owner.funded += funded
+        owner.pending += pending
+        owner.principal_owed += principal
+
+    def claim_coupon(self, ts: int, account: str) -> tuple[int, int]:
+        """Pays the claimable coupon; returns (amount, pending after)."""
+        self.accrue(ts)
+        h = self.holder(account)
+        self.settle(h)
+        amount = h.funded
+        h.funded = 0
+        self.cash_claimed += amount
+        return amount, h.pending
+
+    def redeemable(self, ts: int, account: str) -> int:
+        """Settles the holder and returns its repaid principal."""
+        self.accrue(ts)
+        h = self.holder(account)
+        self.settle(h)
+        return h.principal_owed
+
+    # ---- servicing ----
+
+    def pay(self, ts: int, interest: int, principal: int) -> PayOutcome:
+        """Interest funds holders only once it covers all that is due; principal per face."""
+        problem = None
+        if self.state not in (ACTIVE, REPAID):
+            problem = "StateIs: tranche not active"
+        self.accrue(ts)
+        due = self._due_from_index(self.interest_index)
+        if interest > due:
+            problem = f"InterestOverpaid: {interest} > due {due}"
+        if principal > self.outstanding:
+            problem = f"PrincipalOverpaid: {principal} > outstanding {self.outstanding}"
+            principal = self.outstanding
+        if interest:
+            self.held += interest
+            if interest >= due:
+                self.cash_funded += self.held
+                self.funded_index = self.interest_index
+                self.epoch += 1
+                self.held = 0
+        repaid = False
+        if principal:
+            supply = self.total_supply or 1
+            self.principal_index += principal * INDEX_SCALE // supply
+            self.outstanding -= principal
+            if self.outstanding == 0:
+                self.state = REPAID
+                repaid = True
+        return PayOutcome(max(due, interest), self.outstanding, repaid, problem)
+
+    def fill_of(self, requested: int) -> int:
+        """Pro rata cut of an oversubscribed tranche, rounded down."""
+        if self.total_requested <= self.terms.max_size:
+            return requested
+        return requested * self.terms.max_size // self.total_requested
+
+
+# ---------------------------------------------------------------------------
+# Servicer: covenants, coupon steps, remedies and the waterfall
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CovenantTerms:
+    dscr_min_bps: int
+    max_ltv_bps: int
+    low_util_max_ltv_bps: int
+    uptime_sla_bps: int
+    step_down_util_bps: int
+    step_down_periods: int
+    step_down_bps: int
+    step_up_util_bps: int
+    step_up_periods: int
+    step_up_bps: int
+    sweep_share_bps: int
+    reserve_months: int
+    cure_period: int
+    fee_per_period: int
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CovenantTerms:
+        return cls(
+            dscr_min_bps=int(data["dscrMinBps"]),
+            max_ltv_bps=int(data["maxLtvBps"]),
+            low_util_max_ltv_bps=int(data["lowUtilMaxLtvBps"]),
+            uptime_sla_bps=int(data["uptimeSlaBps"]),
+            step_down_util_bps=int(data["stepDownUtilBps"]),
+            step_down_periods=int(data["stepDownPeriods"]),
+            step_down_bps=int(data["stepDownBps"]),
+            step_up_util_bps=int(data["stepUpUtilBps"]),
+            step_up_periods=int(data["stepUpPeriods"]),
+            step_up_bps=int(data["stepUpBps"]),
+            sweep_share_bps=int(data["sweepShareBps"]),
+            reserve_months=int(data["reserveMonths"]),
+            cure_period=int(data["curePeriod"]),
+            fee_per_period=int(data["feePerPeriod"]),
+        )
+
+
+@dataclass(slots=True)
+class Due:
+    """What a period's waterfall owes, read at the close."""
+
+    cash_in: int
+    reserve_balance: int
+    reserve_target: int
+    fees: int
+    senior_interest: int
+    junior_interest: int
+    senior_principal: int
+    junior_principal: int
+    senior_outstanding: int
+    junior_outstanding: int
+    sweep_share_bps: int
+    sweep_on: bool = False
+    equity_blocked: bool = False
+    wind_down: bool = False
+
+
+def waterfall(d: Due) -> dict[str, int]:
+    """Splits the period's cash into the buckets (README "Revenue waterfall").
+
+    Performing: fees, senior interest, junior interest (a shortfall of either
+    drawn from the reserve, senior first), scheduled principal senior then
+    junior, reserve up to its target, sweep (a share of what is left, rounded
+    down, at most the senior principal still outstanding), equity or trapped.
+    Wind-down: fees, senior interest, senior principal, junior interest,
+    junior principal, equity only once both tranches are repaid.
+    """
+    cash = d.cash_in
+    reserve = d.reserve_balance
+    r = dict.fromkeys(
+        (
+            "cashIn",
+            "fees",
+            "seniorInterest",
+            "juniorInterest",
+            "seniorPrincipal",
+            "juniorPrincipal",
+            "reserveDrawn",
+            "reserveAdded",
+            "sweep",
+            "equity",
+            "trapped",
+            "reserveBalance",
+        ),
+        0,
+    )
+    r["cashIn"] = d.cash_in
+    paid = min(cash, d.fees)
+    cash -= paid
+    r["fees"] = paid
+
+    paid = min(cash, d.senior_interest)
+    cash -= paid
+    drawn = min(reserve, d.senior_interest - paid)
+    reserve -= drawn
+    r["seniorInterest"] = paid + drawn
+    reserve_drawn = drawn
+
+    if d.wind_down:
+        paid = min(cash, d.senior_outstanding)
+        cash -= paid
+        r["seniorPrincipal"] = paid
+
+    paid = min(cash, d.junior_interest)
+    cash -= paid
+    drawn = min(reserve, d.junior_interest - paid)
+    reserve -= drawn
+    r["juniorInterest"] = paid + drawn
+    r["reserveDrawn"] = reserve_drawn + drawn
+
+    if d.wind_down:
+        paid = min(cash, d.junior_outstanding)
+        cash -= paid
+        r["juniorPrincipal"] = paid
+        repaid = (
+            r["seniorPrincipal"] == d.senior_outstanding
+            and r["juniorPrincipal"] == d.junior_outstanding
+        )
+        r["equity" if repaid else "trapped"] = cash
+        r["reserveBalance"] = reserve
+        return r
+
+    paid = min(cash, d.senior_principal)
+    cash -= paid
+    r["seniorPrincipal"] = paid
+    paid = min(cash, d.junior_principal)
+    cash -= paid
+    r["juniorPrincipal"] = paid
+
+    paid = min(cash, max(d.reserve_target - reserve, 0))
+    cash -= paid
+    reserve += paid
+    r["reserveAdded"] = paid
+
+    if d.sweep_on:
+        room = d.senior_outstanding - r["seniorPrincipal"]
+        paid = min(cash * d.sweep_share_bps // BPS, room)
+        cash -= paid
+        r["sweep"] = paid
+
+    r["trapped" if d.equity_blocked else "equity"] = cash
+    r["reserveBalance"] = reserve
+    return r
+
+
+def dscr_bps(revenue_reported: int, revenue_cash: int, debt_service: int) -> int:
+    """min(oracle revenue, cash revenue) / debt service, rounded down; max without debt service."""
+    if debt_service == 0:
+        return UINT32_MAX
+    return min(min(revenue_reported, revenue_cash) * BPS // debt_service, UINT32_MAX)
+
+
+def ltv_bps(outstanding: int, collateral: int) -> int:
+    """Outstanding / (GPU value + cash collateral), rounded up; 0 with nothing outstanding."""
+    if outstanding == 0:
+        return 0
+    if collateral == 0:
+        return UINT32_MAX
+    return min(ceil_div(outstanding * BPS, collateral), UINT32_MAX)
+
+
+Expected = tuple[str, str, dict[str, Any]]  # (address, event, args)
+
+
+@dataclass
+class CloseOutcome:
+    events: list[Expected]
+    problem: str | None = None  # the close should have reverted
+    period: int = 0
+
+
+class Servicer:
+    """The SPV account of one note and its covenant engine."""
+
+    def __init__(
+        self,
+        address: str,
+        note_id: int,
+        terms: CovenantTerms,
+        senior: Tranche,
+        junior: Tranche | None,
+    ) -> None:
+        self.address = address
+        self.note_id = note_id
+        self.terms = terms
+        self.senior = senior
+        self.junior = junior
+        self.next_period = 0
+        self.status = PERFORMING
+        self.high_streak = 0
+        self.low_streak = 0
+        self.step = 0
+        self.low_step_on = False
+        self.topup_deadline = 0
+        self.topup_required = 0
+        self.period_revenue = 0
+        self.reserve = 0
+        self.trapped = 0
+        self.cash_collateral = 0
+        self.fees_payable = 0
+        self.equity_payable = 0
+        self.fee_arrears = 0
+
+    @property
+    def tranches(self) -> list[Tranche]:
+        return [self.senior] if self.junior is None else [self.senior, self.junior]
+
+    def collateral_total(self, registry: Registry, ts: int) -> int:
+        return registry.collateral_value(self.note_id, ts) + self.cash_collateral
+
+    def close(
+        self, ts: int, registry: Registry, oracle: Oracle, oracle_address: str
+    ) -> CloseOutcome:
+        """`closePeriod()` at `ts`: the events it must emit, in order."""
+        out: list[Expected] = []
+        t = self.terms
+        problem = None
+        if self.senior.state not in (ACTIVE, REPAID):
+            problem = "NoteNotActive: the senior tranche is not drawn"
+        period = self.next_period
+        fleet = oracle.fleets.get(self.note_id)
+        if fleet is None:
+            return CloseOutcome([], f"FleetUnknown: {self.note_id}", period)
+        report = fleet.reports.get(period)
+        if report is None:
+            if fleet.next_period != period or not fleet.is_stale(ts):
+                problem = f"PeriodNotClosable: period {period} has no report and is not stale"
+                report = Report(REPORT_NONE, 0, 0, 0, 0, 0)
+            else:
+                out.append((oracle_address, "ReportMissed", oracle.mark_missed(fleet, ts)))
+                # The close marks the period missed itself and records the report it
+                # read before doing so: recordedAt 0, not the marking time the oracle
+                # stores (docs/audit.md, "Observations").
+                report = Report(MISSED, 0, 0, 0, 0, 0)
+        reported = report.status == REPORTED
+        late = reported and report.recorded_at > fleet.bounds(period)[1] + fleet.heartbeat
+
+        senior, junior = self.senior, self.junior
+        due = Due(
+            cash_in=self.period_revenue + self.trapped,
+            reserve_balance=self.reserve,
+            reserve_target=ceil_div(senior.outstanding * senior.rate * t.reserve_months, 12 * BPS),
+            fees=t.fee_per_period + self.fee_arrears,
+            senior_interest=senior.interest_due(ts),
+            junior_interest=junior.interest_due(ts) if junior else 0,
+            senior_principal=senior.principal_due(ts),
+            junior_principal=junior.principal_due(ts) if junior else 0,
+            senior_outstanding=senior.outstanding,
+            junior_outstanding=junior.outstanding if junior else 0,
+            sweep_share_bps=t.sweep_share_bps,
+            wind_down=self.status == STEPPED_IN,
+        )
+        debt_service = (
+            due.fees
+            + due.senior_interest
+            + due.senior_principal
+            + due.junior_interest
+            + due.junior_principal
+        )
+        collateral_value = registry.collateral_value(self.note_id, ts)
+        outstanding = due.senior_outstanding + due.junior_outstanding
+        inputs = {
+            "period": period,
+            "reportStatus": report.status,
+            "reportLate": late,
+            "reportRecordedAt": report.recorded_at,
+            "utilizationBps": report.utilization_bps,
+            "uptimeBps": report.uptime_bps,
+            "revenueReported": report.revenue,
+            "revenueCash": self.period_revenue,
+            "debtService": debt_service,
+            "collateralValue": collateral_value,
+            "cashCollateral": self.cash_collateral,
+            "outstanding": outstanding,
+        }
+
+        # Coupon-step streaks: a late report is used but never counts as good;
+        # a missing report counts as low utilization.
+        high = reported and not late and report.utilization_bps >= t.step_down_util_bps
+        low = not reported or report.utilization_bps < t.step_up_util_bps
+        self.high_streak = min(self.high_streak + 1, UINT8_MAX) if high else 0
+        self.low_streak = min(self.low_streak + 1, UINT8_MAX) if low else 0
+
+        # An open top-up is checked first: cured, lapsed (default) or still open.
+        collateral = collateral_value + self.cash_collateral
+        if self.topup_deadline:
+            if collateral >= self.topup_required:
+                out.append(
+                    (
+                        self.address,
+                        "TopUpCured",
+                        {
+                            "requiredCollateral": self.topup_required,
+                            "collateral": collateral,
+                            "curedAt": ts,
+                        },
+                    )
+                )
+                self.topup_deadline = 0
+                self.topup_required = 0
+            elif ts > self.topup_deadline and self.status == PERFORMING:
+                self.status = DEFAULTED
+                out.append(
+                    (
+                        self.address,
+                        "DefaultDeclared",
+                        {
+                            "requiredCollateral": self.topup_required,
+                            "collateral": collateral,
+                            "deadline": self.topup_deadline,
+                        },
+                    )
+                )
+
+        # Step-up on after `stepUpPeriods` low periods; off at the first close
+        # that is not low with no top-up open. Step-down on after
+        # `stepDownPeriods` high periods. The two add up.
+        if self.low_streak >= t.step_up_periods:
+            self.low_step_on = True
+        elif self.low_step_on and not low and self.topup_deadline == 0:
+            self.low_step_on = False
+        step_down_on = self.high_streak >= t.step_down_periods
+        old_step = self.step
+        new_step = (t.step_down_bps if step_down_on else 0) + (
+            t.step_up_bps if self.low_step_on else 0
+        )
+        self.step = new_step
+
+        ltv_limit = t.low_util_max_ltv_bps if self.low_step_on else t.max_ltv_bps
+        ltv = ltv_bps(outstanding, collateral)
+        if ltv > ltv_limit and self.topup_deadline == 0 and self.status == PERFORMING:
+            required = ceil_div(outstanding * BPS, ltv_limit)
+            self.topup_required = required
+            self.topup_deadline = ts + t.cure_period
+            out.append(
+                (
+                    self.address,
+                    "TopUpRequired",
+                    {
+                        "period": period,
+                        "requiredCollateral": required,
+                        "shortfall": required - collateral,
+                        "deadline": self.topup_deadline,
+                    },
+                )
+            )
+
+        dscr = dscr_bps(report.revenue, self.period_revenue, debt_service)
+        breaches = 0
+        if dscr < t.dscr_min_bps:
+            breaches |= BREACH_DSCR
+        if ltv > ltv_limit:
+            breaches |= BREACH_LTV
+        if reported and report.uptime_bps < t.uptime_sla_bps:
+            breaches |= BREACH_UPTIME
+        if not reported or late:
+            breaches |= BREACH_STALE
+        if low:
+            breaches |= BREACH_LOW_UTILIZATION
+        if self.topup_deadline:
+            breaches |= BREACH_TOPUP_OUTSTANDING
+        if self.status != PERFORMING:
+            breaches |= BREACH_DEFAULT
+        sweep_on = bool(breaches & (BREACH_DSCR | BREACH_TOPUP_OUTSTANDING | BREACH_DEFAULT))
+        result = {
+            "dscrBps": dscr,
+            "ltvBps": ltv,
+            "ltvLimitBps": ltv_limit,
+            "highStreak": self.high_streak,
+            "lowStreak": self.low_streak,
+            "oldStepBps": old_step,
+            "newStepBps": new_step,
+            "breaches": breaches,
+            "sweepOn": sweep_on,
+            "equityBlocked": breaches != 0,
+        }
+
+        due.sweep_on = sweep_on
+        due.equity_blocked = breaches != 0
+        w = waterfall(due)
+
+        self.next_period = period + 1
+        self.period_revenue = 0
+        self.reserve = w["reserveBalance"]
+        self.trapped = w["trapped"]
+        self.fee_arrears = due.fees - w["fees"]
+        self.fees_payable += w["fees"]
+        self.equity_payable += w["equity"]
+
+        closed = {"period": period, "inputs": inputs, "result": result}
+        out.append((self.address, "PeriodClosed", closed))
+        out.append((self.address, "WaterfallDistributed", {"period": period, "result": w}))
+
+        if new_step != old_step:
+            for tranche in self.tranches:
+                old_rate, new_rate = tranche.set_rate(ts, tranche.reference_rate, new_step)
+                out.append(
+                    (
+                        tranche.address,
+                        "RateChanged",
+                        {
+                            "oldRateBps": old_rate,
+                            "newRateBps": new_rate,
+                            "referenceRateBps": tranche.reference_rate,
+                            "spreadBps": tranche.terms.spread_bps,
+                            "stepBps": new_step,
+                        },
+                    )
+                )
+            out.append(
+                (
+                    self.address,
+                    "CouponStepped",
+                    {
+                        "period": period,
+                        "oldStepBps": old_step,
+                        "newStepBps": new_step,
+                        "seniorRateBps": senior.rate,
+                        "juniorRateBps": junior.rate if junior else 0,
+                    },
+                )
+            )
+
+        payments = [(senior, w["seniorInterest"], w["seniorPrincipal"] + w["sweep"])]
+        if junior is not None:
+            payments.append((junior, w["juniorInterest"], w["juniorPrincipal"]))
+        for tranche, interest, principal in payments:
+            if interest == 0 and principal == 0:
+                continue
+            paid = tranche.pay(ts, interest, principal)
+            if paid.problem and problem is None:
+                problem = f"{tranche.address}: {paid.problem}"
+            if paid.repaid:
+                out.append((tranche.address, "Repaid", {}))
+            out.append(
+                (
+                    tranche.address,
+                    "Paid",
+                    {
+                        "interest": interest,
+                        "principal": principal,
+                        "interestDueAfter": paid.due - interest,
+                        "outstandingAfter": paid.outstanding,
+                    },
+                )
+            )
+        return CloseOutcome(out, problem, period)
