@@ -1120,8 +1120,9 @@ class ServicerStateMachine(RuleBasedStateMachine):
             for position, index in enumerate(holders):
                 coupon_owed, principal_claimable = owed[2 * position : 2 * position + 2]
                 face = model.faces[index]
-                # rounding dust: per accrual step, per settlement, per escrow split
-                dust = 3 + model.settles[index]
+                # rounding dust: two round-downs (funded and pending parts) at the
+                # escrow release, at each of the lender's own settlements and in the view
+                dust = 2 * (model.settles[index] + 2) + 1
                 entitled = accrued * face / model.supply
                 coupon = model.claimed[index] + coupon_owed
                 assert entitled - dust <= coupon <= entitled + 1, (index, coupon, entitled)
