@@ -12,10 +12,11 @@ pragma solidity 0.8.37;
 ///         move interest between holders.
 ///
 ///         Subscriptions follow ERC-7540's request -> fulfil -> claim shape.
-///         Coupon cash paid in by the servicer is shared out pro rata: a
-///         holder can claim `owed x min(1, pool / totalOwed)`, so in a
-///         shortfall every holder is paid the same fraction, whatever the
-///         order of claims.
+///         Coupon cash is allocated only when the servicer has paid all the
+///         interest due: the funded index then catches up with accrual and
+///         every coupon accrued so far becomes claimable. A partial payment
+///         is held, unallocated, until the rest arrives, so holders are paid
+///         pari passu whatever the order of claims.
 interface INoteTranche {
     enum State {
         Subscription, // window open: requests and cancellations
@@ -45,10 +46,18 @@ interface INoteTranche {
     event DepositRequest(
         address indexed controller, address indexed owner, uint256 indexed requestId, address sender, uint256 assets
     );
+    /// @notice Emitted once, at deployment: the terms and the starting rate,
+    ///         so a replay needs no view calls.
+    event TrancheInitialised(
+        address indexed asset, address indexed spv, string name, string symbol, Terms terms, uint256 rateBps
+    );
     event DepositRequestCancelled(address indexed controller, uint256 assets);
     event SubscriptionClosed(uint256 totalRequested, uint256 capacity);
     event RequestFulfilled(address indexed controller, uint256 requested, uint256 filled, uint256 refunded);
     event SharesClaimed(address indexed controller, uint256 shares, uint256 refunded);
+    /// @notice A coupon claim or redemption moved the holder's face out of
+    ///         escrow first (its refund, if any, stays for `claimShares`).
+    event EscrowedFaceClaimed(address indexed holder, uint256 shares);
     event DrawnDown(address indexed spv, uint256 principal, uint256 collateralValue, uint256 requiredValue);
     event OfferingCancelled();
     event RateChanged(uint256 oldRateBps, uint256 newRateBps, uint256 referenceRateBps, uint256 spreadBps, int256 stepBps);
@@ -104,6 +113,8 @@ interface INoteTranche {
     // ---- servicing ----
 
     /// @notice Pays coupon and principal in, from the caller. Servicer role.
+    ///         `interest == type(uint256).max` pays exactly the interest due
+    ///         in this block (a view read a block earlier is a second short).
     function pay(uint256 interest, uint256 principal) external;
 
     /// @notice Sets the covenant step of the coupon. Covenant role.
@@ -118,11 +129,12 @@ interface INoteTranche {
 
     // ---- holders ----
 
-    /// @notice Pays the caller's claimable coupon.
+    /// @notice Pays the caller's claimable coupon (face still in escrow is
+    ///         claimed first, so its coupon is included).
     function claimCoupon() external returns (uint256 amount);
 
     /// @notice Pays the caller's repaid principal; burns the face once the
-    ///         tranche is fully repaid.
+    ///         tranche is fully repaid (face still in escrow is claimed first).
     function redeem() external returns (uint256 amount);
 
     // ---- views ----

@@ -82,8 +82,19 @@ interface IServicer {
         uint128 reserveBalance; // after the period
     }
 
+    /// @notice Emitted once, at deployment: the parties and the covenant
+    ///         terms, so a replay needs no view calls.
+    event ServicerInitialised(
+        uint256 indexed noteId,
+        address indexed senior,
+        address indexed junior,
+        address operator,
+        address feeRecipient,
+        CovenantTerms terms
+    );
     event RevenueReceived(address indexed from, uint256 amount, uint256 periodRevenueCash);
     event CashCollateralPosted(address indexed from, uint256 amount, uint256 cashCollateral);
+    event CapitalDisbursed(address indexed operator, uint256 amount);
     event PeriodClosed(uint32 indexed period, PeriodInputs inputs, CovenantResult result);
     event CouponStepped(uint32 indexed period, int16 oldStepBps, int16 newStepBps, uint256 seniorRateBps, uint256 juniorRateBps);
     event TopUpRequired(uint32 indexed period, uint256 requiredCollateral, uint256 shortfall, uint256 deadline);
@@ -110,7 +121,14 @@ interface IServicer {
     function payRevenue(uint256 amount) external;
 
     /// @notice Posts stablecoin collateral (cures top-ups like pledged GPUs).
+    ///         After step-in it goes straight into the wind-down waterfall.
     function postCashCollateral(uint256 amount) external;
+
+    /// @notice Pays the capital the tranches drew down (everything the
+    ///         servicer holds outside its buckets) to the operator, who buys
+    ///         and runs the fleet with it. Anyone may call; only the
+    ///         operator receives. Not after a default.
+    function disburseCapital() external returns (uint256 amount);
 
     /// @notice Closes the next period: covenants, coupon step, remedies, waterfall.
     function closePeriod() external;

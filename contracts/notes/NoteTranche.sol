@@ -150,6 +150,7 @@ contract NoteTranche is INoteTranche, ERC20, AccessControl, ReentrancyGuardTrans
         _grantRole(ISSUER_ROLE, issuer);
         _grantRole(RATE_SETTER_ROLE, issuer);
         _grantRole(SERVICER_ROLE, spv);
+        emit TrancheInitialised(address(asset_), spv, name_, symbol_, terms_, _accrual.rateBps);
     }
 
     // ------------------------------------------------------------------
@@ -295,6 +296,7 @@ contract NoteTranche is INoteTranche, ERC20, AccessControl, ReentrancyGuardTrans
         if (s != State.Active && s != State.Repaid) revert StateIs(s, State.Active);
         _accrue();
         uint256 due = _interestDue(uint256(_accrual.interestIndex) * _originalPrincipal);
+        if (interest == type(uint256).max) interest = due; // "everything due", as of this block
         if (interest > due) revert InterestOverpaid(interest, due);
         Principal memory p = _principal;
         if (principal > p.outstanding) revert PrincipalOverpaid(principal, p.outstanding);
@@ -371,6 +373,7 @@ contract NoteTranche is INoteTranche, ERC20, AccessControl, ReentrancyGuardTrans
     ///      servicer has paid for, nothing that is still only accrued.
     function claimCoupon() external nonReentrant returns (uint256 amount) {
         _accrue();
+        _claimEscrowedFace(msg.sender);
         _settle(msg.sender);
         Owed storage owed = _owed[msg.sender];
         amount = owed.couponFunded;
@@ -384,6 +387,7 @@ contract NoteTranche is INoteTranche, ERC20, AccessControl, ReentrancyGuardTrans
     /// @inheritdoc INoteTranche
     function redeem() external nonReentrant returns (uint256 amount) {
         _accrue();
+        _claimEscrowedFace(msg.sender);
         _settle(msg.sender);
         amount = _principalOwed[msg.sender];
         uint256 burned = _accrual.state == State.Repaid ? balanceOf(msg.sender) : 0;
@@ -672,6 +676,16 @@ contract NoteTranche is INoteTranche, ERC20, AccessControl, ReentrancyGuardTrans
             f.held = held.toUint96();
         }
         _funding = f;
+    }
+
+    /// @dev A holder claiming coupon or principal first takes the face still
+    ///      in escrow for it (the refund stays for `claimShares`).
+    function _claimEscrowedFace(address holder) private {
+        uint256 shares = _unclaimedShares(holder);
+        if (shares == 0) return;
+        _fills[holder].shares = 0;
+        _releaseFromEscrow(holder, shares);
+        emit EscrowedFaceClaimed(holder, shares);
     }
 
     /// @dev Moves `shares` of face from escrow to `controller` together with

@@ -129,6 +129,7 @@ contract Servicer is IServicer, AccessControl, ReentrancyGuardTransient {
         // The tranches pull what the waterfall pays them.
         asset_.forceApprove(address(senior_), type(uint256).max);
         if (address(junior_) != address(0)) asset_.forceApprove(address(junior_), type(uint256).max);
+        emit ServicerInitialised(noteId_, address(senior_), address(junior_), operator_, feeRecipient_, terms_);
     }
 
     // ------------------------------------------------------------------
@@ -147,10 +148,29 @@ contract Servicer is IServicer, AccessControl, ReentrancyGuardTransient {
     /// @inheritdoc IServicer
     function postCashCollateral(uint256 amount) external nonReentrant {
         if (amount == 0) revert AmountZero();
-        uint128 total = _cash.collateral + amount.toUint128();
-        _cash.collateral = total;
+        uint128 total;
+        if (_engine.status == Status.SteppedIn) {
+            _cash.trapped += amount.toUint128(); // paid down the wind-down waterfall
+        } else {
+            total = _cash.collateral + amount.toUint128();
+            _cash.collateral = total;
+        }
         emit CashCollateralPosted(msg.sender, amount, total);
         _asset.safeTransferFrom(msg.sender, address(this), amount);
+    }
+
+    /// @inheritdoc IServicer
+    function disburseCapital() external nonReentrant returns (uint256 amount) {
+        Status s = _engine.status;
+        if (s != Status.Performing) revert NotPerforming(s);
+        Cash memory c = _cash;
+        Payouts memory p = _payouts;
+        uint256 allocated = uint256(c.periodRevenue) + c.reserve + c.trapped + c.collateral + p.fees + p.equity;
+        uint256 balance = _asset.balanceOf(address(this));
+        amount = balance > allocated ? balance - allocated : 0;
+        if (amount == 0) revert NothingToWithdraw(_operator);
+        emit CapitalDisbursed(_operator, amount);
+        _asset.safeTransfer(_operator, amount);
     }
 
     // ------------------------------------------------------------------

@@ -753,6 +753,7 @@ class Servicer:
         self.fees_payable = 0
         self.equity_payable = 0
         self.fee_arrears = 0
+        self.capital_disbursed = 0
 
     @property
     def tranches(self) -> list[Tranche]:

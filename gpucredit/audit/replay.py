@@ -217,6 +217,8 @@ class Replayer:
         except (KeyError, TypeError) as exc:
             raise AuditInputError("header: manifest and terms are required") from exc
         self.header = header
+        self._raw_covenant_terms = covenant_terms
+        self._raw_tranche_terms = tranche_terms
         self.fill = fill
         self.book = book
         if fill and book is None:
@@ -293,11 +295,14 @@ class Replayer:
             (ORACLE, "FleetOperatorChanged"): self._fleet_operator_changed,
             (ORACLE, "ReportSubmitted"): self._report_submitted,
             (ORACLE, "ReportMissed"): self._report_missed,
+            (TRANCHE, "TrancheInitialised"): self._tranche_initialised,
+            (SERVICER, "ServicerInitialised"): self._servicer_initialised,
             (TRANCHE, "DepositRequest"): self._deposit_request,
             (TRANCHE, "DepositRequestCancelled"): self._deposit_request_cancelled,
             (TRANCHE, "SubscriptionClosed"): self._subscription_closed,
             (TRANCHE, "RequestFulfilled"): self._request_fulfilled,
             (TRANCHE, "SharesClaimed"): self._shares_claimed,
+            (TRANCHE, "EscrowedFaceClaimed"): self._escrowed_face_claimed,
             (TRANCHE, "DrawnDown"): self._drawn_down,
             (TRANCHE, "OfferingCancelled"): self._offering_cancelled,
             (TRANCHE, "RateChanged"): self._rate_changed,
@@ -309,6 +314,7 @@ class Replayer:
             (TRANCHE, "Transfer"): self._tranche_transfer,
             (SERVICER, "RevenueReceived"): self._revenue_received,
             (SERVICER, "CashCollateralPosted"): self._cash_collateral_posted,
+            (SERVICER, "CapitalDisbursed"): self._capital_disbursed,
             (SERVICER, "TopUpCured"): self._top_up_cured,
             (SERVICER, "DefaultDeclared"): self._default_declared,
             (SERVICER, "SteppedIn"): self._stepped_in,
@@ -993,6 +999,22 @@ class Replayer:
     def _tranche(self, ev: Event) -> Tranche:
         return self.tranches[ev["address"].lower()]
 
+    def _tranche_initialised(self, ev: Event) -> None:
+        """The terms a tranche announced at deployment are the ones replayed."""
+        t = self._tranche(ev)
+        rate = t.terms.reference_rate_bps + t.terms.spread_bps
+        rate = min(max(rate, t.terms.floor_rate_bps), t.terms.cap_rate_bps)
+        terms = dict(self._raw_tranche_terms[ev["address"].lower()])
+        self._check(ev, {"terms": terms, "rateBps": rate})
+
+    def _servicer_initialised(self, ev: Event) -> None:
+        """The covenant terms a servicer announced at deployment are the ones replayed."""
+        servicer = self.servicers[ev["address"].lower()]
+        terms = dict(self._raw_covenant_terms[ev["address"].lower()])
+        junior = servicer.junior.address if servicer.junior is not None else "0x" + "00" * 20
+        self._check(ev, {"noteId": servicer.note_id, "terms": terms})
+        self._check(ev, {"senior": servicer.senior.address, "junior": junior})
+
     def _deposit_request(self, ev: Event) -> None:
         t = self._tranche(ev)
         a = ev["args"]
@@ -1059,6 +1081,20 @@ class Replayer:
         released = self._tx_releases.pop((t.escrow, controller), 0)
         if released != shares:
             self._mismatch(ev, "Transfer(escrow)", shares, released)
+
+    def _escrowed_face_claimed(self, ev: Event) -> None:
+        """`claimCoupon()` / `redeem()` first move the holder's face out of escrow."""
+        t = self._tranche(ev)
+        holder = str(ev["args"]["holder"]).lower()
+        fill = t.fills.get(holder, [0, 0])
+        self._require(
+            ev, "state Active or Repaid", t.state in (ACTIVE, REPAID), f"StateIs: {t.state}"
+        )
+        self._check(ev, {"shares": fill[0]})
+        released = self._tx_releases.pop((t.escrow, holder), 0)
+        if released != fill[0]:
+            self._mismatch(ev, "Transfer(escrow)", fill[0], released)
+        fill[0] = 0
 
     def _drawn_down(self, ev: Event) -> None:
         t = self._tranche(ev)
@@ -1223,8 +1259,25 @@ class Replayer:
         s = self._servicer(ev)
         amount = int(ev["args"]["amount"])
         self._require(ev, "amount > 0", amount, "AmountZero")
+        if s.status == STEPPED_IN:  # after step-in it joins the wind-down waterfall
+            s.trapped += amount
+            self._check(ev, {"cashCollateral": 0})
+            return
         s.cash_collateral += amount
         self._check(ev, {"cashCollateral": s.cash_collateral})
+
+    def _capital_disbursed(self, ev: Event) -> None:
+        """`disburseCapital()`: never more than the capital drawn and not yet disbursed."""
+        s = self._servicer(ev)
+        amount = int(ev["args"]["amount"])
+        drawn = sum(t.original for t in (s.senior, s.junior) if t is not None)
+        disbursed = s.capital_disbursed + amount
+        self._require(ev, "amount > 0", amount, "NothingToWithdraw")
+        if disbursed > drawn:
+            self._mismatch(
+                ev, "amount", f"<= {drawn - disbursed + amount} (drawn, not yet disbursed)", amount
+            )
+        s.capital_disbursed = disbursed
 
     def _top_up_cured(self, ev: Event) -> None:
         """`cureTopUp()`: clears the requirement once collateral suffices."""

@@ -21,7 +21,6 @@ import json
 import os
 from dataclasses import replace
 
-import brownie
 import pytest
 from brownie import chain, web3
 from brownie.exceptions import VirtualMachineError
@@ -827,20 +826,18 @@ def test_recorded_at_of_a_missed_report_depends_on_who_marked_it(prop, core, ope
     assert replay_clean(prop).closes == 2
 
 
-def test_coupon_claimable_counts_escrow_face_that_claim_coupon_does_not_pay(
+def test_claim_coupon_pays_what_coupon_claimable_shows_for_escrowed_face(
     prop, core, operator, rando, lenders
 ):
-    """`couponClaimable` includes the share of the escrow's coupon that a lender's
-    unclaimed face carries, but `claimCoupon` reverts until `claimShares`."""
+    """`couponClaimable` includes the coupon a lender's unclaimed face earned in
+    escrow, and `claimCoupon` pays exactly that, moving the face out first."""
     junior, lender = prop.tranches[1], lenders[2]
     close_period(core, prop, 0, operator, rando, utilization=8_000, revenue=2_000_000)
     assert any(junior.fillOf(lender)) and junior.balanceOf(lender) == 0
     claimable = junior.couponClaimable(lender)
     assert claimable > 0
-    with brownie.reverts(revert_pattern="NothingToClaim.*"):
-        junior.claimCoupon({"from": lender})
-    junior.claimShares({"from": lender})
     tx = junior.claimCoupon({"from": lender})
+    assert tx.events["EscrowedFaceClaimed"]["shares"] == junior.balanceOf(lender) > 0
     assert tx.events["CouponClaimed"]["amount"] == claimable
     replay_clean(prop)
 

@@ -295,3 +295,25 @@ def test_low_dscr_turns_the_sweep_on(core, deal, operator):
     # a shortfall: interest not covered is carried forward in the tranche
     assert w["seniorInterest"] + w["juniorInterest"] + w["fees"] <= 100_000 * USD
     assert deal.junior.interestDue() > 0
+
+
+def test_drawn_capital_is_disbursed_to_the_operator_once(core, deal, operator, reverts_with):
+    deal.servicer.payRevenue(500_000 * USD, {"from": operator})
+    before = core.usd.balanceOf(operator)
+    tx = deal.servicer.disburseCapital({"from": accounts[9]})
+    assert tx.return_value == tx.events["CapitalDisbursed"]["amount"] == 17_000_000 * USD
+    assert core.usd.balanceOf(operator) == before + 17_000_000 * USD
+    assert deal.servicer.periodRevenueCash() == 500_000 * USD  # revenue is not capital
+    with reverts_with("NothingToWithdraw"):
+        deal.servicer.disburseCapital({"from": accounts[9]})
+
+
+def test_cash_posted_after_step_in_joins_the_wind_down(core, deal, operator, trustee):
+    close(core, deal, operator, 0, 5_500)
+    chain.sleep(31 * DAY)
+    deal.servicer.declareDefault({"from": operator})
+    deal.servicer.stepIn({"from": trustee})
+    trapped = deal.servicer.trappedCash()
+    deal.servicer.postCashCollateral(1_000_000 * USD, {"from": operator})
+    assert deal.servicer.trappedCash() == trapped + 1_000_000 * USD
+    assert deal.servicer.collateral()[1] == 0

@@ -287,7 +287,7 @@ def test_claim_coupon_pays_funded_interest(core, active, lenders, spv, reverts_w
     chain.mine()
     with reverts_with("NothingToClaim", lenders[0].address):
         active.claimCoupon({"from": lenders[0]})  # accrued, not yet funded
-    pay_tx = active.pay(active.interestDue(), 0, {"from": spv})
+    pay_tx = active.pay(2**256 - 1, 0, {"from": spv})
     expect = expected_interest(2_000_000 * USD, pay_tx.timestamp - active.drawn_at)
     assert abs(active.couponClaimable(lenders[0]) - expect) <= 1
     before = core.usd.balanceOf(lenders[0])
@@ -314,7 +314,7 @@ def test_partial_payment_is_held_until_interest_is_covered(active, lenders, spv,
             active.claimCoupon({"from": lender})
     rest = active.interestDue()
     assert rest >= due - due // 2  # the unpaid half is carried forward, plus new accrual
-    tx = active.pay(rest, 0, {"from": spv})
+    tx = active.pay(2**256 - 1, 0, {"from": spv})
     paid = [active.claimCoupon({"from": lender}).return_value for lender in lenders]
     expect = [
         expected_interest(f * 1_000_000 * USD, tx.timestamp - active.drawn_at) for f in (2, 3, 5)
@@ -383,7 +383,7 @@ def test_prepayment_is_pro_rata_and_redeemable(core, active, lenders, spv):
 
 
 def test_full_repayment_burns_face_on_redeem(core, active, lenders, spv, reverts_with):
-    active.pay(active.interestDue(), 10_000_000 * USD, {"from": spv})
+    active.pay(2**256 - 1, 10_000_000 * USD, {"from": spv})
     assert active.state() == 3 and active.isRepaid()
     for lender, face in zip(lenders, [2, 3, 5], strict=True):
         tx = active.redeem({"from": lender})
@@ -428,3 +428,29 @@ def test_set_spv_moves_servicer_role_before_drawdown_only(
 def test_set_spv_rejects_zero(tranche, issuer, reverts_with):
     with reverts_with("SpvInvalid", ZERO_ADDRESS):
         tranche.setSpv(ZERO_ADDRESS, {"from": issuer})
+
+
+def test_claim_coupon_takes_escrowed_face_first(core, tranche, issuer, lenders, spv, pledged):
+    """A lender who never called claimShares still gets the coupon its face
+    earned: couponClaimable is what claimCoupon pays."""
+    subscribe(core, tranche, lenders[0], 6_000_000 * USD)
+    tranche.closeSubscription({"from": issuer})
+    tranche.fulfil([lenders[0]], {"from": issuer})
+    drawn_at = tranche.drawdown({"from": issuer}).timestamp
+    core.usd.approve(tranche, 2**256 - 1, {"from": spv})
+    chain.sleep(30 * DAY)
+    pay_tx = tranche.pay(2**256 - 1, 0, {"from": spv})  # all interest due
+    assert tranche.interestDue() == 0 and tranche.couponCash()[2] == 0
+    claimable = tranche.couponClaimable(lenders[0])
+    assert abs(claimable - expected_interest(6_000_000 * USD, pay_tx.timestamp - drawn_at)) <= 1
+    tx = tranche.claimCoupon({"from": lenders[0]})
+    assert tx.return_value == claimable
+    assert tx.events["EscrowedFaceClaimed"]["shares"] == 6_000_000 * USD
+    assert tranche.balanceOf(lenders[0]) == 6_000_000 * USD
+    assert tranche.balanceOf(tranche) == 0
+
+
+def test_initialisation_event_carries_the_terms(tranche):
+    created = tranche.tx.events["TrancheInitialised"]
+    assert created["terms"] == tranche.terms()
+    assert created["rateBps"] == RATE
