@@ -324,7 +324,7 @@ def test_arbitrary_bytes_are_refused_cleanly(node, fleet, payload):
 
 def test_signed_telemetry_becomes_an_onchain_report(make_node, anvil, oracle, chain_id):
     node = make_node("e2e")
-    fleet = register_fleet(anvil, oracle, [node.account], 1, 60, first_period_left=5)
+    fleet = register_fleet(anvil, oracle, [node.account], 1, 60, first_period_left=15)
     g = fleet.genesis
     samples = [
         sample(g + 10 * i, "0.002", "0.0015", 9, interval_seconds=10, gpu_id=f"g{i}")
@@ -347,7 +347,7 @@ def test_signed_telemetry_becomes_an_onchain_report(make_node, anvil, oracle, ch
     uptime = 10_000 * (5 * 9 + 6 * 8) // (5 * 10 + 10 * 8)
     revenue_total = 1_000_000 + 250_000 + 12_345
 
-    reports = wait_until(lambda: node.reports(fleet.fleet_id), 30, 0.3, "the report")
+    reports = wait_until(lambda: node.reports(fleet.fleet_id), 60, 0.3, "the report")
     (report,) = reports
     assert (report["utilization_bps"], report["uptime_bps"], report["revenue"]) == (
         utilization,

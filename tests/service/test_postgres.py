@@ -50,7 +50,7 @@ def test_schema_and_sealing_on_postgres(postgres_url):
 def test_node_on_postgres(make_node, anvil, oracle, chain_id, postgres_url):
     node = make_node("pg", database_url=postgres_url)
     assert node.get("/health").json()["database"] == "ok"
-    fleet = register_fleet(anvil, oracle, [node.account], 1, 60, first_period_left=6)
+    fleet = register_fleet(anvil, oracle, [node.account], 1, 60, first_period_left=15)
     g = fleet.genesis
     url = f"/v1/fleets/{fleet.fleet_id}/telemetry"
 
@@ -78,7 +78,7 @@ def test_node_on_postgres(make_node, anvil, oracle, chain_id, postgres_url):
         count(postgres_url, revenue_events),
     ) == (2, 1, 1)
 
-    reports = wait_until(lambda: node.reports(fleet.fleet_id), 40, 0.3, "the report")
+    reports = wait_until(lambda: node.reports(fleet.fleet_id), 70, 0.3, "the report")
     assert (reports[0]["utilization_bps"], reports[0]["uptime_bps"], reports[0]["revenue"]) == (
         5000,
         5000,

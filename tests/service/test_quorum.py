@@ -75,11 +75,11 @@ def test_two_of_three_post_while_one_node_is_down(make_node, anvil, oracle, chai
     nodes = three_nodes(make_node, tmp_path)
     up, down = nodes[:2], nodes[2]
     start_all(up)
-    fleet = register_fleet(anvil, oracle, [n.account for n in nodes], 2, 60, first_period_left=5)
+    fleet = register_fleet(anvil, oracle, [n.account for n in nodes], 2, 60, first_period_left=15)
     for body in honest_batches(fleet, chain_id, oracle.address):
         push_all(up, fleet, body)
 
-    reports = wait_until(lambda: up[0].reports(fleet.fleet_id), 40, 0.3, "the 2-of-3 report")
+    reports = wait_until(lambda: up[0].reports(fleet.fleet_id), 70, 0.3, "the 2-of-3 report")
     status, util, uptime, rev, _, count = oracle.functions.report(fleet.fleet_id, 0).call()
     assert (status, util, uptime, rev, count) == (1, 7500, 8000, 1_000_000, 2)
     assert reports[0]["tx_hash"] is not None
@@ -97,7 +97,7 @@ def test_a_dissenting_node_cannot_move_the_median(make_node, anvil, oracle, chai
     nodes = three_nodes(make_node, tmp_path, keystore_for_first=False)
     start_all(nodes)
     honest, liar = nodes[:2], nodes[2]
-    fleet = register_fleet(anvil, oracle, [n.account for n in nodes], 2, 60, first_period_left=5)
+    fleet = register_fleet(anvil, oracle, [n.account for n in nodes], 2, 60, first_period_left=15)
     for body in honest_batches(fleet, chain_id, oracle.address):
         push_all(honest, fleet, body)
     g = fleet.genesis
@@ -111,7 +111,7 @@ def test_a_dissenting_node_cannot_move_the_median(make_node, anvil, oracle, chai
     )
     push_all([liar], fleet, lie)
 
-    wait_until(lambda: honest[0].reports(fleet.fleet_id), 40, 0.3, "the report")
+    wait_until(lambda: honest[0].reports(fleet.fleet_id), 70, 0.3, "the report")
     status, util, uptime, rev, _, count = oracle.functions.report(fleet.fleet_id, 0).call()
     assert count == 3  # every signer's observation was gathered and submitted
     assert (status, util, uptime, rev) == (1, 7500, 8000, 1_000_000)

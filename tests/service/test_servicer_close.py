@@ -12,7 +12,7 @@ from gpucredit.protocol import USD
 
 def test_low_utilization_report_steps_the_coupon_up(make_node, anvil, chain_id):
     node = make_node("closer", start=False)
-    deal = open_live_deal(anvil, [node.address], 1, 60, first_period_left=6)
+    deal = open_live_deal(anvil, [node.address], 1, 60, first_period_left=15)
     node.env["GPUCREDIT_ORACLE_ORACLE_ADDRESS"] = deal.oracle.address
     node.start()
     fleet = Fleet(
@@ -45,7 +45,7 @@ def test_low_utilization_report_steps_the_coupon_up(make_node, anvil, chain_id):
 
     closed = wait_until(
         lambda: [rep for rep in node.reports(deal.fleet_id) if rep["closed"]],
-        40,
+        70,
         0.3,
         "the period to be closed on the servicer",
     )
