@@ -26,7 +26,7 @@ node_modules/.installed: package.json package-lock.json
 	touch $@
 
 demo: install
-	$(BIN)/python -m gpucredit.localchain run scripts/demo.py
+	$(BIN)/python -m gpucredit.demo
 
 lint: install
 	$(BIN)/ruff check .

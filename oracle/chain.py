@@ -106,6 +106,9 @@ class Chain:
     def block_number(self) -> int:
         return self._call(lambda: self.w3.eth.block_number)
 
+    def latest_block_timestamp(self) -> int:
+        return self._call(lambda: self.w3.eth.get_block("latest")["timestamp"])
+
     def fleet(self, fleet_id: int) -> FleetConfig:
         """The fleet's configuration; FleetNotServed if the contract does not know it."""
         try:

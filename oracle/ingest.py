@@ -40,6 +40,7 @@ from oracle.batchsig import (
     signed_by_key,
 )
 from oracle.chain import FleetConfig, FleetDirectory
+from oracle.clock import ChainClock
 from oracle.errors import (
     BatchIdReused,
     BatchReplayed,
@@ -204,11 +205,12 @@ class Ingestor:
         """The same from the event loop: with the fleet and the operator's key cached
         (the steady state) the checks run inline, about a millisecond of CPU, and
         the commit is awaited; anything that may block (an RPC, a first full key
-        recovery) goes to a worker thread."""
+        recovery, reading the chain clock) goes to a worker thread."""
         cfg = self._fleets.cached(fleet_id)
         signers = self._fleets.cached_signers(fleet_id)
         if (
             self._committer is None
+            or isinstance(self._clock, ChainClock)
             or cfg is None
             or signers is None
             or cfg.operator not in self._operator_keys
@@ -232,7 +234,7 @@ class Ingestor:
                 {"signer": signer, "operator": cfg.operator},
             )
 
-        now = self._clock()
+        now = self._now(batch)
         sample_rows, revenue_rows = [], []
         per_period: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
         for i, s in enumerate(batch.samples):
@@ -301,6 +303,14 @@ class Ingestor:
             received_at=now,
         )
         return _Write(cfg, ack, batch.signature, sample_rows, revenue_rows, per_period)
+
+    def _now(self, batch: TelemetryBatchIn) -> float:
+        now = self._clock()
+        if isinstance(self._clock, ChainClock):
+            newest = max((x.ts for x in (*batch.samples, *batch.revenue)), default=0)
+            if newest > now + self._skew:  # the chain's time may have moved since the last read
+                now = self._clock.refresh()
+        return now
 
     def _signer(self, operator: str, digest: bytes, signature: bytes) -> str:
         """The signer's address: a fast check against the operator's cached public

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from eth_account.signers.local import LocalAccount
 
 from oracle.chain import Chain, FleetDirectory
+from oracle.clock import Clock, make_clock
 from oracle.errors import ChainUnavailable
 from oracle.ingest import Ingestor
 from oracle.metrics import Metrics
@@ -26,6 +27,7 @@ class Services:
     ingestor: Ingestor
     metrics: Metrics
     node: Node | None
+    clock: Clock = time.time  # what 'now' is (settings.clock)
 
     @classmethod
     def build(cls, settings: Settings, run_worker: bool = True, wait_for_chain: float = 30.0):
@@ -49,6 +51,7 @@ class Services:
                 time.sleep(0.5)
         fleets = FleetDirectory(chain, settings.fleet_cache_seconds)
         metrics = Metrics()
+        clock = make_clock(settings, chain)
         ingestor = Ingestor(
             store,
             fleets,
@@ -57,6 +60,7 @@ class Services:
             account.address,
             settings.settle_seconds,
             settings.max_clock_skew_seconds,
+            clock,
         )
-        node = Node(settings, store, account, metrics) if run_worker else None
-        return cls(settings, account, store, chain, fleets, ingestor, metrics, node)
+        node = Node(settings, store, account, metrics, clock) if run_worker else None
+        return cls(settings, account, store, chain, fleets, ingestor, metrics, node, clock)

@@ -22,7 +22,7 @@ import tomllib
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -82,6 +82,14 @@ class Settings(BaseModel):
         default=60, ge=0, description="wait this long for every signer before posting a quorum"
     )
     max_clock_skew_seconds: int = Field(default=60, ge=0, le=3600)
+    clock: Literal["system", "chain"] = Field(
+        default="system",
+        description="what 'now' is: the wall clock, or the latest block's timestamp "
+        "(local chains whose time is moved by hand)",
+    )
+    clock_cache_seconds: float = Field(
+        default=1.0, ge=0, description="with clock=chain: re-read the block time at most this often"
+    )
     fleet_cache_seconds: float = Field(default=15.0, ge=0)
     poll_interval_seconds: float = Field(default=5.0, gt=0)
     peer_timeout_seconds: float = Field(default=3.0, gt=0)

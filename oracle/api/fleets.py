@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-import time
-
 from fastapi import APIRouter
 
 from oracle.aggregation import aggregate_view
-from oracle.api.deps import FleetIdPath, FleetsDep, PeriodPath, SettingsDep, StoreDep
+from oracle.api.deps import (
+    FleetIdPath,
+    FleetsDep,
+    PeriodPath,
+    ServicesDep,
+    SettingsDep,
+    StoreDep,
+)
 from oracle.api.errors import error_responses
 from oracle.errors import NotFound
 from oracle.models import PeriodView
@@ -40,11 +45,16 @@ def _view(fleet_id: int, period: int, fleets, store, settings) -> PeriodView:
     summary="The fleet's current period",
 )
 def current_period(
-    fleet_id: FleetIdPath, fleets: FleetsDep, store: StoreDep, settings: SettingsDep
+    fleet_id: FleetIdPath,
+    fleets: FleetsDep,
+    store: StoreDep,
+    settings: SettingsDep,
+    services: ServicesDep,
 ) -> PeriodView:
-    """The period that contains the current time, with what this node holds for it."""
+    """The period that contains the current time (the node's clock), with what this
+    node holds for it."""
     cfg = fleets.fleet(fleet_id)
-    period = cfg.period_at(int(time.time()))
+    period = cfg.period_at(int(services.clock()))
     if period is None:
         raise NotFound(f"fleet {fleet_id} starts at {cfg.genesis}", {"genesis": cfg.genesis})
     return _view(fleet_id, period, fleets, store, settings)
