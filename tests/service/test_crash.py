@@ -118,10 +118,18 @@ def test_sigkill_while_posting_lands_the_report_exactly_once(chain, tmp_path, wh
     assert [e.transactionHash.hex().removeprefix("0x") for e in events] == [
         tx["tx_hash"].removeprefix("0x")
     ]
-    journal = node.transactions(fleet.fleet_id)
-    assert [(t["action"], t["state"], t["tx_hash"]) for t in journal] == [
+    # the report is visible as soon as it lands; the journal marks it mined on
+    # the node's next round, so wait for that rather than read it at once
+    journal = wait_until(
+        lambda: [t for t in node.transactions(fleet.fleet_id) if t["state"] == "mined"],
+        30,
+        0.2,
+        "the journal to record the report as mined",
+    )
+    assert [(t["action"], t["state"], t["tx_hash"]) for t in node.transactions(fleet.fleet_id)] == [
         ("report", "mined", tx["tx_hash"])
     ]
+    assert journal
     assert chain.w3.eth.get_transaction_count(account.address) == 1  # one nonce ever used
 
     # Every acknowledged batch survived the SIGKILL ...
