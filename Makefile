@@ -44,6 +44,7 @@ test-service: install
 bench: install
 	$(BIN)/python -m gpucredit.localchain run $(CURDIR)/bench/gas.py
 	$(BIN)/python bench/oracle_bench.py
+	$(BIN)/python bench/audit_bench.py
 
 clean:
 	rm -rf build $(VENV) node_modules
