@@ -44,6 +44,7 @@ stepIn() moving the cash collateral C and the reserve into trapped cash and
 releaseCollateral() moving reserve and trapped cash to the operator:
 
   (I1) sum RevenueReceived.amount + sum SteppedIn.cashCollateralApplied
+         + cash collateral posted after step-in (it joins the trapped cash)
          == sum over closed periods of (fees + seniorInterest + juniorInterest
                 + seniorPrincipal + juniorPrincipal + sweep + equity)
             + reserveBalance() + trappedCash() + periodRevenueCash()
@@ -849,9 +850,14 @@ class ServicerStateMachine(RuleBasedStateMachine):
                 self.servicer.postCashCollateral(0, {"from": self.operator})
             return
         tx = self.servicer.postCashCollateral(amount, {"from": self.operator})
-        self.cash_collateral += amount
         event = tx.events["CashCollateralPosted"]
         assert (event["from"], event["amount"]) == (self.operator, amount)
+        if self.status == STEPPED_IN:  # after step-in it goes into the wind-down
+            self.trapped += amount
+            self.applied_at_step_in += amount
+            assert event["cashCollateral"] == 0
+            return
+        self.cash_collateral += amount
         assert event["cashCollateral"] == self.cash_collateral
         self._cure(only_if_possible=True)
 
