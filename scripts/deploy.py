@@ -326,8 +326,31 @@ def _grant(contract: Any, role_name: str, role: str, who: str, deployer: Any) ->
     return True
 
 
+def _hand_over_admin(contract: Any, admin: str, deployer: Any) -> bool:
+    """Starts the two-step transfer of DEFAULT_ADMIN_ROLE to `admin`.
+
+    The contracts allow one default admin, moved in two steps
+    (AccessControlDefaultAdminRules): `admin` takes over by calling
+    `acceptDefaultAdminTransfer()` once `defaultAdminDelay()` has passed, and
+    the deployer then loses the role. True when a transfer was started.
+    """
+    current = contract.defaultAdmin()
+    if current == admin or contract.pendingDefaultAdmin()[0] == admin:
+        return False
+    if current != deployer.address:
+        raise DeployError(
+            f"the admin of {contract.address} must move to {admin}, but the deployer "
+            f"{deployer.address} is not its admin ({current} is)"
+        )
+    contract.beginDefaultAdminTransfer(admin, {"from": deployer})
+    return True
+
+
 def _renounce(manifest: Manifest, deployer: Any, wanted: dict[str, list[str]]) -> None:
-    """The deployer gives up the roles its constructor calls gave it (admin last)."""
+    """The deployer gives up the roles its constructor calls gave it.
+
+    Its admin role goes when the new admin accepts the hand-over.
+    """
     constructor_roles = {
         "identity_registry": [("AGENT_ROLE", "kyc_agents")],
         "collateral_registry": [("VALUATION_ROLE", "valuers")],
@@ -339,8 +362,6 @@ def _renounce(manifest: Manifest, deployer: Any, wanted: dict[str, list[str]]) -
             role = getattr(contract, role_name)()
             if deployer.address not in wanted[list_key] and contract.hasRole(role, deployer):
                 contract.renounceRole(role, deployer, {"from": deployer})
-        if contract.hasRole(ADMIN_ROLE, deployer):
-            contract.renounceRole(ADMIN_ROLE, deployer, {"from": deployer})
 
 
 def wire_roles(manifest: Manifest, config: DeployConfig, deployer: Any) -> RoleSet:
@@ -367,12 +388,19 @@ def wire_roles(manifest: Manifest, config: DeployConfig, deployer: Any) -> RoleS
         for who in wanted[list_key]:
             granted += _grant(contract, role_name, role, who, deployer)
     admin = config.admin or previous.admin or deployer.address
+    handed_over = 0
     for key in ("identity_registry", "collateral_registry", "telemetry_oracle"):
         contract = _contract(manifest.contracts[key])
-        granted += _grant(contract, "DEFAULT_ADMIN_ROLE", ADMIN_ROLE, admin, deployer)
+        handed_over += _hand_over_admin(contract, admin, deployer)
+    if handed_over:
+        print(
+            f"admin hand-over to {admin} started on {handed_over} contract(s): {admin} "
+            "calls acceptDefaultAdminTransfer() on each once defaultAdminDelay() (2 days) "
+            "has passed"
+        )
     if config.renounce_deployer and admin != deployer.address:
         _renounce(manifest, deployer, wanted)
-        print(f"deployer {deployer.address} renounced its roles; admin is {admin}")
+        print(f"deployer {deployer.address} renounced its other roles; admin is {admin}")
     print(f"roles: {granted} granted, the rest already held")
     return RoleSet(
         admin=admin,

@@ -1,14 +1,15 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.37;
 
-import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {AccessControlDefaultAdminRules} from
+    "@openzeppelin/contracts/access/extensions/AccessControlDefaultAdminRules.sol";
 import {IIdentityRegistry} from "../interfaces/IIdentityRegistry.sol";
 
 /// @title Identity registry of KYC-whitelisted holders (ERC-3643 style)
 /// @notice See {IIdentityRegistry}. Tranches call `requireVerified` on every
 ///         transfer, so each identity lives in one packed storage slot and a
 ///         check costs a single read.
-contract IdentityRegistry is IIdentityRegistry, AccessControl {
+contract IdentityRegistry is IIdentityRegistry, AccessControlDefaultAdminRules {
     /// @notice One identity, packed into one slot (2 + 8 + 1 + 1 bytes).
     struct Identity {
         uint16 country; // ISO 3166-1 numeric code
@@ -20,12 +21,13 @@ contract IdentityRegistry is IIdentityRegistry, AccessControl {
     /// @inheritdoc IIdentityRegistry
     bytes32 public constant AGENT_ROLE = keccak256("AGENT_ROLE");
 
+    /// @dev Initial wait between starting and accepting a transfer of `DEFAULT_ADMIN_ROLE`.
+    uint48 private constant _ADMIN_TRANSFER_DELAY = 2 days;
+
     mapping(address account => Identity) private _identities;
 
     /// @param admin receives `DEFAULT_ADMIN_ROLE` and `AGENT_ROLE`.
-    constructor(address admin) {
-        if (admin == address(0)) revert IdentityZeroAddress();
-        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+    constructor(address admin) AccessControlDefaultAdminRules(_ADMIN_TRANSFER_DELAY, _nonZero(admin)) {
         _grantRole(AGENT_ROLE, admin);
     }
 
@@ -77,6 +79,12 @@ contract IdentityRegistry is IIdentityRegistry, AccessControl {
     function identityOf(address account) external view returns (uint16 country, uint64 expiresAt, bool frozen) {
         Identity memory identity = _identities[account];
         return (identity.country, identity.expiresAt, identity.frozen);
+    }
+
+    /// @dev The constructor's admin, or IdentityZeroAddress (checked before the base constructor runs).
+    function _nonZero(address admin) private pure returns (address) {
+        if (admin == address(0)) revert IdentityZeroAddress();
+        return admin;
     }
 
     /// @dev Writes the whole slot at once; keeps the frozen flag on renewal.

@@ -17,10 +17,18 @@ pragma solidity 0.8.37;
 ///         collateral-deficient.
 ///
 ///         Roles (OpenZeppelin AccessControl, each `keccak256("<NAME>")`):
-///         `DEFAULT_ADMIN_ROLE` grants and revokes roles; `ISSUER_ROLE` opens
-///         notes; `OPERATOR_ROLE` registers batches; `ATTESTOR_ROLE` attests
-///         them; `VALUATION_ROLE` sets depreciation classes and model
-///         haircuts.
+///         `DEFAULT_ADMIN_ROLE` grants and revokes roles and is handed over
+///         in two steps with a delay (OpenZeppelin
+///         AccessControlDefaultAdminRules); `ISSUER_ROLE` opens notes;
+///         `OPERATOR_ROLE` registers batches; `ATTESTOR_ROLE` attests them;
+///         `VALUATION_ROLE` sets depreciation classes and model haircuts.
+///
+///         Valuation changes that raise collateral values (a lower model
+///         haircut, a lower quarterly markdown or a higher floor of an
+///         existing class) weaken the lenders' protection, so they are
+///         queued and take effect only after `VALUATION_CHANGE_DELAY`.
+///         Changes that lower values (more conservative) apply at once and
+///         drop any change queued for the same model or class.
 ///
 ///         A batch is live while it is `Pledged` and its note is `Open` or
 ///         `SteppedIn`. Releasing a note frees all its batches at once (their
@@ -118,6 +126,14 @@ interface ICollateralRegistry {
     event LiensTransferred(uint256 indexed noteId, address indexed trustee);
     event DepreciationClassSet(uint8 indexed classId, uint16 quarterlyMarkdownBps, uint16 floorBps);
     event ModelHaircutSet(bytes32 indexed model, uint16 haircutBps);
+    /// @notice A class change that raises values was queued; executable from `eta`.
+    event DepreciationClassQueued(uint8 indexed classId, uint16 quarterlyMarkdownBps, uint16 floorBps, uint40 eta);
+    /// @notice The change queued for a class was dropped.
+    event DepreciationClassCancelled(uint8 indexed classId);
+    /// @notice A haircut cut (which raises values) was queued; executable from `eta`.
+    event ModelHaircutQueued(bytes32 indexed model, uint16 haircutBps, uint40 eta);
+    /// @notice The change queued for a model was dropped.
+    event ModelHaircutCancelled(bytes32 indexed model);
 
     error NoteUnknown(uint256 noteId);
     error NoteNotOpen(uint256 noteId, NoteStatus status);
@@ -139,6 +155,10 @@ interface ICollateralRegistry {
     error LeafConsistent(uint256 batchId);
     error ZeroAddress();
     error NoteTranchesTooMany(uint256 noteId, uint256 count, uint256 limit);
+    /// @notice Nothing is queued for this model or class.
+    error ValuationChangeNotQueued();
+    /// @notice The queued valuation change may only be executed from `eta`.
+    error ValuationChangeNotReady(uint40 eta, uint256 nowTs);
 
     // ---- constants ----
 
@@ -163,6 +183,9 @@ interface ICollateralRegistry {
 
     /// @notice Most tranches a note can have (bounds `outstandingPrincipal`).
     function MAX_TRANCHES_PER_NOTE() external view returns (uint256);
+
+    /// @notice Seconds a value-raising valuation change waits (2 days).
+    function VALUATION_CHANGE_DELAY() external view returns (uint256);
 
     // ---- notes ----
 
@@ -241,12 +264,32 @@ interface ICollateralRegistry {
 
     /// @notice Sets (or creates) a depreciation class. Valuation role. Both
     ///         bps values at most 10,000. Applies to every batch of the class
-    ///         from now on (values are computed on read).
+    ///         (values are computed on read): at once when the class is new
+    ///         or the change lowers values (markdown not lower, floor not
+    ///         higher), dropping any queued change of the class; otherwise
+    ///         queued (`DepreciationClassQueued`) for `executeDepreciationClass`.
     function setDepreciationClass(uint8 classId, uint16 quarterlyMarkdownBps, uint16 floorBps) external;
 
+    /// @notice Applies the queued change of a class once its eta has passed.
+    ///         Valuation role.
+    function executeDepreciationClass(uint8 classId) external;
+
+    /// @notice Drops the queued change of a class. Valuation role.
+    function cancelDepreciationClass(uint8 classId) external;
+
     /// @notice Sets the obsolescence haircut of a model (when a new
-    ///         generation ships). Valuation role. At most 10,000 bps.
+    ///         generation ships). Valuation role. At most 10,000 bps. A raise
+    ///         (or no change) applies at once and drops any queued change of
+    ///         the model; a cut is queued (`ModelHaircutQueued`) for
+    ///         `executeModelHaircut`.
     function setModelHaircut(bytes32 model, uint16 haircutBps) external;
+
+    /// @notice Applies the queued haircut of a model once its eta has
+    ///         passed. Valuation role.
+    function executeModelHaircut(bytes32 model) external;
+
+    /// @notice Drops the queued haircut of a model. Valuation role.
+    function cancelModelHaircut(bytes32 model) external;
 
     // ---- views ----
 
@@ -309,4 +352,13 @@ interface ICollateralRegistry {
 
     /// @notice The obsolescence haircut of a model, in bps.
     function modelHaircutBps(bytes32 model) external view returns (uint16);
+
+    /// @notice The change queued for a class (`eta` 0 when none).
+    function pendingDepreciationClass(uint8 classId)
+        external
+        view
+        returns (uint16 quarterlyMarkdownBps, uint16 floorBps, uint40 eta);
+
+    /// @notice The haircut queued for a model (`eta` 0 when none).
+    function pendingModelHaircut(bytes32 model) external view returns (uint16 haircutBps, uint40 eta);
 }

@@ -8,7 +8,9 @@ pragma solidity 0.8.37;
 ///         deleting it.
 ///
 ///         Roles (OpenZeppelin AccessControl): `DEFAULT_ADMIN_ROLE` grants
-///         and revokes roles; `AGENT_ROLE` (KYC agent) writes identities.
+///         and revokes roles and is handed over in two steps with a delay
+///         (AccessControlDefaultAdminRules); `AGENT_ROLE` (KYC agent) writes
+///         identities.
 interface IIdentityRegistry {
     /// @notice An identity was added or its expiry or country changed.
     event IdentityRegistered(address indexed account, uint16 country, uint64 expiresAt);

@@ -17,6 +17,11 @@ pragma solidity 0.8.37;
 ///         every coupon accrued so far becomes claimable. A partial payment
 ///         is held, unallocated, until the rest arrives, so holders are paid
 ///         pari passu whatever the order of claims.
+///
+///         A guardian can pause new subscriptions, drawdown and transfers
+///         between holders (`pause` / `unpause`). What holders are owed stays
+///         claimable while paused: `claimShares`, `claimCoupon`, `redeem` and
+///         the refund of `cancelDepositRequest`; so does servicing (`pay`).
 interface INoteTranche {
     enum State {
         Subscription, // window open: requests and cancellations
@@ -66,6 +71,10 @@ interface INoteTranche {
     event PrincipalRedeemed(address indexed holder, uint256 amount, uint256 faceBurned);
     event AmortizationScheduleSet(uint40[] dueAt, uint16[] cumulativeBps);
     event Repaid();
+    /// @notice The guardian paused subscriptions, drawdown and transfers.
+    event Paused(address indexed account);
+    /// @notice The guardian lifted the pause.
+    event Unpaused(address indexed account);
 
     error StateIs(State current, State expected);
     error SubscriptionWindowClosed(uint256 nowTs, uint256 start, uint256 end);
@@ -82,6 +91,10 @@ interface INoteTranche {
     error ScheduleInvalid(uint256 index);
     error NotFullyRepaid(uint256 outstanding);
     error TermsInvalid(string reason);
+    /// @notice The tranche is paused.
+    error EnforcedPause();
+    /// @notice The tranche is not paused.
+    error ExpectedPause();
 
     // ---- subscriptions (ERC-7540 shape) ----
 
@@ -127,6 +140,18 @@ interface INoteTranche {
     ///         original principal due by each date). Issuer, before drawdown.
     function setAmortizationSchedule(uint40[] calldata dueAt, uint16[] calldata cumulativeBps) external;
 
+    // ---- emergency ----
+
+    /// @notice Pauses `requestDeposit`, `drawdown` and transfers between
+    ///         holders. Guardian role. Claims and `pay` stay open.
+    function pause() external;
+
+    /// @notice Lifts the pause. Guardian role.
+    function unpause() external;
+
+    /// @notice True while paused.
+    function paused() external view returns (bool);
+
     // ---- holders ----
 
     /// @notice Pays the caller's claimable coupon (face still in escrow is
@@ -155,6 +180,8 @@ interface INoteTranche {
     function principalOutstandingOf(address holder) external view returns (uint256);
     function pendingDepositRequest(uint256 requestId, address controller) external view returns (uint256);
     function claimableDepositRequest(uint256 requestId, address controller) external view returns (uint256);
+    /// @notice Whether `from` may transfer `amount` to `to` now: not paused,
+    ///         both whitelisted, enough balance, and not into the escrow.
     function canTransfer(address from, address to, uint256 amount) external view returns (bool);
     function isRepaid() external view returns (bool);
 }

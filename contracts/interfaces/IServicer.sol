@@ -11,6 +11,14 @@ pragma solidity 0.8.37;
 ///         -> debt-service reserve -> cash sweep to senior principal -> equity.
 ///         Every decision is emitted with its inputs and outputs, so an
 ///         auditor can replay it from events alone.
+///
+///         Lender protections are fixed: the covenant terms (thresholds,
+///         step rules, cure period, fees) are set once in the constructor
+///         and have no setter, and nothing can pause `closePeriod`, so
+///         covenant tests, top-ups, sweeps and default keep running whatever
+///         any key holder does. `TRUSTEE_ROLE` is its own admin: only a
+///         trustee appoints (or removes) a trustee, never the servicer's
+///         `DEFAULT_ADMIN_ROLE` holder (the issuer).
 interface IServicer {
     enum Status {
         Performing,

@@ -17,6 +17,13 @@ pragma solidity 0.8.37;
 ///         fleet's genesis. A period whose report has not arrived by
 ///         `periodEnd + heartbeat` is stale and can be marked Missed by
 ///         anyone: a missing report is a covenant event, never "all good".
+///
+///         A fleet's signer set and quorum decide which reports count, so a
+///         change is announced first and takes effect only after
+///         `SIGNER_CHANGE_DELAY`: `queueSignerChange` -> (delay) ->
+///         `executeSignerChange`, or `cancelSignerChange`. Lenders and the
+///         trustee see every change coming. Reports keep being verified
+///         against the set in force when they are submitted.
 interface ITelemetryOracle {
     enum ReportStatus {
         None,
@@ -63,6 +70,10 @@ interface ITelemetryOracle {
         uint32 heartbeat
     );
     event SignersChanged(uint256 indexed fleetId, address[] signers, uint8 quorum, uint32 signerVersion);
+    /// @notice A signer-set change was queued; `executeSignerChange` may apply it from `eta`.
+    event SignerChangeQueued(uint256 indexed fleetId, address[] signers, uint8 quorum, uint40 eta);
+    /// @notice The queued signer-set change was dropped.
+    event SignerChangeCancelled(uint256 indexed fleetId);
     event FleetOperatorChanged(uint256 indexed fleetId, address operator);
     event ReportSubmitted(
         uint256 indexed fleetId,
@@ -88,8 +99,14 @@ interface ITelemetryOracle {
     error PeriodNotEnded(uint32 period, uint40 periodEnd, uint256 nowTs);
     error PeriodNotStale(uint32 period, uint40 staleAt, uint256 nowTs);
     error ValueOutOfRange(string field, uint256 value, uint256 max);
+    error SignerChangeNotQueued(uint256 fleetId);
+    error SignerChangeNotReady(uint256 fleetId, uint40 eta, uint256 nowTs);
 
-    /// @notice Registers a fleet. Fleet-admin role.
+    /// @notice Seconds between queueing a signer-set change and executing it (2 days).
+    function SIGNER_CHANGE_DELAY() external view returns (uint256);
+
+    /// @notice Registers a fleet with its first signer set, at once (a new
+    ///         fleet has no lenders relying on it yet). Fleet-admin role.
     function registerFleet(
         uint256 fleetId,
         address operator,
@@ -97,12 +114,30 @@ interface ITelemetryOracle {
         uint40 genesis,
         uint32 periodLength,
         uint32 heartbeat,
-        address[] calldata signers,
+        address[] calldata signerSet,
         uint8 quorum
     ) external;
 
-    /// @notice Replaces the signer set and quorum. Fleet-admin role.
-    function setSigners(uint256 fleetId, address[] calldata signers, uint8 quorum) external;
+    /// @notice Queues a replacement of the signer set and quorum, executable
+    ///         from `block.timestamp + SIGNER_CHANGE_DELAY`. Validated now
+    ///         (at most 16 signers, none zero or repeated, 1 <= quorum <= n).
+    ///         Replaces any change already queued for the fleet and restarts
+    ///         the delay. Fleet-admin role.
+    function queueSignerChange(uint256 fleetId, address[] calldata signerSet, uint8 quorum) external;
+
+    /// @notice Applies the queued change once its eta has passed: bumps the
+    ///         signer version (observations of the old set stop counting) and
+    ///         emits `SignersChanged`. Fleet-admin role.
+    function executeSignerChange(uint256 fleetId) external;
+
+    /// @notice Drops the queued change. Fleet-admin role.
+    function cancelSignerChange(uint256 fleetId) external;
+
+    /// @notice The queued change of a fleet (`eta` 0 when none).
+    function pendingSignerChange(uint256 fleetId)
+        external
+        view
+        returns (address[] memory signerSet, uint8 quorum, uint40 eta);
 
     /// @notice Changes the fleet's operator key. Fleet-admin role.
     function setOperator(uint256 fleetId, address operator) external;

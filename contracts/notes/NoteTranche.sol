@@ -5,7 +5,8 @@ import {ERC20} from "@openzeppelin/contracts/token/ERC20/ERC20.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {IERC20Metadata} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Metadata.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
-import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {AccessControlDefaultAdminRules} from
+    "@openzeppelin/contracts/access/extensions/AccessControlDefaultAdminRules.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
@@ -21,7 +22,9 @@ import {ICollateralRegistry} from "../interfaces/ICollateralRegistry.sol";
 ///         settles both parties first, so entitlements never move with the
 ///         tokens. Filled face is minted to this contract (the escrow) at
 ///         drawdown and moved to lenders when they claim.
-contract NoteTranche is INoteTranche, ERC20, AccessControl, ReentrancyGuardTransient {
+///         `DEFAULT_ADMIN_ROLE` (the issuer at deployment) moves in two steps
+///         with a delay (OpenZeppelin AccessControlDefaultAdminRules).
+contract NoteTranche is INoteTranche, ERC20, AccessControlDefaultAdminRules, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
     using SafeCast for uint256;
 
@@ -29,6 +32,8 @@ contract NoteTranche is INoteTranche, ERC20, AccessControl, ReentrancyGuardTrans
     bytes32 public constant SERVICER_ROLE = keccak256("SERVICER_ROLE");
     bytes32 public constant COVENANT_ROLE = keccak256("COVENANT_ROLE");
     bytes32 public constant RATE_SETTER_ROLE = keccak256("RATE_SETTER_ROLE");
+    /// @notice May pause and unpause subscriptions, drawdown and transfers.
+    bytes32 public constant GUARDIAN_ROLE = keccak256("GUARDIAN_ROLE");
 
     /// @notice Largest coupon step the covenant engine may set, either way.
     int256 public constant MAX_STEP_BPS = 2_000;
@@ -36,6 +41,8 @@ contract NoteTranche is INoteTranche, ERC20, AccessControl, ReentrancyGuardTrans
     uint256 private constant _INDEX_SCALE = 1e27;
     uint256 private constant _BPS = 10_000;
     uint256 private constant _YEAR = 365 days;
+    /// @dev Initial wait between starting and accepting a transfer of `DEFAULT_ADMIN_ROLE`.
+    uint48 private constant _ADMIN_TRANSFER_DELAY = 2 days;
 
     IERC20 private immutable _asset;
     IIdentityRegistry private immutable _identities;
@@ -45,7 +52,8 @@ contract NoteTranche is INoteTranche, ERC20, AccessControl, ReentrancyGuardTrans
     Terms private _terms;
     address private _spv;
 
-    /// @dev Hot accrual state, one slot.
+    /// @dev Hot accrual state, one slot (29 bytes). The pause flag lives here
+    ///      because every transfer reads this slot anyway.
     struct Accrual {
         uint128 interestIndex; // coupon accrued per face, scaled 1e27
         uint40 lastAccrualAt;
@@ -53,6 +61,7 @@ contract NoteTranche is INoteTranche, ERC20, AccessControl, ReentrancyGuardTrans
         uint16 referenceRateBps;
         int16 rateStepBps;
         State state;
+        bool paused; // guardian pause: subscriptions, drawdown, transfers
     }
 
     /// @dev Principal state, one slot.
@@ -123,8 +132,8 @@ contract NoteTranche is INoteTranche, ERC20, AccessControl, ReentrancyGuardTrans
     error TransferToEscrow();
     error SpvInvalid(address spv);
 
-    /// @param issuer receives the admin, issuer and rate-setter roles
-    /// @param spv the SPV account that receives drawn capital and pays
+    /// @param issuer receives the admin, issuer, rate-setter and guardian roles
+    /// @param spv_ the SPV account that receives drawn capital and pays
     ///        coupons and principal (servicer role); changeable until drawdown
     constructor(
         string memory name_,
@@ -133,24 +142,24 @@ contract NoteTranche is INoteTranche, ERC20, AccessControl, ReentrancyGuardTrans
         IIdentityRegistry identities_,
         ICollateralRegistry registry_,
         address issuer,
-        address spv,
+        address spv_,
         Terms memory terms_
-    ) ERC20(name_, symbol_) {
+    ) ERC20(name_, symbol_) AccessControlDefaultAdminRules(_ADMIN_TRANSFER_DELAY, issuer) {
         _validateTerms(terms_);
-        if (spv == address(0)) revert SpvInvalid(spv);
+        if (spv_ == address(0)) revert SpvInvalid(spv_);
         _asset = asset_;
         _identities = identities_;
         _registry = registry_;
         _decimals = IERC20Metadata(address(asset_)).decimals();
         _terms = terms_;
-        _spv = spv;
+        _spv = spv_;
         _accrual.referenceRateBps = terms_.referenceRateBps;
         _accrual.rateBps = _clampedRate(terms_.referenceRateBps, 0).toUint16();
-        _grantRole(DEFAULT_ADMIN_ROLE, issuer);
         _grantRole(ISSUER_ROLE, issuer);
         _grantRole(RATE_SETTER_ROLE, issuer);
-        _grantRole(SERVICER_ROLE, spv);
-        emit TrancheInitialised(address(asset_), spv, name_, symbol_, terms_, _accrual.rateBps);
+        _grantRole(GUARDIAN_ROLE, issuer);
+        _grantRole(SERVICER_ROLE, spv_);
+        emit TrancheInitialised(address(asset_), spv_, name_, symbol_, terms_, _accrual.rateBps);
     }
 
     // ------------------------------------------------------------------
@@ -164,6 +173,7 @@ contract NoteTranche is INoteTranche, ERC20, AccessControl, ReentrancyGuardTrans
         returns (uint256 requestId)
     {
         _requireState(State.Subscription);
+        _requireNotPaused();
         Terms storage t = _terms;
         if (block.timestamp < t.subscriptionStart || block.timestamp > t.subscriptionEnd) {
             revert SubscriptionWindowClosed(block.timestamp, t.subscriptionStart, t.subscriptionEnd);
@@ -175,7 +185,7 @@ contract NoteTranche is INoteTranche, ERC20, AccessControl, ReentrancyGuardTrans
         _pending[controller] += assets;
         _totalPending += assets;
         emit DepositRequest(controller, owner, 0, msg.sender, assets);
-        _asset.safeTransferFrom(owner, address(this), assets);
+        _asset.safeTransferFrom(msg.sender, address(this), assets); // msg.sender == owner
         return 0;
     }
 
@@ -228,6 +238,7 @@ contract NoteTranche is INoteTranche, ERC20, AccessControl, ReentrancyGuardTrans
     ///      this drawdown (required value rounded up).
     function drawdown() external onlyRole(ISSUER_ROLE) nonReentrant {
         _requireState(State.Closed);
+        _requireNotPaused();
         if (_totalPending != 0) revert RequestsUnfulfilled(_totalPending);
         uint256 principal = _totalFilled;
         uint256 noteId = _terms.noteId;
@@ -245,9 +256,9 @@ contract NoteTranche is INoteTranche, ERC20, AccessControl, ReentrancyGuardTrans
         _principal.outstanding = principal.toUint128();
         _originalPrincipal = principal.toUint128();
         _mint(address(this), principal);
-        address spv = _spv;
-        emit DrawnDown(spv, principal, value, required);
-        _asset.safeTransfer(spv, principal);
+        address spvAccount = _spv;
+        emit DrawnDown(spvAccount, principal, value, required);
+        _asset.safeTransfer(spvAccount, principal);
     }
 
     /// @inheritdoc INoteTranche
@@ -301,7 +312,7 @@ contract NoteTranche is INoteTranche, ERC20, AccessControl, ReentrancyGuardTrans
         Principal memory p = _principal;
         if (principal > p.outstanding) revert PrincipalOverpaid(principal, p.outstanding);
 
-        if (interest != 0) _fund(interest, interest == due);
+        if (interest != 0) _fund(interest, interest >= due); // interest <= due: covers all that is due
         if (principal != 0) {
             p.principalIndex += Math.mulDiv(principal, _INDEX_SCALE, totalSupply()).toUint128();
             p.outstanding -= uint128(principal);
@@ -324,9 +335,9 @@ contract NoteTranche is INoteTranche, ERC20, AccessControl, ReentrancyGuardTrans
     }
 
     /// @inheritdoc INoteTranche
-    function setReferenceRate(uint16 referenceRateBps) external onlyRole(RATE_SETTER_ROLE) {
+    function setReferenceRate(uint16 newReferenceRateBps) external onlyRole(RATE_SETTER_ROLE) {
         _accrue();
-        _accrual.referenceRateBps = referenceRateBps;
+        _accrual.referenceRateBps = newReferenceRateBps;
         _updateRate();
     }
 
@@ -339,8 +350,8 @@ contract NoteTranche is INoteTranche, ERC20, AccessControl, ReentrancyGuardTrans
         if (s != State.Subscription && s != State.Closed) revert StateIs(s, State.Closed);
         if (dueAt.length != cumulativeBps.length) revert ScheduleInvalid(dueAt.length);
         delete _schedule;
-        uint256 previousDue;
-        uint256 previousBps;
+        uint256 previousDue = 0;
+        uint256 previousBps = 0;
         for (uint256 i = 0; i < dueAt.length; ++i) {
             if (
                 dueAt[i] <= previousDue || dueAt[i] > _terms.maturity || cumulativeBps[i] < previousBps
@@ -355,13 +366,31 @@ contract NoteTranche is INoteTranche, ERC20, AccessControl, ReentrancyGuardTrans
 
     /// @notice Points drawdown and servicing at a new SPV account (e.g. the
     ///         note's servicer contract). Issuer, before drawdown.
-    function setSpv(address spv) external onlyRole(ISSUER_ROLE) {
+    function setSpv(address newSpv) external onlyRole(ISSUER_ROLE) {
         State s = _accrual.state;
         if (s != State.Subscription && s != State.Closed) revert StateIs(s, State.Closed);
-        if (spv == address(0)) revert SpvInvalid(spv);
+        if (newSpv == address(0)) revert SpvInvalid(newSpv);
         _revokeRole(SERVICER_ROLE, _spv);
-        _grantRole(SERVICER_ROLE, spv);
-        _spv = spv;
+        _grantRole(SERVICER_ROLE, newSpv);
+        _spv = newSpv;
+    }
+
+    // ------------------------------------------------------------------
+    // Emergency
+    // ------------------------------------------------------------------
+
+    /// @inheritdoc INoteTranche
+    function pause() external onlyRole(GUARDIAN_ROLE) {
+        _requireNotPaused();
+        _accrual.paused = true;
+        emit Paused(msg.sender);
+    }
+
+    /// @inheritdoc INoteTranche
+    function unpause() external onlyRole(GUARDIAN_ROLE) {
+        if (!_accrual.paused) revert ExpectedPause();
+        _accrual.paused = false;
+        emit Unpaused(msg.sender);
     }
 
     // ------------------------------------------------------------------
@@ -390,7 +419,9 @@ contract NoteTranche is INoteTranche, ERC20, AccessControl, ReentrancyGuardTrans
         _claimEscrowedFace(msg.sender);
         _settle(msg.sender);
         amount = _principalOwed[msg.sender];
+        // slither-disable-next-line incorrect-equality
         uint256 burned = _accrual.state == State.Repaid ? balanceOf(msg.sender) : 0;
+        // slither-disable-next-line incorrect-equality
         if (amount == 0 && burned == 0) revert NothingToClaim(msg.sender);
         _principalOwed[msg.sender] = 0;
         if (burned != 0) _burn(msg.sender, burned);
@@ -435,6 +466,11 @@ contract NoteTranche is INoteTranche, ERC20, AccessControl, ReentrancyGuardTrans
 
     function decimals() public view override returns (uint8) {
         return _decimals;
+    }
+
+    /// @inheritdoc INoteTranche
+    function paused() external view returns (bool) {
+        return _accrual.paused;
     }
 
     /// @inheritdoc INoteTranche
@@ -545,12 +581,13 @@ contract NoteTranche is INoteTranche, ERC20, AccessControl, ReentrancyGuardTrans
 
     /// @inheritdoc INoteTranche
     function canTransfer(address from, address to, uint256 amount) external view returns (bool) {
-        return to != address(this) && _identities.isVerified(from) && _identities.isVerified(to)
-            && balanceOf(from) >= amount;
+        return !_accrual.paused && to != address(this) && _identities.isVerified(from)
+            && _identities.isVerified(to) && balanceOf(from) >= amount;
     }
 
     /// @inheritdoc INoteTranche
     function isRepaid() external view returns (bool) {
+        // slither-disable-next-line incorrect-equality
         return _accrual.state == State.Repaid;
     }
 
@@ -560,9 +597,12 @@ contract NoteTranche is INoteTranche, ERC20, AccessControl, ReentrancyGuardTrans
 
     /// @dev Every balance change (mint, transfer, burn) settles both sides
     ///      at the current indexes first. Holders must be whitelisted; the
-    ///      escrow is only ever filled by the drawdown mint.
+    ///      escrow is only ever filled by the drawdown mint. While paused only
+    ///      transfers between holders stop: releases from escrow
+    ///      (`claimShares`) and burns (`redeem`) go on.
     function _update(address from, address to, uint256 value) internal override {
         _accrue();
+        if (from != address(0) && to != address(0) && from != address(this)) _requireNotPaused();
         if (from != address(0)) _settle(from);
         if (to != address(0)) _settle(to);
         if (to == address(this) && from != address(0)) revert TransferToEscrow();
@@ -575,7 +615,7 @@ contract NoteTranche is INoteTranche, ERC20, AccessControl, ReentrancyGuardTrans
     ///      outstanding principal; the per-face increase rounds down.
     function _accrue() private {
         Accrual memory a = _accrual;
-        if (a.lastAccrualAt == block.timestamp || a.state != State.Active) return;
+        if (a.lastAccrualAt >= block.timestamp || a.state != State.Active) return;
         a.interestIndex += _indexIncrease(a).toUint128();
         a.lastAccrualAt = uint40(block.timestamp);
         _accrual = a;
@@ -584,8 +624,8 @@ contract NoteTranche is INoteTranche, ERC20, AccessControl, ReentrancyGuardTrans
     /// @dev Index increase since the last accrual, per face, rounded down.
     function _indexIncrease(Accrual memory a) private view returns (uint256) {
         uint256 supply = _originalPrincipal; // == totalSupply() while accruing
+        if (supply == 0) return 0; // a zero outstanding or rate gives 0 below
         uint256 outstanding = _principal.outstanding;
-        if (supply == 0 || outstanding == 0 || a.rateBps == 0) return 0;
         uint256 elapsed = block.timestamp - a.lastAccrualAt;
         return Math.mulDiv(outstanding * a.rateBps * elapsed, _INDEX_SCALE, _BPS * _YEAR * supply);
     }
@@ -594,7 +634,8 @@ contract NoteTranche is INoteTranche, ERC20, AccessControl, ReentrancyGuardTrans
     function _accruedNow() private view returns (uint256 interestIndex, uint256 accruedScaled) {
         Accrual memory a = _accrual;
         interestIndex = a.interestIndex;
-        if (a.state == State.Active && a.lastAccrualAt != block.timestamp) interestIndex += _indexIncrease(a);
+        // slither-disable-next-line incorrect-equality
+        if (a.state == State.Active && a.lastAccrualAt < block.timestamp) interestIndex += _indexIncrease(a);
         accruedScaled = interestIndex * _originalPrincipal;
     }
 
@@ -607,6 +648,7 @@ contract NoteTranche is INoteTranche, ERC20, AccessControl, ReentrancyGuardTrans
         uint128 interestIndex = _accrual.interestIndex;
         uint96 principalIndex = uint96(_principal.principalIndex);
         Funding memory f = _funding;
+        // slither-disable-next-line incorrect-equality
         if (c.interestIndex == interestIndex && c.principalIndex == principalIndex && c.epoch == f.epoch) return;
         Owed memory owed = _owed[account];
         (uint256 funded, uint256 pending) = _split(owed, c, f, balanceOf(account), interestIndex);
@@ -631,6 +673,7 @@ contract NoteTranche is INoteTranche, ERC20, AccessControl, ReentrancyGuardTrans
             funded += pending;
             pending = 0;
         }
+        // slither-disable-next-line incorrect-equality
         if (balance == 0 || interestIndex == c.interestIndex) return (funded, pending);
         uint256 from = c.interestIndex;
         if (from < f.fundedIndex) {
@@ -711,6 +754,7 @@ contract NoteTranche is INoteTranche, ERC20, AccessControl, ReentrancyGuardTrans
 
     function _unclaimedShares(address controller) private view returns (uint256) {
         State s = _accrual.state;
+        // slither-disable-next-line incorrect-equality
         return (s == State.Active || s == State.Repaid) ? _fills[controller].shares : 0;
     }
 
@@ -749,6 +793,10 @@ contract NoteTranche is INoteTranche, ERC20, AccessControl, ReentrancyGuardTrans
             else high = mid;
         }
         return low == 0 ? 0 : _schedule[low - 1].cumulativeBps;
+    }
+
+    function _requireNotPaused() private view {
+        if (_accrual.paused) revert EnforcedPause();
     }
 
     function _requireState(State expected) private view {

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.37;
 
-import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {AccessControlDefaultAdminRules} from
+    "@openzeppelin/contracts/access/extensions/AccessControlDefaultAdminRules.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
@@ -14,11 +15,16 @@ import {ITelemetryOracle} from "../interfaces/ITelemetryOracle.sol";
 ///         (`FleetState`), and each period's report is one slot (`Report` packs
 ///         into 27 bytes).
 /// @dev Signer membership is a mapping keyed by (fleetId, signerVersion, signer):
-///      `setSigners` bumps the version, so every earlier set stops counting at once
-///      without deleting anything, and each look-up is one SLOAD.
-contract TelemetryOracle is ITelemetryOracle, AccessControl, EIP712 {
+///      `executeSignerChange` bumps the version, so every earlier set stops counting
+///      at once without deleting anything, and each look-up is one SLOAD.
+///      `DEFAULT_ADMIN_ROLE` moves in two steps (OpenZeppelin
+///      AccessControlDefaultAdminRules, initial delay `_ADMIN_TRANSFER_DELAY`).
+contract TelemetryOracle is ITelemetryOracle, AccessControlDefaultAdminRules, EIP712 {
     /// @notice Role that registers fleets and changes their signers and operator.
     bytes32 public constant FLEET_ADMIN_ROLE = keccak256("FLEET_ADMIN_ROLE");
+
+    /// @inheritdoc ITelemetryOracle
+    uint256 public constant SIGNER_CHANGE_DELAY = 2 days;
 
     /// @notice EIP-712 type hash of one signer's observation.
     bytes32 public constant OBSERVATION_TYPEHASH = keccak256(
@@ -30,6 +36,9 @@ contract TelemetryOracle is ITelemetryOracle, AccessControl, EIP712 {
 
     /// @notice Upper bound of utilization and uptime: 100 %.
     uint256 public constant MAX_BPS = 10_000;
+
+    /// @dev Initial wait between starting and accepting a transfer of `DEFAULT_ADMIN_ROLE`.
+    uint48 private constant _ADMIN_TRANSFER_DELAY = 2 days;
 
     /// @dev The fleet fields `submitReport` and `markMissed` need: 23 bytes, one slot.
     ///      `periodLength != 0` marks a registered fleet.
@@ -55,15 +64,25 @@ contract TelemetryOracle is ITelemetryOracle, AccessControl, EIP712 {
         address consumer;
     }
 
+    /// @dev A queued signer-set change; `eta == 0` means none.
+    struct SignerChange {
+        uint40 eta;
+        uint8 quorum;
+        address[] signers;
+    }
+
     mapping(uint256 fleetId => FleetState) private _fleets;
     mapping(uint256 fleetId => FleetParties) private _parties;
     mapping(uint256 fleetId => address[]) private _signerLists;
     mapping(uint256 fleetId => mapping(uint32 signerVersion => mapping(address account => bool))) private _isSignerAt;
     mapping(uint256 fleetId => mapping(uint32 period => Report)) private _reports;
+    mapping(uint256 fleetId => SignerChange) private _signerChanges;
 
     /// @param admin Receives DEFAULT_ADMIN_ROLE and FLEET_ADMIN_ROLE.
-    constructor(address admin) EIP712("gpucredit TelemetryOracle", "1") {
-        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+    constructor(address admin)
+        AccessControlDefaultAdminRules(_ADMIN_TRANSFER_DELAY, admin)
+        EIP712("gpucredit TelemetryOracle", "1")
+    {
         _grantRole(FLEET_ADMIN_ROLE, admin);
     }
 
@@ -79,7 +98,7 @@ contract TelemetryOracle is ITelemetryOracle, AccessControl, EIP712 {
         uint40 genesis,
         uint32 periodLength,
         uint32 heartbeat,
-        address[] calldata signers_,
+        address[] calldata signerSet,
         uint8 quorum
     ) external onlyRole(FLEET_ADMIN_ROLE) {
         if (_fleets[fleetId].periodLength != 0) revert FleetExists(fleetId);
@@ -98,16 +117,36 @@ contract TelemetryOracle is ITelemetryOracle, AccessControl, EIP712 {
         _parties[fleetId] = FleetParties({operator: operator, consumer: consumer});
         emit FleetRegistered(fleetId, operator, consumer, genesis, periodLength, heartbeat);
 
-        _setSigners(fleetId, signers_, quorum);
+        _validateSigners(signerSet, quorum);
+        _installSigners(fleetId, signerSet, quorum);
     }
 
     /// @inheritdoc ITelemetryOracle
-    function setSigners(uint256 fleetId, address[] calldata signers_, uint8 quorum)
+    function queueSignerChange(uint256 fleetId, address[] calldata signerSet, uint8 quorum)
         external
         onlyRole(FLEET_ADMIN_ROLE)
     {
         _requireFleet(fleetId);
-        _setSigners(fleetId, signers_, quorum);
+        _validateSigners(signerSet, quorum);
+        uint40 eta = uint40(block.timestamp + SIGNER_CHANGE_DELAY);
+        _signerChanges[fleetId] = SignerChange({eta: eta, quorum: quorum, signers: signerSet});
+        emit SignerChangeQueued(fleetId, signerSet, quorum, eta);
+    }
+
+    /// @inheritdoc ITelemetryOracle
+    function executeSignerChange(uint256 fleetId) external onlyRole(FLEET_ADMIN_ROLE) {
+        SignerChange memory change = _signerChanges[fleetId];
+        if (change.eta == 0) revert SignerChangeNotQueued(fleetId);
+        if (block.timestamp < change.eta) revert SignerChangeNotReady(fleetId, change.eta, block.timestamp);
+        delete _signerChanges[fleetId];
+        _installSigners(fleetId, change.signers, change.quorum);
+    }
+
+    /// @inheritdoc ITelemetryOracle
+    function cancelSignerChange(uint256 fleetId) external onlyRole(FLEET_ADMIN_ROLE) {
+        if (_signerChanges[fleetId].eta == 0) revert SignerChangeNotQueued(fleetId);
+        delete _signerChanges[fleetId];
+        emit SignerChangeCancelled(fleetId);
     }
 
     /// @inheritdoc ITelemetryOracle
@@ -210,6 +249,16 @@ contract TelemetryOracle is ITelemetryOracle, AccessControl, EIP712 {
     }
 
     /// @inheritdoc ITelemetryOracle
+    function pendingSignerChange(uint256 fleetId)
+        external
+        view
+        returns (address[] memory signerSet, uint8 quorum, uint40 eta)
+    {
+        SignerChange storage change = _signerChanges[fleetId];
+        return (change.signers, change.quorum, change.eta);
+    }
+
+    /// @inheritdoc ITelemetryOracle
     /// @dev Status None for a period not reported or missed yet.
     function report(uint256 fleetId, uint32 period) external view returns (Report memory) {
         _requireFleet(fleetId);
@@ -254,25 +303,34 @@ contract TelemetryOracle is ITelemetryOracle, AccessControl, EIP712 {
     // Internals
     // ------------------------------------------------------------------
 
-    /// @dev Validates and installs a signer set under a new signer version.
-    function _setSigners(uint256 fleetId, address[] calldata signers_, uint8 quorum) private {
-        uint256 count = signers_.length;
+    /// @dev Reverts FleetConfigInvalid unless 1 <= quorum <= n <= 16 and no signer is
+    ///      zero or repeated (pairwise: n <= 16, so at most 120 comparisons).
+    function _validateSigners(address[] calldata signerSet, uint8 quorum) private pure {
+        uint256 count = signerSet.length;
         if (count > MAX_SIGNERS) revert FleetConfigInvalid("more than 16 signers");
         if (quorum == 0 || quorum > count) revert FleetConfigInvalid("quorum out of range");
+        for (uint256 i; i < count; ++i) {
+            address signer = signerSet[i];
+            if (signer == address(0)) revert FleetConfigInvalid("signer is zero");
+            for (uint256 j; j < i; ++j) {
+                if (signerSet[j] == signer) revert FleetConfigInvalid("duplicate signer");
+            }
+        }
+    }
 
+    /// @dev Installs a validated signer set under a new signer version.
+    function _installSigners(uint256 fleetId, address[] memory signerSet, uint8 quorum) private {
         FleetState storage state = _fleets[fleetId];
         uint32 signerVersion = state.signerVersion + 1;
         mapping(address => bool) storage isSignerAt = _isSignerAt[fleetId][signerVersion];
+        uint256 count = signerSet.length;
         for (uint256 i; i < count; ++i) {
-            address signer = signers_[i];
-            if (signer == address(0)) revert FleetConfigInvalid("signer is zero");
-            if (isSignerAt[signer]) revert FleetConfigInvalid("duplicate signer");
-            isSignerAt[signer] = true;
+            isSignerAt[signerSet[i]] = true;
         }
-        _signerLists[fleetId] = signers_;
+        _signerLists[fleetId] = signerSet;
         state.quorum = quorum;
         state.signerVersion = signerVersion;
-        emit SignersChanged(fleetId, signers_, quorum, signerVersion);
+        emit SignersChanged(fleetId, signerSet, quorum, signerVersion);
     }
 
     /// @dev The period checks of `submitReport`; returns the period bounds and the
@@ -302,7 +360,7 @@ contract TelemetryOracle is ITelemetryOracle, AccessControl, EIP712 {
     ) private view returns (Report memory median) {
         uint256 n = observations.length;
         SortedValues memory sorted = SortedValues(new uint256[](n), new uint256[](n), new uint256[](n));
-        address previous;
+        address previous = address(0);
         for (uint256 i; i < n;) {
             address signer = _verifyObservation(prefix, observations[i], i, sorted);
             if (!isCurrentSigner[signer]) revert SignerUnknown(signer);
@@ -337,11 +395,12 @@ contract TelemetryOracle is ITelemetryOracle, AccessControl, EIP712 {
         if (utilizationBps > MAX_BPS) revert ValueOutOfRange("utilizationBps", utilizationBps, MAX_BPS);
         if (uptimeBps > MAX_BPS) revert ValueOutOfRange("uptimeBps", uptimeBps, MAX_BPS);
 
-        ECDSA.RecoverError error;
-        (signer, error,) = ECDSA.tryRecoverCalldata(
+        (address recovered, ECDSA.RecoverError recoverError, bytes32 errorArg) = ECDSA.tryRecoverCalldata(
             _observationDigest(prefix, utilizationBps, uptimeBps, revenue), observation.signature
         );
-        if (error != ECDSA.RecoverError.NoError) revert SignatureInvalid(index);
+        // `errorArg` (the bad length or s) is only set on failure; the index names the culprit.
+        if (recoverError != ECDSA.RecoverError.NoError || errorArg != bytes32(0)) revert SignatureInvalid(index);
+        signer = recovered;
 
         _insertSorted(sorted.utilizationBps, index, utilizationBps);
         _insertSorted(sorted.uptimeBps, index, uptimeBps);

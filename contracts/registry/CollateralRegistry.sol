@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.37;
 
-import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {AccessControlDefaultAdminRules} from
+    "@openzeppelin/contracts/access/extensions/AccessControlDefaultAdminRules.sol";
 import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
 import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 import {ICollateralRegistry} from "../interfaces/ICollateralRegistry.sol";
@@ -12,7 +13,7 @@ import {Depreciation} from "../libraries/Depreciation.sol";
 /// @notice See {ICollateralRegistry}. A batch of any size costs six storage
 ///         slots to register, and one more write each to attest and pledge;
 ///         GPUs are only ever touched one at a time, by fraud proofs.
-contract CollateralRegistry is ICollateralRegistry, AccessControl {
+contract CollateralRegistry is ICollateralRegistry, AccessControlDefaultAdminRules {
     /// @notice A note's collateral pool. Slot 0 packs issuer, status and the
     ///         deficiency flag.
     struct Note {
@@ -40,6 +41,11 @@ contract CollateralRegistry is ICollateralRegistry, AccessControl {
     uint256 public constant MAX_BATCHES_PER_NOTE = 32;
     /// @inheritdoc ICollateralRegistry
     uint256 public constant MAX_TRANCHES_PER_NOTE = 4;
+    /// @inheritdoc ICollateralRegistry
+    uint256 public constant VALUATION_CHANGE_DELAY = 2 days;
+
+    /// @dev Initial wait between starting and accepting a transfer of `DEFAULT_ADMIN_ROLE`.
+    uint48 private constant _ADMIN_TRANSFER_DELAY = 2 days;
 
     string private constant _REASON_DOUBLE_PLEDGE = "double pledge";
 
@@ -53,13 +59,27 @@ contract CollateralRegistry is ICollateralRegistry, AccessControl {
     mapping(uint8 classId => DepreciationClass) private _classes;
     mapping(bytes32 model => uint16 haircutBps) private _modelHaircuts;
 
+    /// @dev A queued value-raising class change; `eta == 0` means none. One slot.
+    struct PendingClass {
+        uint16 quarterlyMarkdownBps;
+        uint16 floorBps;
+        uint40 eta;
+    }
+
+    /// @dev A queued haircut cut; `eta == 0` means none. One slot.
+    struct PendingHaircut {
+        uint16 haircutBps;
+        uint40 eta;
+    }
+
+    mapping(uint8 classId => PendingClass) private _pendingClasses;
+    mapping(bytes32 model => PendingHaircut) private _pendingHaircuts;
+
     /// @param admin receives `DEFAULT_ADMIN_ROLE` and `VALUATION_ROLE`.
     /// @dev Default classes: 0 "fast" (latest-generation training GPUs,
     ///      ~18-month economic life) 16.67 %/quarter; 1 at 20 %/yr
     ///      (5 %/quarter); 2 at 15 %/yr (3.75 %/quarter); all floored at 0.
-    constructor(address admin) {
-        if (admin == address(0)) revert ZeroAddress();
-        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+    constructor(address admin) AccessControlDefaultAdminRules(_ADMIN_TRANSFER_DELAY, _nonZero(admin)) {
         _grantRole(VALUATION_ROLE, admin);
         _setDepreciationClass(0, 1667, 0);
         _setDepreciationClass(1, 500, 0);
@@ -220,18 +240,7 @@ contract CollateralRegistry is ICollateralRegistry, AccessControl {
     function proveBadLeaf(uint256 batchId, GpuLeaf calldata leaf, bytes32[] calldata proof) external {
         BatchHeader storage batch = _liveBatch(batchId);
         if (!MerkleProof.verifyCalldata(proof, batch.root, _leafHash(leaf))) revert ProofInvalid(batchId, leaf.gpuKey);
-        string memory reason;
-        if (leaf.index >= batch.count) {
-            reason = "index out of range";
-        } else if (leaf.model != batch.model) {
-            reason = "model mismatch";
-        } else if (leaf.classId != batch.classId) {
-            reason = "class mismatch";
-        } else if (leaf.inServiceAt < batch.inServiceAt) {
-            reason = "in service before batch";
-        } else {
-            revert LeafConsistent(batchId);
-        }
+        string memory reason = _badLeafReason(batchId, batch, leaf);
         uint256 noteId = _void(batch);
         emit BatchVoided(batchId, noteId, leaf.gpuKey, reason);
         emit NoteCollateralDeficient(noteId, batchId);
@@ -244,14 +253,58 @@ contract CollateralRegistry is ICollateralRegistry, AccessControl {
         external
         onlyRole(VALUATION_ROLE)
     {
+        if (quarterlyMarkdownBps > Depreciation.BPS) revert BpsOutOfRange(quarterlyMarkdownBps);
+        if (floorBps > Depreciation.BPS) revert BpsOutOfRange(floorBps);
+        DepreciationClass memory current = _classes[classId];
+        bool raisesValues =
+            current.exists && (quarterlyMarkdownBps < current.quarterlyMarkdownBps || floorBps > current.floorBps);
+        if (raisesValues) {
+            uint40 eta = uint40(block.timestamp + VALUATION_CHANGE_DELAY);
+            _pendingClasses[classId] = PendingClass(quarterlyMarkdownBps, floorBps, eta);
+            emit DepreciationClassQueued(classId, quarterlyMarkdownBps, floorBps, eta);
+            return;
+        }
+        _dropPendingClass(classId);
         _setDepreciationClass(classId, quarterlyMarkdownBps, floorBps);
+    }
+
+    /// @inheritdoc ICollateralRegistry
+    function executeDepreciationClass(uint8 classId) external onlyRole(VALUATION_ROLE) {
+        PendingClass memory pending = _pendingClasses[classId];
+        _requireReady(pending.eta);
+        delete _pendingClasses[classId];
+        _setDepreciationClass(classId, pending.quarterlyMarkdownBps, pending.floorBps);
+    }
+
+    /// @inheritdoc ICollateralRegistry
+    function cancelDepreciationClass(uint8 classId) external onlyRole(VALUATION_ROLE) {
+        if (!_dropPendingClass(classId)) revert ValuationChangeNotQueued();
     }
 
     /// @inheritdoc ICollateralRegistry
     function setModelHaircut(bytes32 model, uint16 haircutBps) external onlyRole(VALUATION_ROLE) {
         if (haircutBps > Depreciation.BPS) revert BpsOutOfRange(haircutBps);
-        _modelHaircuts[model] = haircutBps;
-        emit ModelHaircutSet(model, haircutBps);
+        if (haircutBps < _modelHaircuts[model]) {
+            uint40 eta = uint40(block.timestamp + VALUATION_CHANGE_DELAY);
+            _pendingHaircuts[model] = PendingHaircut(haircutBps, eta);
+            emit ModelHaircutQueued(model, haircutBps, eta);
+            return;
+        }
+        _dropPendingHaircut(model);
+        _setModelHaircut(model, haircutBps);
+    }
+
+    /// @inheritdoc ICollateralRegistry
+    function executeModelHaircut(bytes32 model) external onlyRole(VALUATION_ROLE) {
+        PendingHaircut memory pending = _pendingHaircuts[model];
+        _requireReady(pending.eta);
+        delete _pendingHaircuts[model];
+        _setModelHaircut(model, pending.haircutBps);
+    }
+
+    /// @inheritdoc ICollateralRegistry
+    function cancelModelHaircut(bytes32 model) external onlyRole(VALUATION_ROLE) {
+        if (!_dropPendingHaircut(model)) revert ValuationChangeNotQueued();
     }
 
     // ---- views ----
@@ -339,14 +392,77 @@ contract CollateralRegistry is ICollateralRegistry, AccessControl {
         return _modelHaircuts[model];
     }
 
+    /// @inheritdoc ICollateralRegistry
+    function pendingDepreciationClass(uint8 classId)
+        external
+        view
+        returns (uint16 quarterlyMarkdownBps, uint16 floorBps, uint40 eta)
+    {
+        PendingClass memory pending = _pendingClasses[classId];
+        return (pending.quarterlyMarkdownBps, pending.floorBps, pending.eta);
+    }
+
+    /// @inheritdoc ICollateralRegistry
+    function pendingModelHaircut(bytes32 model) external view returns (uint16 haircutBps, uint40 eta) {
+        PendingHaircut memory pending = _pendingHaircuts[model];
+        return (pending.haircutBps, pending.eta);
+    }
+
     // ---- internals ----
 
+    /// @dev The constructor's admin, or ZeroAddress (checked before the base constructor runs).
+    function _nonZero(address admin) private pure returns (address) {
+        if (admin == address(0)) revert ZeroAddress();
+        return admin;
+    }
+
+    /// @dev Expects bps values already checked (at most 10,000).
     function _setDepreciationClass(uint8 classId, uint16 quarterlyMarkdownBps, uint16 floorBps) private {
-        if (quarterlyMarkdownBps > Depreciation.BPS) revert BpsOutOfRange(quarterlyMarkdownBps);
-        if (floorBps > Depreciation.BPS) revert BpsOutOfRange(floorBps);
         _classes[classId] =
             DepreciationClass({quarterlyMarkdownBps: quarterlyMarkdownBps, floorBps: floorBps, exists: true});
         emit DepreciationClassSet(classId, quarterlyMarkdownBps, floorBps);
+    }
+
+    function _setModelHaircut(bytes32 model, uint16 haircutBps) private {
+        _modelHaircuts[model] = haircutBps;
+        emit ModelHaircutSet(model, haircutBps);
+    }
+
+    /// @dev Deletes the class's queued change, if any; true when there was one.
+    function _dropPendingClass(uint8 classId) private returns (bool dropped) {
+        dropped = _pendingClasses[classId].eta != 0;
+        if (dropped) {
+            delete _pendingClasses[classId];
+            emit DepreciationClassCancelled(classId);
+        }
+    }
+
+    /// @dev Deletes the model's queued haircut, if any; true when there was one.
+    function _dropPendingHaircut(bytes32 model) private returns (bool dropped) {
+        dropped = _pendingHaircuts[model].eta != 0;
+        if (dropped) {
+            delete _pendingHaircuts[model];
+            emit ModelHaircutCancelled(model);
+        }
+    }
+
+    /// @dev Reverts unless a change is queued (`eta != 0`) and its eta has passed.
+    function _requireReady(uint40 eta) private view {
+        if (eta == 0) revert ValuationChangeNotQueued();
+        if (block.timestamp < eta) revert ValuationChangeNotReady(eta, block.timestamp);
+    }
+
+    /// @dev Why `leaf` contradicts its batch header, or LeafConsistent.
+    function _badLeafReason(uint256 batchId, BatchHeader storage batch, GpuLeaf calldata leaf)
+        private
+        view
+        returns (string memory)
+    {
+        if (leaf.index >= batch.count) return "index out of range";
+        if (leaf.model != batch.model) return "model mismatch";
+        if (leaf.classId != batch.classId) return "class mismatch";
+        if (leaf.inServiceAt < batch.inServiceAt) return "in service before batch";
+        revert LeafConsistent(batchId);
     }
 
     /// @dev Marks a live batch voided and its note deficient; returns the note.

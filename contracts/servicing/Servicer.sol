@@ -3,7 +3,8 @@ pragma solidity 0.8.37;
 
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
-import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {AccessControlDefaultAdminRules} from
+    "@openzeppelin/contracts/access/extensions/AccessControlDefaultAdminRules.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
@@ -31,7 +32,7 @@ import {Waterfall} from "../libraries/Waterfall.sol";
 ///           as below); it is removed at the first period close at which
 ///           utilization is back at or above `stepUpUtilBps` AND no top-up
 ///           requirement is outstanding.
-contract Servicer is IServicer, AccessControl, ReentrancyGuardTransient {
+contract Servicer is IServicer, AccessControlDefaultAdminRules, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
     using SafeCast for uint256;
 
@@ -46,6 +47,8 @@ contract Servicer is IServicer, AccessControl, ReentrancyGuardTransient {
     uint16 public constant BREACH_DEFAULT = 64;
 
     uint256 private constant _BPS = 10_000;
+    /// @dev Initial wait between starting and accepting a transfer of `DEFAULT_ADMIN_ROLE`.
+    uint48 private constant _ADMIN_TRANSFER_DELAY = 2 days;
 
     IERC20 private immutable _asset;
     ICollateralRegistry private immutable _registry;
@@ -110,7 +113,7 @@ contract Servicer is IServicer, AccessControl, ReentrancyGuardTransient {
         address feeRecipient_,
         address trustee,
         CovenantTerms memory terms_
-    ) {
+    ) AccessControlDefaultAdminRules(_ADMIN_TRANSFER_DELAY, admin) {
         _validateTerms(terms_);
         if (address(senior_) == address(0) || operator_ == address(0) || feeRecipient_ == address(0)) {
             revert TermsInvalid("zero address");
@@ -124,7 +127,9 @@ contract Servicer is IServicer, AccessControl, ReentrancyGuardTransient {
         _operator = operator_;
         _feeRecipient = feeRecipient_;
         _terms = terms_;
-        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+        // Only a trustee may appoint or remove a trustee: the admin (the
+        // issuer) must never be able to make itself the lienholder.
+        _setRoleAdmin(TRUSTEE_ROLE, TRUSTEE_ROLE);
         _grantRole(TRUSTEE_ROLE, trustee);
         // The tranches pull what the waterfall pays them.
         asset_.forceApprove(address(senior_), type(uint256).max);
@@ -178,6 +183,10 @@ contract Servicer is IServicer, AccessControl, ReentrancyGuardTransient {
     // ------------------------------------------------------------------
 
     /// @inheritdoc IServicer
+    /// @dev The one external call before the state writes is the immutable
+    ///      oracle's `markMissed` (a trusted contract with no call-outs);
+    ///      every function that moves money is `nonReentrant`.
+    // slither-disable-next-line reentrancy-no-eth
     function closePeriod() external nonReentrant {
         INoteTranche.State seniorState = _senior.state();
         if (seniorState != INoteTranche.State.Active && seniorState != INoteTranche.State.Repaid) {
@@ -456,7 +465,7 @@ contract Servicer is IServicer, AccessControl, ReentrancyGuardTransient {
             ? type(uint32).max
             : Math.min(Math.mulDiv(revenue, _BPS, inputs.debtService), type(uint32).max).toUint32();
 
-        uint16 breaches;
+        uint16 breaches = 0;
         if (r.dscrBps < t.dscrMinBps) breaches |= BREACH_DSCR;
         if (r.ltvBps > r.ltvLimitBps) breaches |= BREACH_LTV;
         if (reported && inputs.uptimeBps < t.uptimeSlaBps) breaches |= BREACH_UPTIME;
@@ -480,7 +489,7 @@ contract Servicer is IServicer, AccessControl, ReentrancyGuardTransient {
 
     function _applyStep(uint32 period, CovenantResult memory r) private {
         _senior.setRateStep(r.newStepBps);
-        uint256 juniorRate;
+        uint256 juniorRate = 0;
         if (address(_junior) != address(0)) {
             _junior.setRateStep(r.newStepBps);
             juniorRate = _junior.currentRateBps();

@@ -118,8 +118,18 @@ def test_renounce_hands_the_protocol_to_the_admin(accounts, tmp_path):
     deployer, new_admin = accounts[0], accounts[8]
     config = DeployConfig.parse({"admin": new_admin.address, "renounce_deployer": "true"})
     manifest = deploy(config, deployer, tmp_path)
-    for key in ("identity_registry", "collateral_registry", "telemetry_oracle"):
-        contract = CONTAINERS[key].at(manifest.address(key))
+    contracts = [
+        CONTAINERS[key].at(manifest.address(key))
+        for key in ("identity_registry", "collateral_registry", "telemetry_oracle")
+    ]
+    # two steps: the deployer stays admin until the new admin accepts after the delay
+    for contract in contracts:
+        assert contract.pendingDefaultAdmin()[0] == new_admin
+        assert contract.defaultAdmin() == deployer
+    deploy(config, deployer, tmp_path)  # a re-run does not restart the hand-over
+    chain.sleep(contracts[0].defaultAdminDelay() + 1)
+    for contract in contracts:
+        contract.acceptDefaultAdminTransfer({"from": new_admin})
         admin_role = contract.DEFAULT_ADMIN_ROLE()
         assert contract.hasRole(admin_role, new_admin)
         assert not contract.hasRole(admin_role, deployer)

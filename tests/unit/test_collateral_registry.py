@@ -11,6 +11,7 @@ from gpucredit.merkle import GpuLeaf, MerkleTree, gpu_key, leaf_hash, text_id, v
 
 QUARTER = 7_889_400
 HOUR = 3600
+VALUATION_CHANGE_DELAY = 2 * 86_400  # value-raising valuation changes wait this long
 BPS = 10_000
 
 H100 = text_id("NVIDIA H100 SXM5 80GB")
@@ -986,7 +987,7 @@ def test_prove_bad_leaf_errors(registry, pledged, operator, issuer, now, typed_e
 # ---- valuation ----
 
 
-def test_depreciation_factors(registry, admin, typed_error):
+def test_depreciation_factors(registry, admin, typed_error, chain):
     factors = [registry.depreciationFactorBps(0, q) for q in range(8)]
     assert factors == [10_000, 8_333, 6_666, 4_999, 3_332, 1_665, 0, 0]  # 2 quarters: 66.66 %
     assert registry.depreciationFactorBps(0, 2**256 - 1) == 0
@@ -1002,7 +1003,11 @@ def test_depreciation_factors(registry, admin, typed_error):
         2_500,
         2_500,
     ]
+    # no markdown at all raises values: queued, applied after the delay
     registry.setDepreciationClass(9, 0, 0, {"from": admin})
+    assert registry.depreciationFactorBps(9, 2**255) == 2_500
+    chain.sleep(VALUATION_CHANGE_DELAY)
+    registry.executeDepreciationClass(9, {"from": admin})
     assert registry.depreciationFactorBps(9, 2**255) == 10_000
     with brownie.reverts(typed_error("DepreciationClassUnknown", 8)):
         registry.depreciationFactorBps(8, 1)
@@ -1035,11 +1040,14 @@ def test_batch_value_follows_the_curve(registry, operator, issuer, admin, now, c
     assert registry.batchValue(batch_id) == 0
 
 
-def test_floor_and_reclassification(registry, operator, issuer, admin, now):
+def test_floor_and_reclassification(registry, operator, issuer, admin, now, chain):
     leaves = make_leaves(["SN-1"], in_service_at=now - 10 * QUARTER - HOUR, class_id=1)
     batch_id, _ = register(registry, operator, issuer, leaves)
     assert registry.batchValue(batch_id) == value_of(GPU_COST, 5_000)
-    tx = registry.setDepreciationClass(1, 500, 6_000, {"from": admin})
+    registry.setDepreciationClass(1, 500, 6_000, {"from": admin})  # a higher floor: queued
+    assert registry.batchValue(batch_id) == value_of(GPU_COST, 5_000)
+    chain.sleep(VALUATION_CHANGE_DELAY)
+    tx = registry.executeDepreciationClass(1, {"from": admin})
     assert fields(tx, "DepreciationClassSet") == {
         "classId": 1,
         "quarterlyMarkdownBps": 500,

@@ -32,6 +32,7 @@ QUORUM = 3
 FLEET_ADMIN_ROLE = keccak(text="FLEET_ADMIN_ROLE")
 DEFAULT_ADMIN_ROLE = bytes(32)
 REPORTED, MISSED = 1, 2
+SIGNER_CHANGE_DELAY = 2 * 86_400
 
 
 def typed_error(name, *args):
@@ -175,6 +176,13 @@ def honest(observe, fleet_signers):
 def warp_past_end(genesis, period, extra=1):
     _, end = period_bounds(genesis, PERIOD, period)
     mine_at(max(end + extra, web3.eth.get_block("latest").timestamp + 1))
+
+
+def change_signers(oracle, fleet_admin, signer_set, quorum, fleet=FLEET):
+    """Queues a signer-set change, waits out the delay and executes it."""
+    oracle.queueSignerChange(fleet, signer_set, quorum, {"from": fleet_admin})
+    chain.sleep(SIGNER_CHANGE_DELAY)
+    return oracle.executeSignerChange(fleet, {"from": fleet_admin})
 
 
 # ---------------------------------------------------------------- deployment and views
@@ -614,10 +622,19 @@ def test_late_report_accepted_until_marked_missed(oracle, genesis, rando, honest
 # ---------------------------------------------------------------- signer set and operator
 
 
-def test_set_signers_bumps_version_and_emits(oracle, genesis, fleet_admin, signers):
+def test_signer_change_bumps_version_and_emits(oracle, genesis, fleet_admin, signers):
     new_set = [signers[5], signers[1]]
-    tx = oracle.setSigners(FLEET, new_set, 2, {"from": fleet_admin})
+    queued = oracle.queueSignerChange(FLEET, new_set, 2, {"from": fleet_admin})
+    eta = queued.timestamp + SIGNER_CHANGE_DELAY
+    assert list(queued.events["SignerChangeQueued"].values()) == [FLEET, new_set, 2, eta]
+    pending_set, quorum, pending_eta = oracle.pendingSignerChange(FLEET)
+    assert (list(pending_set), quorum, pending_eta) == (new_set, 2, eta)
+    assert oracle.fleet(FLEET)[7] == 1  # nothing changes before the delay
+    assert oracle.isSigner(FLEET, signers[0])
+    chain.sleep(SIGNER_CHANGE_DELAY)
+    tx = oracle.executeSignerChange(FLEET, {"from": fleet_admin})
     assert list(tx.events["SignersChanged"].values()) == [FLEET, new_set, 2, 2]
+    assert oracle.pendingSignerChange(FLEET)[2] == 0
     config = oracle.fleet(FLEET)
     assert (config[5], config[7]) == (2, 2)  # quorum, signerVersion
     assert list(oracle.signers(FLEET)) == new_set
@@ -626,26 +643,69 @@ def test_set_signers_bumps_version_and_emits(oracle, genesis, fleet_admin, signe
     assert not oracle.isSigner(FLEET, signers[0])
 
 
-def test_set_signers_validates(oracle, genesis, fleet_admin, signers):
+def test_signer_change_validates_when_queued(oracle, genesis, fleet_admin, signers):
     with brownie.reverts(typed_error("FleetConfigInvalid", "duplicate signer")):
-        oracle.setSigners(FLEET, [signers[0], signers[0]], 1, {"from": fleet_admin})
+        oracle.queueSignerChange(FLEET, [signers[0], signers[0]], 1, {"from": fleet_admin})
     with brownie.reverts(typed_error("FleetConfigInvalid", "quorum out of range")):
-        oracle.setSigners(FLEET, [signers[0]], 2, {"from": fleet_admin})
+        oracle.queueSignerChange(FLEET, [signers[0]], 2, {"from": fleet_admin})
+    with brownie.reverts(typed_error("FleetConfigInvalid", "quorum out of range")):
+        oracle.queueSignerChange(FLEET, [signers[0]], 0, {"from": fleet_admin})
+    with brownie.reverts(typed_error("FleetConfigInvalid", "signer is zero")):
+        oracle.queueSignerChange(FLEET, [signers[0], ZERO_ADDRESS], 1, {"from": fleet_admin})
     with brownie.reverts(typed_error("FleetUnknown", 99)):
-        oracle.setSigners(99, [signers[0]], 1, {"from": fleet_admin})
+        oracle.queueSignerChange(99, [signers[0]], 1, {"from": fleet_admin})
+
+
+def test_signer_change_waits_for_its_eta_and_can_be_cancelled(
+    oracle, genesis, fleet_admin, signers
+):
+    with brownie.reverts(typed_error("SignerChangeNotQueued", FLEET)):
+        oracle.executeSignerChange(FLEET, {"from": fleet_admin})
+    queued = oracle.queueSignerChange(FLEET, signers[1:4], 2, {"from": fleet_admin})
+    eta = queued.timestamp + SIGNER_CHANGE_DELAY
+    set_next_timestamp(eta - 1)
+    with brownie.reverts(typed_error("SignerChangeNotReady", FLEET, eta, eta - 1)):
+        oracle.executeSignerChange(FLEET, {"from": fleet_admin})
+    tx = oracle.cancelSignerChange(FLEET, {"from": fleet_admin})
+    assert list(tx.events["SignerChangeCancelled"].values()) == [FLEET]
+    pending_set, quorum, pending_eta = oracle.pendingSignerChange(FLEET)
+    assert (list(pending_set), quorum, pending_eta) == ([], 0, 0)
+    chain.sleep(SIGNER_CHANGE_DELAY)
+    with brownie.reverts(typed_error("SignerChangeNotQueued", FLEET)):
+        oracle.executeSignerChange(FLEET, {"from": fleet_admin})
+    with brownie.reverts(typed_error("SignerChangeNotQueued", FLEET)):
+        oracle.cancelSignerChange(FLEET, {"from": fleet_admin})
+    assert oracle.fleet(FLEET)[7] == 1
+
+
+def test_queueing_again_replaces_the_change_and_restarts_the_delay(
+    oracle, genesis, fleet_admin, signers
+):
+    first = oracle.queueSignerChange(FLEET, signers[1:4], 2, {"from": fleet_admin})
+    first_eta = first.timestamp + SIGNER_CHANGE_DELAY
+    set_next_timestamp(first_eta - 60)
+    again = oracle.queueSignerChange(FLEET, signers[2:5], 3, {"from": fleet_admin})
+    eta = again.timestamp + SIGNER_CHANGE_DELAY
+    set_next_timestamp(first_eta + 1)  # the first change would be due by now
+    with brownie.reverts(typed_error("SignerChangeNotReady", FLEET, eta, first_eta + 1)):
+        oracle.executeSignerChange(FLEET, {"from": fleet_admin})
+    set_next_timestamp(eta)
+    oracle.executeSignerChange(FLEET, {"from": fleet_admin})
+    assert list(oracle.signers(FLEET)) == signers[2:5]
+    assert oracle.fleet(FLEET)[5] == 3
 
 
 def test_removed_signer_can_no_longer_sign(oracle, genesis, fleet_admin, rando, honest, signers):
     removed = signers[0]
-    oracle.setSigners(FLEET, signers[1:5], QUORUM, {"from": fleet_admin})
+    change_signers(oracle, fleet_admin, signers[1:5], QUORUM)
     assert not oracle.isSigner(FLEET, removed)
     with brownie.reverts(typed_error("SignerUnknown", removed)):
         oracle.submitReport(FLEET, 0, honest(0), {"from": rando})
 
 
 def test_signer_readded_counts_again(oracle, genesis, fleet_admin, rando, honest, signers):
-    oracle.setSigners(FLEET, signers[1:5], QUORUM, {"from": fleet_admin})
-    oracle.setSigners(FLEET, signers[:5], QUORUM, {"from": fleet_admin})
+    change_signers(oracle, fleet_admin, signers[1:5], QUORUM)
+    change_signers(oracle, fleet_admin, signers[:5], QUORUM)
     oracle.submitReport(FLEET, 0, honest(0), {"from": rando})
     assert oracle.fleet(FLEET)[7] == 3
 
@@ -665,7 +725,9 @@ def test_set_operator(oracle, genesis, fleet_admin, rando):
     "call, role",
     [
         ("registerFleet", FLEET_ADMIN_ROLE),
-        ("setSigners", FLEET_ADMIN_ROLE),
+        ("queueSignerChange", FLEET_ADMIN_ROLE),
+        ("executeSignerChange", FLEET_ADMIN_ROLE),
+        ("cancelSignerChange", FLEET_ADMIN_ROLE),
         ("setOperator", FLEET_ADMIN_ROLE),
         ("grantRole", DEFAULT_ADMIN_ROLE),
         ("revokeRole", DEFAULT_ADMIN_ROLE),
@@ -676,7 +738,9 @@ def test_rando_cannot_call_role_restricted_functions(
 ):
     args = {
         "registerFleet": (2, operator, consumer, 0, PERIOD, HEARTBEAT, signers[:3], 2),
-        "setSigners": (FLEET, signers[:3], 2),
+        "queueSignerChange": (FLEET, signers[:3], 2),
+        "executeSignerChange": (FLEET,),
+        "cancelSignerChange": (FLEET,),
         "setOperator": (FLEET, rando),
         "grantRole": (FLEET_ADMIN_ROLE, rando),
         "revokeRole": (FLEET_ADMIN_ROLE, operator),
