@@ -153,7 +153,7 @@ contract Servicer is IServicer, AccessControlDefaultAdminRules, ReentrancyGuardT
     /// @inheritdoc IServicer
     function postCashCollateral(uint256 amount) external nonReentrant {
         if (amount == 0) revert AmountZero();
-        uint128 total;
+        uint128 total = 0;
         if (_engine.status == Status.SteppedIn) {
             _cash.trapped += amount.toUint128(); // paid down the wind-down waterfall
         } else {
@@ -172,8 +172,8 @@ contract Servicer is IServicer, AccessControlDefaultAdminRules, ReentrancyGuardT
         Payouts memory p = _payouts;
         uint256 allocated = uint256(c.periodRevenue) + c.reserve + c.trapped + c.collateral + p.fees + p.equity;
         uint256 balance = _asset.balanceOf(address(this));
-        amount = balance > allocated ? balance - allocated : 0;
-        if (amount == 0) revert NothingToWithdraw(_operator);
+        if (balance <= allocated) revert NothingToWithdraw(_operator);
+        amount = balance - allocated;
         emit CapitalDisbursed(_operator, amount);
         _asset.safeTransfer(_operator, amount);
     }
