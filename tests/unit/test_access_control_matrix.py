@@ -302,6 +302,7 @@ TABLE: dict[str, dict[str, list[tuple[Callable, Rule]]]] = {
                 expect=lambda c, caller: error("NothingToWithdraw(address)", caller),
             ),
         ),
+        "disburseCapital": _one(lambda c: (), ANYONE),  # pays the operator only
         "payRevenue": _one(lambda c: (), ANYONE),
         "postCashCollateral": _one(lambda c: (), ANYONE),
         "closePeriod": _one(lambda c: (), ANYONE),

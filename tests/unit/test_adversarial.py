@@ -164,6 +164,7 @@ SERVICER_GUARDED = [
     ("closePeriod", lambda token: ()),
     ("releaseCollateral", lambda token: ()),
     ("withdraw", lambda token: ()),
+    ("disburseCapital", lambda token: ()),
 ]
 
 
@@ -279,6 +280,9 @@ def _money_moving_cases():
     def withdraw(ctx):
         return ctx.active.servicer.withdraw({"from": ctx.spv})
 
+    def disburse(ctx):  # the drawn capital still sits in the servicer
+        return ctx.active.servicer.disburseCapital({"from": ctx.rando})
+
     def nothing(ctx):
         pass
 
@@ -296,6 +300,7 @@ def _money_moving_cases():
         # the servicer pays the tranche inside closePeriod: both guards are held
         "closePeriod": (prep_close, close, [servicer, tranche]),
         "withdraw": (prep_withdraw, withdraw, [servicer]),
+        "disburseCapital": (nothing, disburse, [servicer]),
     }
 
 
@@ -587,6 +592,26 @@ def test_late_whale_before_the_close_gets_only_its_pro_rata_fill(
     for lender, requested in ((early, 600_000 * USD), (whale, 1_400_000 * USD)):
         filled = requested * SIZE // total
         assert tuple(senior.fillOf(lender)) == (filled, requested - filled)
+
+
+def test_front_running_a_period_close_only_makes_it_stricter(
+    hostile, active, operator, signer_keys, rando
+):
+    """A close reads on-chain state only and anyone may call it once the
+    report is in. Closing before the operator pays the period's revenue
+    cannot loosen anything: DSCR counts min(reported, paid) revenue, so the
+    period breaches (sweep on, equity blocked), and the late payment counts
+    in the next period."""
+    servicer = active.servicer
+    _report_period_0(hostile, active, signer_keys)  # reports 200k of revenue
+    tx = servicer.closePeriod({"from": rando})  # before the operator paid anything
+    inputs, result = tx.events["PeriodClosed"]["inputs"], tx.events["PeriodClosed"]["result"]
+    assert inputs["revenueReported"] == 200_000 * USD and inputs["revenueCash"] == 0
+    assert result["dscrBps"] == 0 and result["breaches"] & 1  # BREACH_DSCR
+    assert result["sweepOn"] and result["equityBlocked"]
+    servicer.payRevenue(200_000 * USD, {"from": operator})
+    assert servicer.periodRevenueCash() == 200_000 * USD  # counts for period 1
+    assert servicer.nextPeriodToClose() == 1
 
 
 # ---------------------------------------------------------------- double pledges across issuers
