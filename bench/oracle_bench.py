@@ -130,6 +130,9 @@ class Setup:
                 "GPUCREDIT_ORACLE_DATABASE_URL": f"sqlite:///{workdir / 'bench.db'}",
                 "GPUCREDIT_ORACLE_PORT": str(self.port),
                 "GPUCREDIT_ORACLE_LOG_LEVEL": "warning",
+                # Throughput is the point here, not the per-operator rate limit.
+                "GPUCREDIT_ORACLE_RATE_LIMIT_PER_MINUTE": "10000000",
+                "GPUCREDIT_ORACLE_RATE_LIMIT_BURST": "100000",
                 "PYTHONPATH": str(REPO),
             }
         )

@@ -7,6 +7,7 @@ import time
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from oracle import __version__
 from oracle.api import (
@@ -19,6 +20,7 @@ from oracle.api import (
     telemetry,
     transactions,
 )
+from oracle.limits import BodySizeLimit
 from oracle.metrics import Metrics
 from oracle.services import Services
 from oracle.settings import Settings
@@ -94,5 +96,16 @@ def create_app(settings: Settings, run_worker: bool = True) -> FastAPI:
         services = app.state.services
         return services.metrics if services is not None else None
 
+    # Outermost last: CORS (only when origins are configured) -> metrics -> body limit.
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, registry_of=registry)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["content-type"],
+            allow_credentials=False,
+            max_age=600,
+        )
     return app

@@ -106,6 +106,13 @@ class DuplicateInvoice(Conflict):
     code = "duplicate_invoice"
 
 
+class RateLimited(OracleError):
+    """The operator pushes batches faster than its rate limit; retry later (429)."""
+
+    status_code = 429
+    code = "rate_limited"
+
+
 class ChainUnavailable(OracleError):
     """The RPC endpoint failed or timed out; the caller may retry (503)."""
 

@@ -52,6 +52,7 @@ from oracle.errors import (
     TimestampOutOfWindow,
     ValueOutOfRange,
 )
+from oracle.limits import OperatorRateLimit
 from oracle.models import PeriodCount, TelemetryAccepted, TelemetryBatchIn, to_micro
 from oracle.store import Store, batches, periods, revenue_events, samples
 
@@ -166,6 +167,7 @@ class Ingestor:
         settle_seconds: int,
         max_clock_skew_seconds: int,
         clock: Callable[[], float] = time.time,
+        rate_limit: OperatorRateLimit | None = None,
     ) -> None:
         self._store = store
         self._fleets = fleets
@@ -174,6 +176,7 @@ class Ingestor:
         self._settle = settle_seconds
         self._skew = max_clock_skew_seconds
         self._clock = clock
+        self._rate_limit = rate_limit
         self._operator_keys: dict[str, bytes] = {}
         self._committer = GroupCommitter(store, self._commit) if store.is_sqlite else None
 
@@ -233,6 +236,8 @@ class Ingestor:
                 f"the batch is signed by {signer}, not by the fleet's operator",
                 {"signer": signer, "operator": cfg.operator},
             )
+        if self._rate_limit is not None:  # only a proven operator spends its own budget
+            self._rate_limit.check(cfg.operator)
 
         now = self._now(batch)
         sample_rows, revenue_rows = [], []

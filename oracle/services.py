@@ -7,10 +7,12 @@ from dataclasses import dataclass
 
 from eth_account.signers.local import LocalAccount
 
+from oracle import redact
 from oracle.chain import Chain, FleetDirectory
 from oracle.clock import Clock, make_clock
 from oracle.errors import ChainUnavailable
 from oracle.ingest import Ingestor
+from oracle.limits import OperatorRateLimit
 from oracle.metrics import Metrics
 from oracle.node import Node
 from oracle.settings import Settings
@@ -30,8 +32,14 @@ class Services:
     clock: Clock = time.time  # what 'now' is (settings.clock)
 
     @classmethod
-    def build(cls, settings: Settings, run_worker: bool = True, wait_for_chain: float = 30.0):
+    def build(
+        cls, settings: Settings, run_worker: bool = True, wait_for_chain: float | None = None
+    ):
         account = settings.load_account()
+        redact.register_settings(settings, account)
+        redact.install()
+        if wait_for_chain is None:
+            wait_for_chain = settings.chain_wait_seconds
         store = Store(settings.database_url)
         store.create_schema()
         chain = Chain(
@@ -61,6 +69,7 @@ class Services:
             settings.settle_seconds,
             settings.max_clock_skew_seconds,
             clock,
+            rate_limit=OperatorRateLimit(settings.rate_limit_per_minute, settings.rate_limit_burst),
         )
         node = Node(settings, store, account, metrics, clock) if run_worker else None
         return cls(settings, account, store, chain, fleets, ingestor, metrics, node, clock)

@@ -10,8 +10,10 @@ error, not a silently ignored setting).
 Secrets are never defaulted. The node's signer key comes from exactly one of
 ``SIGNER_KEY`` (hex) or ``KEYSTORE_FILE`` (an encrypted Ethereum keystore,
 decrypted with ``KEYSTORE_PASSWORD`` or ``KEYSTORE_PASSWORD_FILE``); the
-well-known development keys (anvil/hardhat mnemonic) and placeholder passwords
-are refused unless ``ALLOW_DEV_KEYS`` is set, which only a local chain should.
+well-known development keys (anvil/hardhat mnemonic), placeholder passwords
+and keystores whose key derivation is too cheap to resist guessing (scrypt
+``n`` below 2**14, PBKDF2 below 2**17 rounds) are refused unless
+``ALLOW_DEV_KEYS`` is set, which only a local chain should.
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ DEV_MNEMONIC = "test test test test test test test test test test test junk"
 PLACEHOLDER_PASSWORDS = frozenset({"", "password", "changeme", "change-me", "secret", "test"})
 _SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 _REPO_ROOT = Path(__file__).resolve().parents[1]
-_LIST_FIELDS = {"peers", "fleets"}
+_LIST_FIELDS = {"peers", "fleets", "cors_origins"}
+MIN_SCRYPT_N = 2**14
+MIN_PBKDF2_ROUNDS = 2**17
 
 
 @lru_cache(maxsize=1)
@@ -104,6 +108,25 @@ class Settings(BaseModel):
     artifacts_dir: Path = Field(default=_REPO_ROOT / "build" / "contracts")
     log_level: str = "info"
     access_log: bool = False
+    max_body_bytes: int = Field(
+        default=1_048_576,
+        ge=1_024,
+        le=64 * 1_048_576,
+        description="largest request body accepted; larger ones get 413",
+    )
+    rate_limit_per_minute: int = Field(
+        default=600, ge=1, description="telemetry batches one operator may push a minute"
+    )
+    rate_limit_burst: int = Field(
+        default=120, ge=1, description="batches an operator may push at once before 429"
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="browser origins allowed to call the API; empty (default): CORS off",
+    )
+    chain_wait_seconds: float = Field(
+        default=30.0, ge=0, description="how long start-up waits for the RPC endpoint"
+    )
 
     @field_validator("oracle_address")
     @classmethod
@@ -119,6 +142,15 @@ class Settings(BaseModel):
             if not url.startswith(("http://", "https://")):
                 raise ValueError(f"peer {url!r} is not an http(s) URL")
         return [url.rstrip("/") for url in value]
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            scheme, _, rest = origin.partition("://")
+            if scheme not in ("http", "https") or not rest or "/" in rest.rstrip("/"):
+                raise ValueError(f"{origin!r} is not an origin (scheme://host[:port]); no '*'")
+        return [origin.rstrip("/") for origin in value]
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -154,7 +186,9 @@ class Settings(BaseModel):
             key_hex = self.signer_key.get_secret_value().strip()
         else:
             assert self.keystore_file is not None
-            key_hex = _decrypt_keystore(self.keystore_file, self._keystore_password())
+            key_hex = _decrypt_keystore(
+                self.keystore_file, self._keystore_password(), self.allow_dev_keys
+            )
         key_hex = key_hex.removeprefix("0x").lower()
         try:
             key = bytes.fromhex(key_hex)
@@ -191,15 +225,38 @@ class Settings(BaseModel):
         return password
 
 
-def _decrypt_keystore(path: Path, password: str) -> str:
+def _decrypt_keystore(path: Path, password: str, allow_weak: bool = False) -> str:
     try:
         keystore = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read the keystore file {path}: {exc}") from None
+    weakness = _keystore_weakness(keystore)
+    if weakness and not allow_weak:
+        raise ConfigError(f"the keystore {path} is not safely encrypted: {weakness}")
     try:
         return Account.decrypt(keystore, password).hex()
     except ValueError:
         raise ConfigError(f"cannot decrypt {path}: wrong password or corrupt keystore") from None
+
+
+def _keystore_weakness(keystore: Any) -> str | None:
+    """Why a V3 keystore does not protect its key, or None."""
+    if not isinstance(keystore, dict):
+        return "not an encrypted Ethereum keystore (not a JSON object)"
+    crypto = keystore.get("crypto") or keystore.get("Crypto")
+    if not isinstance(crypto, dict) or "ciphertext" not in crypto:
+        return "not an encrypted Ethereum keystore (no crypto.ciphertext)"
+    kdf = crypto.get("kdf")
+    params = crypto.get("kdfparams") or {}
+    if kdf == "scrypt":
+        if int(params.get("n", 0)) < MIN_SCRYPT_N:
+            return f"scrypt n={params.get('n')} is below {MIN_SCRYPT_N}"
+        return None
+    if kdf == "pbkdf2":
+        if int(params.get("c", 0)) < MIN_PBKDF2_ROUNDS:
+            return f"pbkdf2 c={params.get('c')} is below {MIN_PBKDF2_ROUNDS}"
+        return None
+    return f"unknown key derivation {kdf!r}"
 
 
 def _read_settings_file(path: Path) -> dict[str, Any]:

@@ -9,8 +9,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from oracle.errors import OracleError
+from oracle.errors import OracleError, RateLimited
 from oracle.models import ErrorResponse
+from oracle.redact import redact, redact_data
 
 log = logging.getLogger("oracle.api")
 
@@ -21,7 +22,8 @@ def error_responses(*codes: int) -> dict[int | str, dict]:
 
 
 def _body(code: str, message: str, detail=None) -> dict:
-    return {"error": {"code": code, "message": message, "detail": detail}}
+    """The error shape; secrets (an RPC URL quoted by an exception ...) are masked."""
+    return {"error": {"code": code, "message": redact(message), "detail": redact_data(detail)}}
 
 
 def install(app: FastAPI) -> None:
@@ -29,7 +31,10 @@ def install(app: FastAPI) -> None:
     async def oracle_error(_request: Request, exc: OracleError) -> JSONResponse:
         if exc.status_code >= 500:
             log.warning("%s: %s", exc.code, exc.message)
-        return JSONResponse(_body(exc.code, exc.message, exc.detail), exc.status_code)
+        headers = None
+        if isinstance(exc, RateLimited):
+            headers = {"Retry-After": str(exc.detail["retry_after_seconds"])}
+        return JSONResponse(_body(exc.code, exc.message, exc.detail), exc.status_code, headers)
 
     @app.exception_handler(HTTPException)
     async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:

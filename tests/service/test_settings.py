@@ -62,7 +62,7 @@ def test_dev_key_only_with_explicit_opt_in():
 
 def test_encrypted_keystore(tmp_path):
     keystore = tmp_path / "node.json"
-    keystore.write_text(json.dumps(Account.encrypt(KEY.key, "correct horse", iterations=2)))
+    keystore.write_text(json.dumps(Account.encrypt(KEY.key, "correct horse", iterations=2**14)))
     password_file = tmp_path / "password"
     password_file.write_text("correct horse\n")
     s = Settings.from_env(env(keystore_file=keystore, keystore_password_file=password_file))
