@@ -11,7 +11,7 @@ export SOLCX_BINARY_PATH := $(CURDIR)/tools/solc/bin
 # Keep solc-select (pulled in by slither) out of the home directory.
 export VIRTUAL_ENV := $(CURDIR)/$(VENV)
 
-.PHONY: install demo test test-contracts test-service lint bench clean
+.PHONY: install demo test test-contracts test-service lint slither fuzz bench clean
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -32,7 +32,20 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: install lint test-contracts test-service
+test: install lint slither test-contracts test-service
+
+# Static analysis: fails on any medium/high finding, or on a low/informational
+# one missing from docs/slither-triage.md (tools/slither_gate.py).
+slither: install
+	$(BIN)/python tools/slither_gate.py
+
+# The larger invariant campaign (1,000 sequences x 50 steps per state machine)
+# plus the Slither and access-control figures -> bench/security.json.
+# Smaller: make fuzz FUZZ_EXAMPLES=100 FUZZ_STEPS=50
+FUZZ_EXAMPLES ?= 1000
+FUZZ_STEPS ?= 50
+fuzz: install
+	$(BIN)/python bench/security.py --examples $(FUZZ_EXAMPLES) --steps $(FUZZ_STEPS)
 
 test-contracts: install
 	$(BIN)/brownie compile

@@ -17,13 +17,17 @@ built by brownie's `state_machine` fixture: brownie 1.22 ships
 `brownie.test.stateful` compiled with mypyc, and the compiled base class
 rejects the subclass that fixture generates ("_BrownieStateMachine object
 expected"). The chain handling is the fixture's: a snapshot before the
-runs, a revert at the start of each. The hypothesis settings are still
-brownie's profile (brownie-config.yaml: 50 examples of 10 steps).
+runs, a revert at the start of each. By default the hypothesis settings
+are brownie's profile (brownie-config.yaml: 50 examples of 10 steps);
+GPUCREDIT_FUZZ_EXAMPLES and GPUCREDIT_FUZZ_STEPS override them (`make fuzz`).
 """
+
+import os
 
 import pytest
 from brownie import chain
 from brownie.test import strategy
+from hypothesis import settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from gpucredit.merkle import GpuLeaf, MerkleTree, gpu_key, text_id
@@ -309,4 +313,12 @@ def test_registry_stateful(registry, issuers, operators, attestor, manager, trus
         for issuer in issuers
     )
     chain.snapshot()
-    run_state_machine_as_test(machine)
+    overrides = {}
+    if "GPUCREDIT_FUZZ_EXAMPLES" in os.environ:
+        overrides["max_examples"] = int(os.environ["GPUCREDIT_FUZZ_EXAMPLES"])
+    if "GPUCREDIT_FUZZ_STEPS" in os.environ:
+        overrides["stateful_step_count"] = int(os.environ["GPUCREDIT_FUZZ_STEPS"])
+    if overrides:
+        run_state_machine_as_test(machine, settings=settings(settings(), **overrides))
+    else:
+        run_state_machine_as_test(machine)

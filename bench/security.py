@@ -1,0 +1,114 @@
+"""Security figures -> bench/security.json (`make fuzz`).
+
+    python bench/security.py [--examples 1000] [--steps 50]
+
+1. Slither: `tools/slither_gate.py` (fails on any medium/high finding or an
+   untriaged low/informational one); records the counts.
+2. The access-control matrix: `tests/unit/test_access_control_matrix.py`;
+   records how many (privileged function, forbidden actor) pairs it tried.
+3. The invariant campaign: every `tests/stateful/test_*.py` (the money-flow
+   state machines) with GPUCREDIT_FUZZ_EXAMPLES sequences of
+   GPUCREDIT_FUZZ_STEPS steps each; records the figures and the time each
+   file took.
+
+Any failure stops the script before bench/security.json is written, so the
+file only ever holds figures of a passing run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "security.json"
+BUILD = ROOT / "build" / "security"
+BIN = Path(sys.executable).parent
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{ROOT / 'node_modules' / '.bin'}:{BIN}:{env.get('PATH', '')}"
+    env["SOLCX_BINARY_PATH"] = str(ROOT / "tools" / "solc" / "bin")
+    env["VIRTUAL_ENV"] = str(BIN.parent)
+    env.update(extra)
+    return env
+
+
+def _run(command: list[str], what: str, **env: str) -> float:
+    print(f"== {what}: {' '.join(command)}", flush=True)
+    started = time.monotonic()
+    done = subprocess.run(command, cwd=ROOT, env=_env(**env), check=False)
+    elapsed = time.monotonic() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{what} failed (exit {done.returncode}); nothing written")
+    print(f"== {what}: passed in {elapsed:.0f} s", flush=True)
+    return elapsed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--examples", type=int, default=1_000, help="sequences per machine")
+    parser.add_argument("--steps", type=int, default=50, help="steps per sequence")
+    parser.add_argument("--out", type=Path, default=OUT, help="where to write the figures")
+    args = parser.parse_args(argv)
+    BUILD.mkdir(parents=True, exist_ok=True)
+
+    slither_summary = BUILD / "slither.json"
+    gate = [str(BIN / "python"), "tools/slither_gate.py", "--summary", str(slither_summary)]
+    slither_seconds = _run(gate, "slither gate")
+    slither = json.loads(slither_summary.read_text())
+
+    brownie = str(BIN / "brownie")
+    _run([brownie, "compile"], "compile")
+    matrix_file = BUILD / "access_control.json"
+    matrix_file.unlink(missing_ok=True)
+    _run(
+        [brownie, "test", "tests/unit/test_access_control_matrix.py", "-q"],
+        "access-control matrix",
+    )
+    matrix = json.loads(matrix_file.read_text())
+
+    machines = {}
+    for path in sorted((ROOT / "tests" / "stateful").glob("test_*.py")):
+        seconds = _run(
+            [brownie, "test", str(path.relative_to(ROOT)), "-q"],
+            f"invariants {path.name} ({args.examples} x {args.steps})",
+            GPUCREDIT_FUZZ_EXAMPLES=str(args.examples),
+            GPUCREDIT_FUZZ_STEPS=str(args.steps),
+        )
+        machines[path.name] = round(seconds, 1)
+
+    figures = {
+        "slither_high": slither["high"],
+        "slither_medium": slither["medium"],
+        "slither_low": slither["low"],
+        "slither_informational": slither["informational"],
+        "slither_suppressed_in_source": slither["suppressed_in_source"],
+        "invariant_sequences": args.examples,
+        "invariant_steps_per_sequence": args.steps,
+        "invariant_machines_seconds": machines,
+        "access_control_cases": matrix["access_control_cases"],
+        "access_control_operations": matrix["operations"],
+        "commands": {
+            "slither": "python tools/slither_gate.py",
+            "access_control": "brownie test tests/unit/test_access_control_matrix.py",
+            "invariants": (
+                f"GPUCREDIT_FUZZ_EXAMPLES={args.examples} GPUCREDIT_FUZZ_STEPS={args.steps} "
+                "brownie test tests/stateful"
+            ),
+        },
+        "slither_seconds": round(slither_seconds, 1),
+    }
+    args.out.write_text(json.dumps(figures, indent=2) + "\n")
+    print(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
