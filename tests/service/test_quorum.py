@@ -17,7 +17,7 @@ def three_nodes(make_node, tmp_path, keystore_for_first=True):
     if keystore_for_first:  # one node reads its key from an encrypted keystore
         keystore = tmp_path / "n0-keystore.json"
         keystore.write_text(
-            json.dumps(Account.encrypt(accounts[0].key, "s3cret-pass", iterations=2))
+            json.dumps(Account.encrypt(accounts[0].key, "s3cret-pass", iterations=2**14))
         )
         env = nodes[0].env
         del env["GPUCREDIT_ORACLE_SIGNER_KEY"]
