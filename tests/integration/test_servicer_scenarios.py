@@ -8,7 +8,6 @@ covenant 75 %, tightened to 65 % while the low-utilization step is on; steps
 
 import pytest
 from brownie import accounts, chain
-from eth_account import Account
 
 from gpucredit.protocol import (
     DAY,
@@ -18,8 +17,9 @@ from gpucredit.protocol import (
     make_fleet,
     open_deal,
     pledge_fleet,
+    submit_report,
 )
-from gpucredit.reports import order_by_signer, period_bounds, sign_observation
+from gpucredit.reports import period_bounds
 
 QUARTER = 7_889_400
 SENIOR_RATE = 880
@@ -71,27 +71,15 @@ def deal(core, admin, issuer, operator, attestor, trustee, lenders, spv, signers
 
 def report(core, deal, period, utilization, uptime=9_950, revenue=1_200_000 * USD):
     """Signs (by the deal's three signers) and submits a period's report, after its end."""
-    start, end = period_bounds(deal.genesis, deal.spec.period_length, period)
-    if chain[-1].timestamp <= end:
-        chain.sleep(end - chain[-1].timestamp + 1)
-        chain.mine()
-    signed = []
-    for key in deal.signer_keys:
-        sig = sign_observation(
-            key,
-            chain.id,
-            core.oracle.address,
-            deal.note_id,
-            period,
-            start,
-            end,
-            utilization,
-            uptime,
-            revenue,
-        )
-        signed.append((Account.from_key(key).address, (utilization, uptime, revenue, sig)))
-    return core.oracle.submitReport(
-        deal.note_id, period, order_by_signer(signed), {"from": accounts[9]}
+    return submit_report(
+        core,
+        deal,
+        period,
+        deal.signer_keys,
+        utilization=utilization,
+        uptime=uptime,
+        revenue=revenue,
+        sender=accounts[9],
     )
 
 
