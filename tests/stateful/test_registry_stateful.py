@@ -24,10 +24,11 @@ GPUCREDIT_FUZZ_EXAMPLES and GPUCREDIT_FUZZ_STEPS override them (`make fuzz`).
 
 import os
 
+import brownie
 import pytest
 from brownie import chain
 from brownie.test import strategy
-from hypothesis import settings
+from hypothesis import Phase, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from gpucredit.merkle import GpuLeaf, MerkleTree, gpu_key, text_id
@@ -42,6 +43,7 @@ DOCS = text_id("attestation")
 GPU_COST = 25_000_000_000
 
 NOTE_OPEN, NOTE_RELEASED, NOTE_STEPPED_IN = 1, 2, 3
+MAX_BATCHES_PER_NOTE = 32  # every batch ever pledged counts, voided ones too
 
 
 @pytest.fixture(autouse=True)
@@ -216,6 +218,11 @@ class RegistryStateMachine(RuleBasedStateMachine):
         batch_id = tx.events["BatchRegistered"]["batchId"]
         self.registry.attestBatch(batch_id, DOCS, {"from": self.attestor})
         note_id = self.current_note[issuer_index]
+        if sum(batch.note_id == note_id for batch in self.batches) >= MAX_BATCHES_PER_NOTE:
+            # a long run fills the note: the registry refuses, the batch stays unpledged
+            with brownie.reverts(f"NoteBatchLimitReached: {note_id}, {MAX_BATCHES_PER_NOTE}"):
+                self.registry.pledgeBatch(batch_id, note_id, {"from": operator})
+            return
         self.registry.pledgeBatch(batch_id, note_id, {"from": operator})
         self.batches.append(ModelBatch(batch_id, note_id, leaves, tree, class_id, in_service_at))
         self.pledged_since_check = True
@@ -299,6 +306,16 @@ class RegistryStateMachine(RuleBasedStateMachine):
         self.pledged_since_check = False
 
 
+def _max_examples(full_length):
+    """`max_examples` such that `full_length` examples run all their steps:
+    Hypothesis first spends clamp(10, max_examples // 10, 50) + 1 examples on
+    minimal data, which stop a state machine after a step or two."""
+    total = full_length
+    while total - (min(max(total // 10, 10), 50) + 1) < full_length:
+        total += 1
+    return total
+
+
 def test_registry_stateful(registry, issuers, operators, attestor, manager, trustee, rando):
     machine = RegistryStateMachine
     machine.registry, machine.issuers, machine.operators = registry, issuers, operators
@@ -315,10 +332,11 @@ def test_registry_stateful(registry, issuers, operators, attestor, manager, trus
     chain.snapshot()
     overrides = {}
     if "GPUCREDIT_FUZZ_EXAMPLES" in os.environ:
-        overrides["max_examples"] = int(os.environ["GPUCREDIT_FUZZ_EXAMPLES"])
+        overrides["max_examples"] = _max_examples(int(os.environ["GPUCREDIT_FUZZ_EXAMPLES"]))
     if "GPUCREDIT_FUZZ_STEPS" in os.environ:
         overrides["stateful_step_count"] = int(os.environ["GPUCREDIT_FUZZ_STEPS"])
-    if overrides:
+    if overrides:  # a campaign: fresh random sequences only, none replayed from the database
+        overrides.update(phases=[Phase.generate], database=None)
         run_state_machine_as_test(machine, settings=settings(settings(), **overrides))
     else:
         run_state_machine_as_test(machine)
