@@ -25,6 +25,16 @@ def pytest_configure(config):
         use_free_port_for_development()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _local_node_session(request):
+    """Brownie's requests to the local node skip requests' proxy and .netrc
+    look-ups, which otherwise cost about a millisecond per JSON-RPC call."""
+    if request.config.pluginmanager.has_plugin("pytest-brownie"):
+        from gpucredit.protocol import skip_proxy_lookups
+
+        skip_proxy_lookups()
+
+
 @pytest.fixture(scope="session")
 def reverts_with():
     """`with reverts_with("ErrorName", arg, ...):` matches a custom error.

@@ -17,21 +17,19 @@ built by brownie's `state_machine` fixture: brownie 1.22 ships
 `brownie.test.stateful` compiled with mypyc, and the compiled base class
 rejects the subclass that fixture generates ("_BrownieStateMachine object
 expected"). The chain handling is the fixture's: a snapshot before the
-runs, a revert at the start of each. By default the hypothesis settings
-are brownie's profile (brownie-config.yaml: 50 examples of 10 steps);
-GPUCREDIT_FUZZ_EXAMPLES and GPUCREDIT_FUZZ_STEPS override them (`make fuzz`).
+runs, a revert at the start of each. By default 50 full-length sequences
+of 10 steps; GPUCREDIT_FUZZ_EXAMPLES and GPUCREDIT_FUZZ_STEPS override them
+(`make fuzz`, tests/stateful/conftest.py).
 """
-
-import os
 
 import brownie
 import pytest
 from brownie import chain
 from brownie.test import strategy
-from hypothesis import Phase, settings
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from gpucredit.merkle import GpuLeaf, MerkleTree, gpu_key, text_id
+from gpucredit.protocol import read_views
 
 QUARTER = 7_889_400
 BPS = 10_000
@@ -274,9 +272,9 @@ class RegistryStateMachine(RuleBasedStateMachine):
 
     @invariant()
     def liveness_matches_model(self):
-        for batch in self.batches:
-            live, note_id = self.registry.livePledgeOf(batch.batch_id)
-            assert (live, note_id) == (self._live(batch), batch.note_id)
+        pledges = read_views(*((self.registry.livePledgeOf, b.batch_id) for b in self.batches))
+        for batch, pledge in zip(self.batches, pledges, strict=True):
+            assert pledge == (self._live(batch), batch.note_id)
 
     @invariant()
     def no_gpu_in_two_live_batches_once_proven(self):
@@ -292,31 +290,22 @@ class RegistryStateMachine(RuleBasedStateMachine):
     @invariant()
     def collateral_value_matches_model(self):
         now = chain[-1].timestamp
-        values = {}
-        for note_id, status in self.note_status.items():
-            if status == NOTE_RELEASED:
-                continue  # checked once, on release
-            value = self.registry.collateralValue(note_id)
+        # a released note is checked once, on release: its status is final
+        notes = [note for note, status in self.note_status.items() if status != NOTE_RELEASED]
+        on_chain = read_views(*((self.registry.collateralValue, note) for note in notes))
+        values = dict(zip(notes, on_chain, strict=True))
+        for note_id, value in values.items():
             expected = sum(batch.value(now) for batch in self.batches if batch.note_id == note_id)
             assert value == expected >= 0
             if not self.pledged_since_check and note_id in self.last_values:
                 assert value <= self.last_values[note_id]
-            values[note_id] = value
         self.last_values = values
         self.pledged_since_check = False
 
 
-def _max_examples(full_length):
-    """`max_examples` such that `full_length` examples run all their steps:
-    Hypothesis first spends clamp(10, max_examples // 10, 50) + 1 examples on
-    minimal data, which stop a state machine after a step or two."""
-    total = full_length
-    while total - (min(max(total // 10, 10), 50) + 1) < full_length:
-        total += 1
-    return total
-
-
-def test_registry_stateful(registry, issuers, operators, attestor, manager, trustee, rando):
+def test_registry_stateful(
+    run_machine, registry, issuers, operators, attestor, manager, trustee, rando
+):
     machine = RegistryStateMachine
     machine.registry, machine.issuers, machine.operators = registry, issuers, operators
     machine.attestor, machine.manager, machine.trustee, machine.rando = (
@@ -330,13 +319,4 @@ def test_registry_stateful(registry, issuers, operators, attestor, manager, trus
         for issuer in issuers
     )
     chain.snapshot()
-    overrides = {}
-    if "GPUCREDIT_FUZZ_EXAMPLES" in os.environ:
-        overrides["max_examples"] = _max_examples(int(os.environ["GPUCREDIT_FUZZ_EXAMPLES"]))
-    if "GPUCREDIT_FUZZ_STEPS" in os.environ:
-        overrides["stateful_step_count"] = int(os.environ["GPUCREDIT_FUZZ_STEPS"])
-    if overrides:  # a campaign: fresh random sequences only, none replayed from the database
-        overrides.update(phases=[Phase.generate], database=None)
-        run_state_machine_as_test(machine, settings=settings(settings(), **overrides))
-    else:
-        run_state_machine_as_test(machine)
+    run_machine(machine, examples=50, steps=10)

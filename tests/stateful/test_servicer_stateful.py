@@ -87,16 +87,13 @@ GPUCREDIT_FUZZ_STEPS.
 """
 
 import math
-import os
 from fractions import Fraction
 
 import pytest
-import requests
 from brownie import chain, web3
 from eth_account import Account
-from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from gpucredit.protocol import (
     DAY,
@@ -107,11 +104,9 @@ from gpucredit.protocol import (
     make_fleet,
     open_deal,
     pledge_fleet,
+    read_views,
 )
 from gpucredit.reports import order_by_signer, period_bounds, sign_observation
-
-EXAMPLES = int(os.environ.get("GPUCREDIT_FUZZ_EXAMPLES", "20"))
-STEPS = int(os.environ.get("GPUCREDIT_FUZZ_STEPS", "25"))
 
 BPS = 10_000
 QUARTER = 7_889_400
@@ -279,29 +274,6 @@ def advance_to(ts):
         assert "error" not in response, response
         chain.mine()
         assert chain[-1].timestamp == ts
-
-
-def read_views(*calls):
-    """Runs view calls `(contract.method, *args)` in one JSON-RPC batch at the latest block.
-
-    One round trip instead of one per view keeps the checks after every step cheap.
-    """
-    payload = [
-        {
-            "jsonrpc": "2.0",
-            "id": i,
-            "method": "eth_call",
-            "params": [{"to": method._address, "data": method.encode_input(*args)}, "latest"],
-        }
-        for i, (method, *args) in enumerate(calls)
-    ]
-    replies = requests.post(web3.provider.endpoint_uri, json=payload, timeout=60).json()
-    by_id = {reply["id"]: reply for reply in replies}
-    results = []
-    for i, (method, *_) in enumerate(calls):
-        assert "error" not in by_id[i], (method, by_id[i])
-        results.append(method.decode_output(by_id[i]["result"]))
-    return results
 
 
 def events_of(tx, name, address):
@@ -1164,34 +1136,11 @@ class ServicerStateMachine(RuleBasedStateMachine):
         assert value == self._collateral_value(chain[-1].timestamp)
 
 
-def _max_examples(full_length):
-    """`max_examples` such that `full_length` examples run all their steps.
-
-    Hypothesis spends its first clamp(10, max_examples // 10, 50) + 1 valid
-    examples on minimal data, and a zero-extended buffer stops a state
-    machine after a step or two; ask for that many more.
-    """
-    total = full_length
-    while total - (min(max(total // 10, 10), 50) + 1) < full_length:
-        total += 1
-    return total
-
-
 def test_servicer_stateful(
-    core, deal, issuer, operator, attestor, trustee, lenders, spv, rando, reverts_with
+    run_machine, core, deal, issuer, operator, attestor, trustee, lenders, spv, rando, reverts_with
 ):
     ServicerStateMachine.configure(
         core, deal, issuer, operator, attestor, trustee, lenders, spv, rando, reverts_with
     )
     chain.snapshot()
-    run_state_machine_as_test(
-        ServicerStateMachine,
-        settings=settings(
-            max_examples=_max_examples(EXAMPLES),
-            stateful_step_count=STEPS,
-            deadline=None,
-            suppress_health_check=[HealthCheck.too_slow],
-            phases=[Phase.generate],
-            database=None,
-        ),
-    )
+    run_machine(ServicerStateMachine, examples=20, steps=25)

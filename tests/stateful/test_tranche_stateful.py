@@ -46,8 +46,8 @@ the set-up, a revert at the start of every sequence. Every transaction is
 pinned to the model's clock with `evm_setNextBlockTimestamp`, so the model
 knows the second each one accrues to.
 
-Hypothesis makes its first ~10 sequences deliberately short; the default
-(80 sequences of up to 25 steps) takes about a minute. A long campaign:
+By default 60 full-length sequences of 25 steps (tests/stateful/conftest.py
+counts them). A long campaign:
 
     GPUCREDIT_FUZZ_EXAMPLES=1000 GPUCREDIT_FUZZ_STEPS=50 \\
         brownie test tests/stateful/test_tranche_stateful.py -s
@@ -56,25 +56,18 @@ Hypothesis makes its first ~10 sequences deliberately short; the default
 repayments, burns, ...).
 """
 
-import gc
-import os
 from collections import Counter
 from fractions import Fraction
 
 import brownie
 import pytest
-import requests
 from brownie import chain, web3
 from brownie.exceptions import TransactionError, VirtualMachineError
 from brownie.network.transaction import TransactionReceipt
-from hypothesis import Phase, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from gpucredit.protocol import DAY, USD, YEAR, make_fleet, register_batch, whitelist
-
-EXAMPLES = int(os.environ.get("GPUCREDIT_FUZZ_EXAMPLES", "80"))
-STEPS = int(os.environ.get("GPUCREDIT_FUZZ_STEPS", "25"))
+from gpucredit.protocol import DAY, USD, YEAR, make_fleet, read_views, register_batch, whitelist
 
 MAX_SIZE = 10_000_000 * USD
 REQUESTS = [3_000_000 * USD, 4_000_000 * USD, 7_000_000 * USD]  # 14M for 10M: all cut
@@ -110,34 +103,6 @@ def _rpc(method, params):
     if "error" in response:
         raise RuntimeError(f"{method}{params}: {response['error']}")
     return response.get("result")
-
-
-_session = requests.Session()
-_session.trust_env = False  # no proxy look-ups on every batch: it is a local node
-
-
-def _views(*calls):
-    """Reads views in one JSON-RPC batch at the latest block; `calls` are
-    (contract method, *args). The invariants read ~20 values after every
-    step: one round trip instead of twenty keeps long campaigns affordable."""
-    batch = [
-        {
-            "jsonrpc": "2.0",
-            "id": i,
-            "method": "eth_call",
-            "params": [{"to": fn._address, "data": fn.encode_input(*args)}, "latest"],
-        }
-        for i, (fn, *args) in enumerate(calls)
-    ]
-    replies = _session.post(web3.provider.endpoint_uri, json=batch, timeout=60).json()
-    by_id = {reply["id"]: reply for reply in replies}
-    values = []
-    for i, (fn, *_) in enumerate(calls):
-        if "error" in by_id[i]:
-            raise RuntimeError(f"{fn._name}: {by_id[i]['error']}")
-        value = fn.decode_output(by_id[i]["result"])
-        values.append(tuple(value) if isinstance(value, tuple | list) else value)
-    return values
 
 
 def _send(method, *args):
@@ -315,7 +280,7 @@ class TrancheMachine(RuleBasedStateMachine):
         """Holder `h` among those with something in `view` (or a face to
         burn), so that claims mostly succeed; `h` itself if nobody has
         anything (and the claim must revert)."""
-        amounts = _views(*[(view, holder) for holder in self.holders])
+        amounts = read_views(*[(view, holder) for holder in self.holders])
         burnable = [self.state == REPAID and self._face(g) > 0 for g in range(HOLDERS)]
         eligible = [g for g in range(HOLDERS) if amounts[g] or burnable[g]]
         return eligible[h % len(eligible)] if eligible else h
@@ -349,7 +314,7 @@ class TrancheMachine(RuleBasedStateMachine):
         """claimCoupon and redeem take the caller's face out of escrow first
         (the refund stays for claimShares)."""
         if self.unclaimed[h]:
-            ((shares, refund),) = _views((self.tranche.fillOf, self.holders[h]))
+            ((shares, refund),) = read_views((self.tranche.fillOf, self.holders[h]))
             assert (shares, refund) == (0, self.refund[h])
             self._release(h)
 
@@ -359,7 +324,7 @@ class TrancheMachine(RuleBasedStateMachine):
         h = self._pick(h, self.tranche.couponClaimable)
         holder = self.holders[h]
         reads = [(self.tranche.couponClaimable, holder), (self.usd.balanceOf, holder)]
-        claimable, before = _views(*reads)
+        claimable, before = read_views(*reads)
         self._pin()
         if claimable == 0:
             tally("no coupon to claim")
@@ -370,7 +335,7 @@ class TrancheMachine(RuleBasedStateMachine):
         self._claimed_escrowed_face(h)
         amount = tx.events["CouponClaimed"]["amount"]
         assert amount == claimable  # escrowed face's coupon included
-        assert _views(*reads) == [0, before + amount]
+        assert read_views(*reads) == [0, before + amount]
         self.claimed[h] += amount
         self.settlements[h] += 1
         tally("coupon claimed")
@@ -381,7 +346,7 @@ class TrancheMachine(RuleBasedStateMachine):
         h = self._pick(h, self.tranche.principalClaimable)
         holder = self.holders[h]
         reads = [(self.tranche.principalClaimable, holder), (self.usd.balanceOf, holder)]
-        claimable, before = _views(*reads)
+        claimable, before = read_views(*reads)
         burn = self._face(h) if self.state == REPAID else 0
         self._pin()
         if claimable == 0 and burn == 0:
@@ -393,7 +358,7 @@ class TrancheMachine(RuleBasedStateMachine):
         self._claimed_escrowed_face(h)
         amount = tx.events["PrincipalRedeemed"]["amount"]
         assert (amount, tx.events["PrincipalRedeemed"]["faceBurned"]) == (claimable, burn)
-        assert _views(*reads) == [0, before + amount]
+        assert read_views(*reads) == [0, before + amount]
         self.redeemed[h] += amount
         self.balance[h] -= burn
         self.face[h] -= burn
@@ -420,12 +385,12 @@ class TrancheMachine(RuleBasedStateMachine):
             (self.tranche.principalClaimable, holder),
             (self.usd.balanceOf, holder),
         ]
-        coupon, owed, principal, before = _views(*reads)
+        coupon, owed, principal, before = read_views(*reads)
         tx = _send(self.tranche.claimShares, {"from": holder})
         event = tx.events["SharesClaimed"]
         assert (event["shares"], event["refunded"]) == (self.unclaimed[h], self.refund[h])
         # what the escrow earned for this face moves with it, unchanged
-        assert _views(*reads) == [coupon, owed, principal, before + self.refund[h]]
+        assert read_views(*reads) == [coupon, owed, principal, before + self.refund[h]]
         self.refund[h] = 0
         if self.unclaimed[h]:
             self._release(h)
@@ -437,7 +402,7 @@ class TrancheMachine(RuleBasedStateMachine):
     @rule(wait=st_wait, full=st.booleans(), ppm=st_ppm)
     def pay_interest(self, wait, full, ppm):
         self._wait(wait)
-        (due,) = _views((self.tranche.interestDue,))
+        (due,) = read_views((self.tranche.interestDue,))
         if due == 0 or (not full and due < 2):
             tally("no interest due")
             return
@@ -483,7 +448,7 @@ class TrancheMachine(RuleBasedStateMachine):
         if self.outstanding == 0:
             tally("nothing outstanding")
             return
-        (due,) = _views((self.tranche.interestDue,))
+        (due,) = read_views((self.tranche.interestDue,))
         self._pin()
         tx = _send(self.tranche.pay, 2**256 - 1, self.outstanding, {"from": self.spv})
         assert tx.events["Paid"]["interest"] == due
@@ -571,7 +536,7 @@ class TrancheMachine(RuleBasedStateMachine):
     @invariant()
     def supply_is_sum_of_balances(self):
         tranche = self.tranche
-        *balances, escrow, supply = _views(
+        *balances, escrow, supply = read_views(
             *[(tranche.balanceOf, holder) for holder in self.holders],
             (tranche.balanceOf, self.escrow),
             (tranche.totalSupply,),
@@ -583,7 +548,7 @@ class TrancheMachine(RuleBasedStateMachine):
     @invariant()
     def money_is_conserved_and_exact(self):
         tranche, holders = self.tranche, self.holders
-        values = _views(
+        values = read_views(
             (tranche.couponCash,),
             (tranche.interestDue,),
             (tranche.principalOutstanding,),
@@ -647,7 +612,7 @@ class TrancheMachine(RuleBasedStateMachine):
         assert cash >= refunds + sum(coupon_claimable) + held + sum(principal_claimable)
 
 
-def test_tranche_money_flows(core, tranche, drawn, lenders, spv, covenant):
+def test_tranche_money_flows(run_machine, core, tranche, drawn, lenders, spv, covenant):
     TrancheMachine.tranche = tranche
     TrancheMachine.usd = core.usd
     TrancheMachine.spv = spv
@@ -656,20 +621,5 @@ def test_tranche_money_flows(core, tranche, drawn, lenders, spv, covenant):
     TrancheMachine.start = drawn
     OUTCOMES.clear()
     chain.snapshot()
-    # chain.revert() runs gc.collect(); with the project and Hypothesis
-    # loaded that is ~0.2 s per sequence unless the old objects are frozen
-    gc.freeze()
-    try:
-        run_state_machine_as_test(
-            TrancheMachine,
-            settings=settings(
-                max_examples=EXAMPLES,
-                stateful_step_count=STEPS,
-                deadline=None,
-                # no target phase: with no targets it only re-runs sequences
-                phases=[Phase.explicit, Phase.reuse, Phase.generate],
-            ),
-        )
-    finally:
-        gc.unfreeze()
-    print(f"\n{EXAMPLES} sequences of up to {STEPS} steps: {dict(sorted(OUTCOMES.items()))}")
+    run_machine(TrancheMachine, examples=60, steps=25)
+    print(f"\nwhat the sequences did: {dict(sorted(OUTCOMES.items()))}")
