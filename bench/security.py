@@ -70,7 +70,7 @@ def _run_campaign(examples: int, steps: int, jobs: int) -> dict[str, dict]:
             counts = BUILD / f"fuzz-{path.stem}.json"
             counts.unlink(missing_ok=True)
             log = (BUILD / f"fuzz-{path.stem}.log").open("w")
-            command = [brownie, "test", str(path.relative_to(ROOT)), "-q", "-s"]
+            command = [brownie, "test", str(path.relative_to(ROOT)), "-q"]
             print(f"== invariants {path.name} ({examples} x {steps}): {log.name}", flush=True)
             process = subprocess.Popen(
                 command,
