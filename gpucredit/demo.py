@@ -65,35 +65,22 @@ from web3.logs import DISCARD
 from gpucredit.chain import Client
 from gpucredit.cli_common import breach_names
 from gpucredit.deployment import GpucreditError, repo_root
+from gpucredit.story import (  # the story the demo tells: gpucredit/story.py
+    CURE_GPUS,
+    GPUS,
+    REFINANCING,
+    STORY,
+    SUBSCRIPTIONS,
+    USD,
+    period_revenue,
+)
 
 REPO = repo_root()
 BIN = Path(sys.executable).parent
 ANVIL = REPO / "node_modules" / ".bin" / "anvil"
 DAY = 86_400
-USD = 10**6
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
 
-GPUS = 1_000
-CURE_GPUS = 250
-NET_REVENUE_PER_GPU_HOUR = 400_000  # $0.40 after power, colocation and staff (6 decimals)
-REFINANCING = 17_500_000 * USD  # paid in at maturity to repay the principal
-STORY: list[tuple[int, int, str]] = [  # (utilization bps, uptime bps, what happens)
-    (9_200, 9_960, "strong demand"),
-    (9_400, 9_970, "strong demand"),
-    (9_300, 9_950, "strong demand"),
-    (9_100, 9_940, "strong demand"),
-    (5_200, 9_910, "demand shock"),
-    (5_600, 9_920, "demand shock"),
-    (7_800, 9_950, "recovery"),
-    (8_500, 9_960, "recovery"),
-    (8_800, 9_960, "recovery"),
-    (9_200, 9_970, "strong demand"),
-    (9_300, 9_980, "strong demand"),
-    (9_400, 9_980, "strong demand, maturity"),
-]
-# (lender's row in examples/lenders.csv, tranche, amount): the junior tranche
-# (3M) is asked for 4.5M and cut pro rata.
-SUBSCRIPTIONS = [(0, "senior", "8M"), (1, "senior", "6M"), (2, "junior", "4.5M")]
 NODE_NAMES = ("node-a", "node-b", "node-c")
 # Oracle node settings: chain time, and short waits (the demo's periods pass in seconds).
 SETTLE_SECONDS = 30  # chain seconds after a period's end in which telemetry is still taken
@@ -386,11 +373,6 @@ def telemetry_batch(period: int, start: int, utilization: int, uptime: int) -> d
     }
 
 
-def period_revenue(utilization: int) -> int:
-    """Net revenue of a 30-day period at `utilization` (6 decimals)."""
-    return GPUS * 720 * NET_REVENUE_PER_GPU_HOUR * utilization // 10_000
-
-
 def load_make_fleet():
     spec = importlib.util.spec_from_file_location("make_fleet", REPO / "examples" / "make_fleet.py")
     assert spec is not None and spec.loader is not None
@@ -616,13 +598,13 @@ class Demo:
                 "lender",
                 "subscribe",
                 str(self.note_id),
-                amount,
+                amount_arg(amount),
                 "--tranche",
                 tranche,
                 key_env=self.lender_keys[row],
             )
         asked = ", ".join(
-            f"{self.lenders[r][:8]} {amount} {tranche}" for r, tranche, amount in SUBSCRIPTIONS
+            f"{self.lenders[r][:8]} {usd(amount)} {tranche}" for r, tranche, amount in SUBSCRIPTIONS
         )
         self.step(f"lenders subscribed: {asked}")
 
@@ -682,7 +664,7 @@ class Demo:
         cut = [s for s in self.subscriptions if s["refunded"]]
         for s in cut:
             self.step(
-                f"{s['lender'][:8]} asked {s['asked']} of {s['tranche']}: cut pro rata to "
+                f"{s['lender'][:8]} asked {usd(s['asked'])} of {s['tranche']}: cut pro rata to "
                 f"{usd(s['notes'])}, {usd(s['refunded'])} refunded"
             )
         self.summary["subscriptions"] = self.subscriptions
@@ -979,7 +961,7 @@ class Demo:
             lenders.add_row(
                 entry["lender"][:10],
                 entry["tranche"],
-                sub["asked"],
+                usd(sub["asked"]),
                 usd(sub["notes"]),
                 usd(sub["refunded"]),
                 usd(entry["principal_redeemed"]),

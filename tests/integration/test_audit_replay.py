@@ -1,7 +1,7 @@
 """Issue 6: the auditor's replay against the contracts on a local chain.
 
-- The demo's year (the story of `scripts/demo.py`, played with
-  `gpucredit.protocol`) is exported over RPC, written to JSON Lines by the CLI
+- The demo's year (the story of `gpucredit/story.py`, played on the contracts
+  with its `play_year`) is exported over RPC, written to JSON Lines by the CLI
   and replayed: zero mismatches, twelve closes, and the story's decisions
   (step-down, step-up with a top-up, sweep, cure, maturity) are where the demo
   put them. The CLI also compares the file with the chain and writes the report.
@@ -40,15 +40,13 @@ from gpucredit.protocol import (
     USD,
     DealSpec,
     TrancheSpec,
-    deploy_core,
-    grant_roles,
     make_fleet,
     open_deal,
     pledge_fleet,
     register_batch,
     submit_report,
-    whitelist,
 )
+from gpucredit.story import play_year
 
 EXAMPLES = int(os.environ.get("GPUCREDIT_AUDIT_EXAMPLES", "10"))
 
@@ -87,113 +85,24 @@ def manifest_of(registry, identities, oracle, notes, start_block):
 # ---------------------------------------------------------------------------
 
 
-# The demo's story (scripts/demo.py): 1,000 H100s, senior 14M + junior 3M, twelve
-# 30-day periods of (utilization, uptime); net revenue $0.40 per GPU-hour.
-STORY = [
-    (9_200, 9_960),
-    (9_400, 9_970),
-    (9_300, 9_950),
-    (9_100, 9_940),
-    (5_200, 9_910),  # demand shock
-    (5_600, 9_920),
-    (7_800, 9_950),  # recovery
-    (8_500, 9_960),
-    (8_800, 9_960),
-    (9_200, 9_970),
-    (9_300, 9_980),
-    (9_400, 9_980),
-]
 DEMO_SIGNER_KEYS = [f"0x{(0xD3110 + i):064x}" for i in range(3)]
 
 
 @pytest.fixture(scope="module")
 def demo(accounts):
-    """The demo's year on its own contracts, step by step as scripts/demo.py plays it:
-    subscriptions (junior cut pro rata), the fleet pledged, twelve reports and closes,
-    250 more GPUs pledged to cure the top-up, refinancing at maturity, redemptions,
+    """The demo's year (gpucredit/story.py) on its own contracts: subscriptions
+    (junior cut pro rata), the fleet pledged, twelve reports and closes, 250
+    more GPUs pledged to cure the top-up, refinancing at maturity, redemptions,
     coupon claims and the release of the collateral. Returns its manifest."""
-    start = chain.height + 1
-    admin, issuer, operator, attestor, trustee, fees = accounts[:6]
-    lender_a, lender_b, lender_c = accounts[6:9]
-    anyone = accounts[9]
-    core = deploy_core(admin)
-    grant_roles(core, admin, issuer, operator, attestor)
-    core.oracle.grantRole(core.oracle.FLEET_ADMIN_ROLE(), admin, {"from": admin})
-    whitelist(core, admin, [lender_a, lender_b, lender_c])
-    for account in (lender_a, lender_b, lender_c, operator):
-        core.usd.mint(account, 50_000_000 * USD, {"from": admin})
-    spec = DealSpec(
-        tranches=[
-            TrancheSpec("GPU Fleet Senior 2027", "GPUS-27", 0, 14_000_000 * USD, spread_bps=450),
-            TrancheSpec("GPU Fleet Junior 2027", "GPUJ-27", 1, 3_000_000 * USD, spread_bps=900),
-        ],
-        term_days=360,
-        quorum=2,
-    )
-    deal = open_deal(
-        core,
-        spec,
-        admin=admin,
-        issuer=issuer,
-        operator=operator,
-        trustee=trustee,
-        fee_recipient=fees,
-        signers=[accounts.add(key) for key in DEMO_SIGNER_KEYS],
-    )
-    senior, junior = deal.tranches
-    leaves = make_fleet(1_000, in_service_at=chain[-1].timestamp - 1)
-    pledge_fleet(core, deal, leaves, issuer, operator, attestor)
-    subscriptions = [
-        (senior, lender_a, 8_000_000),
-        (senior, lender_b, 6_000_000),
-        (junior, lender_c, 4_500_000),
-    ]
-    for tranche, lender, amount in subscriptions:
-        core.usd.approve(tranche, amount * USD, {"from": lender})
-        tranche.requestDeposit(amount * USD, lender, lender, {"from": lender})
-    for tranche in (senior, junior):
-        tranche.closeSubscription({"from": issuer})
-        tranche.fulfil([lender_a, lender_b, lender_c], {"from": issuer})
-        tranche.drawdown({"from": issuer})
-    for tranche, lender, _ in subscriptions:
-        tranche.claimShares({"from": lender})
-    core.usd.approve(deal.servicer, 2**256 - 1, {"from": operator})
-    cured = False
-    for period, (utilization, uptime) in enumerate(STORY):
-        revenue = int(1_000 * utilization / 10_000 * 720 * 0.40 * USD)
-        deal.servicer.payRevenue(revenue, {"from": operator})
-        if period == len(STORY) - 1:  # refinancing proceeds repay the principal
-            deal.servicer.payRevenue(17_500_000 * USD, {"from": operator})
-        submit_report(
-            core,
-            deal,
-            period,
-            DEMO_SIGNER_KEYS,
-            utilization=utilization,
-            uptime=uptime,
-            revenue=revenue,
-            sender=anyone,
-        )
-        deal.servicer.closePeriod({"from": anyone})
-        required, _ = deal.servicer.topUp()
-        if required and not cured:
-            extra = make_fleet(
-                250, in_service_at=chain[-1].timestamp - 1, serial_prefix="H100-CURE-"
-            )
-            pledge_fleet(core, deal, extra, issuer, operator, attestor)
-            deal.servicer.cureTopUp({"from": operator})
-            cured = True
-    for tranche, lender, _ in subscriptions:
-        tranche.redeem({"from": lender})
-        tranche.claimCoupon({"from": lender})
-    deal.servicer.releaseCollateral({"from": anyone})
-    assert senior.isRepaid() and junior.isRepaid()
+    year = play_year(DEMO_SIGNER_KEYS)
+    assert all(tranche.isRepaid() for tranche in year.deal.tranches)
+    core, deal = year.core, year.deal
     return manifest_of(
         core.registry,
         core.identities,
         core.oracle,
         [(deal.note_id, deal.servicer, deal.tranches)],
-        start,
+        year.start_block,
     )
 
 

@@ -160,7 +160,7 @@ def test_demo_subscriptions_and_redemption(demo_run):
     cut = [s for s in summary["subscriptions"] if s["refunded"]]
     assert len(summary["subscriptions"]) == 3
     assert [(s["tranche"], s["asked"], s["notes"], s["refunded"]) for s in cut] == [
-        ("GPUJ-27", "4.5M", 3_000_000 * USD, 1_500_000 * USD)
+        ("GPUJ-27", 4_500_000 * USD, 3_000_000 * USD, 1_500_000 * USD)
     ]
     redeemed = sorted(x["principal_redeemed"] for x in summary["lenders"])
     for got, face in zip(redeemed, (3_000_000, 6_000_000, 8_000_000), strict=True):
