@@ -40,8 +40,9 @@ from gpucredit.protocol import (
     make_fleet,
     open_deal,
     pledge_fleet,
+    sign_report,
+    wait_for_period_end,
 )
-from gpucredit.reports import order_by_signer, period_bounds, sign_observation
 
 OUT = Path(__file__).resolve().parent / "gas.json"
 SIGNER_KEYS = [f"0x{(0xB0B0 + i):064x}" for i in range(5)]
@@ -215,32 +216,12 @@ def _deal(core, gpus: int, holders: int, signer_count: int, quorum: int, seed: i
 def _report(core, deal, period, keys, utilization=9_200, uptime=9_950, revenue=None):
     """Signs and submits a period's report; returns the receipt."""
     revenue = revenue if revenue is not None else deal.senior.originalPrincipal() // 10
-    start, end = period_bounds(deal.genesis, deal.spec.period_length, period)
-    if chain[-1].timestamp <= end:
-        chain.sleep(end - chain[-1].timestamp + 1)
-        chain.mine()
-    signed = []
-    for key in keys:
-        sig = sign_observation(
-            key,
-            chain.id,
-            core.oracle.address,
-            deal.note_id,
-            period,
-            start,
-            end,
-            utilization,
-            uptime,
-            revenue,
-        )
-        signed.append((Account.from_key(key).address, (utilization, uptime, revenue, sig)))
+    wait_for_period_end(deal, period)
+    observations = sign_report(
+        core, deal, period, keys, utilization=utilization, uptime=uptime, revenue=revenue
+    )
     return SEND.tx(
-        core.oracle,
-        "submitReport",
-        deal.note_id,
-        period,
-        order_by_signer(signed),
-        sender=accounts[9],
+        core.oracle, "submitReport", deal.note_id, period, observations, sender=accounts[9]
     )
 
 

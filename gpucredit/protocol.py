@@ -336,7 +336,20 @@ def pledge_fleet(
     return batch_id, tree
 
 
-def submit_report(
+def wait_for_period_end(deal: Deal, period: int) -> None:
+    """Moves the dev chain's clock past the end of `period` (a report is only
+    taken once its period has ended)."""
+    from brownie import chain
+
+    from gpucredit.reports import period_bounds
+
+    _, end = period_bounds(deal.genesis, deal.spec.period_length, period)
+    if chain[-1].timestamp <= end:
+        chain.sleep(end - chain[-1].timestamp + 1)
+        chain.mine()
+
+
+def sign_report(
     core: Core,
     deal: Deal,
     period: int,
@@ -345,21 +358,15 @@ def submit_report(
     utilization: int,
     uptime: int,
     revenue: int,
-    sender: Any,
-) -> Any:
-    """Signs a period's observation with each of `keys` and submits the report.
-
-    Waits (moves the dev chain's clock) until the period has ended first.
-    """
+) -> list[tuple]:
+    """A period's observation signed with each of `keys`, in the signer order
+    `TelemetryOracle.submitReport` takes."""
     from brownie import chain
     from eth_account import Account
 
     from gpucredit.reports import order_by_signer, period_bounds, sign_observation
 
     start, end = period_bounds(deal.genesis, deal.spec.period_length, period)
-    if chain[-1].timestamp <= end:
-        chain.sleep(end - chain[-1].timestamp + 1)
-        chain.mine()
     signed = []
     for key in keys:
         signature = sign_observation(
@@ -375,7 +382,27 @@ def submit_report(
             revenue,
         )
         signed.append((Account.from_key(key).address, (utilization, uptime, revenue, signature)))
-    return core.oracle.submitReport(deal.note_id, period, order_by_signer(signed), {"from": sender})
+    return order_by_signer(signed)
+
+
+def submit_report(
+    core: Core,
+    deal: Deal,
+    period: int,
+    keys: list[str],
+    *,
+    utilization: int,
+    uptime: int,
+    revenue: int,
+    sender: Any,
+) -> Any:
+    """Signs a period's observation with each of `keys` and submits the report,
+    once the period has ended (moving the dev chain's clock if need be)."""
+    wait_for_period_end(deal, period)
+    observations = sign_report(
+        core, deal, period, keys, utilization=utilization, uptime=uptime, revenue=revenue
+    )
+    return core.oracle.submitReport(deal.note_id, period, observations, {"from": sender})
 
 
 # ---- reading many views at once (the state machines' invariants) ----

@@ -91,7 +91,6 @@ from fractions import Fraction
 
 import pytest
 from brownie import chain, web3
-from eth_account import Account
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
@@ -105,8 +104,9 @@ from gpucredit.protocol import (
     open_deal,
     pledge_fleet,
     read_views,
+    sign_report,
 )
-from gpucredit.reports import order_by_signer, period_bounds, sign_observation
+from gpucredit.reports import period_bounds
 
 BPS = 10_000
 QUARTER = 7_889_400
@@ -239,26 +239,18 @@ def deal(
 
 def report(core, deal, period, utilization, uptime, revenue, submitter):
     """Signs (by the deal's three signers) and submits a period's report, after its end."""
-    start, end = period_bounds(deal.genesis, deal.spec.period_length, period)
-    advance_to(end)
-    signed = []
-    for key in deal.signer_keys:
-        sig = sign_observation(
-            key,
-            chain.id,
-            core.oracle.address,
-            deal.note_id,
-            period,
-            start,
-            end,
-            utilization,
-            uptime,
-            revenue,
-        )
-        signed.append((Account.from_key(key).address, (utilization, uptime, revenue, sig)))
-    return core.oracle.submitReport(
-        deal.note_id, period, order_by_signer(signed), {"from": submitter}
+    _, end = period_bounds(deal.genesis, deal.spec.period_length, period)
+    advance_to(end)  # exactly: the machine's clock is the model's
+    observations = sign_report(
+        core,
+        deal,
+        period,
+        deal.signer_keys,
+        utilization=utilization,
+        uptime=uptime,
+        revenue=revenue,
     )
+    return core.oracle.submitReport(deal.note_id, period, observations, {"from": submitter})
 
 
 def advance_to(ts):
