@@ -1032,6 +1032,9 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, terminate)
     signal.signal(signal.SIGHUP, terminate)
+    # Ctrl-C stops the demo even when it was started in the background, where
+    # the shell sets SIGINT to "ignore" and Python then leaves it ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     console.rule("[bold]gpucredit demo: one year of a GPU-backed note, on a local chain")
     demo = Demo(run_dir, console, args.period_timeout)
     code = 0
