@@ -8,7 +8,9 @@ Order of checks (the first failure answers, nothing is written):
 4. every timestamp: not in the future (beyond ``max_clock_skew_seconds``), not
    before genesis, in a period the contract still expects (``>= nextPeriod``)
    and still open here (``now < periodEnd + settle_seconds``, not sealed); a
-   sample's interval stays inside its period: 422
+   sample's interval stays inside its period: 422, unless the same batch
+   (id and content) was already accepted: then 409 ``batch_replayed``, so a
+   client retrying after a lost response learns its data is stored
 5. invoice ids unique within the batch: 409
 6. in ONE database transaction: the batch id is new (same content: 409
    ``batch_replayed``, other content: 409 ``batch_id_reused``), no invoice id
@@ -49,6 +51,7 @@ from oracle.errors import (
     PeriodClosed,
     SignatureInvalid,
     SignerForbidden,
+    TelemetryRejected,
     TimestampOutOfWindow,
     ValueOutOfRange,
 )
@@ -224,6 +227,32 @@ class Ingestor:
         return write.ack
 
     def _prepare(self, cfg: FleetConfig, signers, batch: TelemetryBatchIn, raw: dict) -> _Write:
+        try:
+            return self._prepare_checked(cfg, signers, batch, raw)
+        except TelemetryRejected:
+            # A batch already accepted answers 409 batch_replayed whatever the clock
+            # says now: a client retrying after a lost response must learn that its
+            # data is stored, not that it is out of its window. Only a batch whose
+            # signature checked gets here with its id; the happy path pays nothing.
+            self._raise_if_accepted(cfg.fleet_id, batch, raw)
+            raise
+
+    def _raise_if_accepted(self, fleet_id: int, batch: TelemetryBatchIn, raw: dict) -> None:
+        with self._store.read() as conn:
+            existing = conn.execute(
+                select(batches.c.payload_hash, batches.c.received_at).where(
+                    batches.c.fleet_id == fleet_id, batches.c.batch_id == batch.batch_id.lower()
+                )
+            ).first()
+        if existing is not None and existing.payload_hash == "0x" + payload_hash(raw).hex():
+            raise BatchReplayed(
+                f"batch {batch.batch_id.lower()} was already accepted; nothing new stored",
+                {"batch_id": batch.batch_id.lower(), "received_at": existing.received_at},
+            ) from None
+
+    def _prepare_checked(
+        self, cfg: FleetConfig, signers, batch: TelemetryBatchIn, raw: dict
+    ) -> _Write:
         fleet_id = cfg.fleet_id
         if self._node not in signers:
             raise FleetNotServed(f"this node is not a signer of fleet {fleet_id}")

@@ -336,10 +336,11 @@ def test_signed_telemetry_becomes_an_onchain_report(make_node, anvil, oracle, ch
         revenue(g + 2, "inv-res", 250_000, "reserved"),
         revenue(g + 3, "inv-spot", 12_345, "spot"),
     ]
-    for body in (
+    accepted = [
         signed_batch(fleet, chain_id, oracle.address, samples[:3], events[:1]),
         signed_batch(fleet, chain_id, oracle.address, samples[3:] + [fleet_sample], events[1:]),
-    ):
+    ]
+    for body in accepted:
         assert node.post(f"/v1/fleets/{fleet.fleet_id}/telemetry", body).status_code == 201
 
     # used / available = (5 * 0.0015 + 0.004) / (5 * 0.002 + 0.016) = 0.0115 / 0.026
@@ -390,8 +391,15 @@ def test_signed_telemetry_becomes_an_onchain_report(make_node, anvil, oracle, ch
     late = signed_batch(
         fleet, chain_id, oracle.address, [sample(g + 50, "0.001", "0", 1, interval_seconds=5)]
     )
+    stored = db_counts(node)
     r = node.post(f"/v1/fleets/{fleet.fleet_id}/telemetry", late)
     assert r.status_code == 422 and r.json()["error"]["code"] == "period_closed"
+    # A batch the node accepted, retried now (a lost response): it is told its data
+    # is stored (409 batch_replayed), not that it is out of its window.
+    again = node.post(f"/v1/fleets/{fleet.fleet_id}/telemetry", accepted[0])
+    assert again.status_code == 409 and again.json()["error"]["code"] == "batch_replayed"
+    assert again.json()["error"]["detail"]["batch_id"] == accepted[0]["batch_id"].lower()
+    assert db_counts(node) == stored
     view = node.get(f"/v1/fleets/{fleet.fleet_id}/periods/0").json()
     assert view["sealed"] and view["next_reportable_period"] == 1
     metrics = node.get("/metrics").text
