@@ -118,6 +118,9 @@ class Registry:
     def __init__(self) -> None:
         self.classes: dict[int, tuple[int, int]] = {}
         self.haircuts: dict[str, int] = {}
+        # value-raising changes waiting out VALUATION_CHANGE_DELAY: value, eta
+        self.pending_classes: dict[int, tuple[tuple[int, int], int]] = {}
+        self.pending_haircuts: dict[str, tuple[int, int]] = {}
         self.batches: dict[int, Batch] = {}
         self.notes: dict[int, NoteCollateral] = {}
         self.batch_count = 0
@@ -211,6 +214,8 @@ class Fleet:
     quorum: int = 0
     signer_version: int = 0
     signers: list[str] = field(default_factory=list)
+    # a signer-set change waiting out SIGNER_CHANGE_DELAY: (signers, quorum, eta)
+    pending_signers: tuple[list[str], int, int] | None = None
     next_period: int = 0
     reports: dict[int, Report] = field(default_factory=dict)
 
@@ -317,6 +322,7 @@ class Tranche:
         self.escrow = address.lower()
         self.terms = terms
         self.state = SUBSCRIPTION
+        self.paused = False  # the guardian's pause (subscriptions, transfers, drawdown)
         self.requests: dict[str, int] = {}
         self.total_pending = 0
         self.total_requested = 0

@@ -76,7 +76,19 @@ OPERATOR_ROLE = "0x" + keccak(text="OPERATOR_ROLE").hex()
 ATTESTOR_ROLE = "0x" + keccak(text="ATTESTOR_ROLE").hex()
 TRUSTEE_ROLE = "0x" + keccak(text="TRUSTEE_ROLE").hex()
 
-_ROLE_EVENTS = ("RoleGranted", "RoleRevoked", "RoleAdminChanged")
+# Role events, and AccessControlDefaultAdminRules' two-step hand-over notices
+# (the hand-over itself shows as RoleRevoked + RoleGranted, which the model reads).
+_ROLE_EVENTS = (
+    "RoleGranted",
+    "RoleRevoked",
+    "RoleAdminChanged",
+    "DefaultAdminTransferScheduled",
+    "DefaultAdminTransferCanceled",
+    "DefaultAdminDelayChangeScheduled",
+    "DefaultAdminDelayChangeCanceled",
+)
+VALUATION_CHANGE_DELAY = SIGNER_CHANGE_DELAY = 2 * 86_400  # the contracts' timelocks
+NOT_VALUE_RAISING = "queued a change that raises no value"
 # Events that change nothing the model decides (ERC-20 allowances, EIP-712
 # domain notices, ownership of the mock stablecoin).
 _IGNORED = {"Approval", "EIP712DomainChanged", "OwnershipTransferred"}
@@ -276,6 +288,10 @@ class Replayer:
         self._handlers: dict[tuple[str, str], Callable[[Event], None]] = {
             (REGISTRY, "DepreciationClassSet"): self._depreciation_class_set,
             (REGISTRY, "ModelHaircutSet"): self._model_haircut_set,
+            (REGISTRY, "DepreciationClassQueued"): self._depreciation_class_queued,
+            (REGISTRY, "DepreciationClassCancelled"): self._depreciation_class_cancelled,
+            (REGISTRY, "ModelHaircutQueued"): self._model_haircut_queued,
+            (REGISTRY, "ModelHaircutCancelled"): self._model_haircut_cancelled,
             (REGISTRY, "NoteOpened"): self._note_opened,
             (REGISTRY, "NoteManagerSet"): self._note_manager_set,
             (REGISTRY, "NoteTranchesSet"): self._note_tranches_set,
@@ -292,12 +308,16 @@ class Replayer:
             (IDENTITIES, "IdentityFrozen"): self._identity_frozen,
             (ORACLE, "FleetRegistered"): self._fleet_registered,
             (ORACLE, "SignersChanged"): self._signers_changed,
+            (ORACLE, "SignerChangeQueued"): self._signer_change_queued,
+            (ORACLE, "SignerChangeCancelled"): self._signer_change_cancelled,
             (ORACLE, "FleetOperatorChanged"): self._fleet_operator_changed,
             (ORACLE, "ReportSubmitted"): self._report_submitted,
             (ORACLE, "ReportMissed"): self._report_missed,
             (TRANCHE, "TrancheInitialised"): self._tranche_initialised,
             (SERVICER, "ServicerInitialised"): self._servicer_initialised,
             (TRANCHE, "DepositRequest"): self._deposit_request,
+            (TRANCHE, "Paused"): self._paused,
+            (TRANCHE, "Unpaused"): self._unpaused,
             (TRANCHE, "DepositRequestCancelled"): self._deposit_request_cancelled,
             (TRANCHE, "SubscriptionClosed"): self._subscription_closed,
             (TRANCHE, "RequestFulfilled"): self._request_fulfilled,
@@ -765,17 +785,66 @@ class Replayer:
     # Collateral registry
     # ------------------------------------------------------------------
 
+    # Valuation. A change that raises collateral values (a slower markdown, a
+    # higher floor, a smaller haircut) is queued and may only apply once its eta
+    # has passed; a more conservative one applies at once and drops the queue.
+
     def _depreciation_class_set(self, ev: Event) -> None:
         a = ev["args"]
+        class_id = int(a["classId"])
         markdown, floor = int(a["quarterlyMarkdownBps"]), int(a["floorBps"])
         self._require(ev, "bps <= 10,000", markdown <= BPS and floor <= BPS, "BpsOutOfRange")
-        self.registry.classes[int(a["classId"])] = (markdown, floor)
+        current = self.registry.classes.get(class_id)
+        pending = self.registry.pending_classes.pop(class_id, None)
+        if current is not None and (markdown < current[0] or floor > current[1]):
+            waited = pending is not None and pending[0] == (markdown, floor)
+            waited = waited and pending[1] <= ev["timestamp"]
+            self._require(
+                ev,
+                "value-raising class change after its timelock",
+                waited,
+                "ValuationChangeNotReady",
+            )
+        self.registry.classes[class_id] = (markdown, floor)
+
+    def _depreciation_class_queued(self, ev: Event) -> None:
+        a = ev["args"]
+        class_id = int(a["classId"])
+        value = (int(a["quarterlyMarkdownBps"]), int(a["floorBps"]))
+        current = self.registry.classes.get(class_id)
+        raises = current is not None and (value[0] < current[0] or value[1] > current[1])
+        self._require(ev, "only a value-raising change is queued", raises, NOT_VALUE_RAISING)
+        self._check(ev, {"eta": ev["timestamp"] + VALUATION_CHANGE_DELAY})
+        self.registry.pending_classes[class_id] = (value, int(a["eta"]))
+
+    def _depreciation_class_cancelled(self, ev: Event) -> None:
+        dropped = self.registry.pending_classes.pop(int(ev["args"]["classId"]), None)
+        self._require(ev, "a change was queued", dropped, "ValuationChangeNotQueued")
 
     def _model_haircut_set(self, ev: Event) -> None:
         a = ev["args"]
+        model = str(a["model"]).lower()
         haircut = int(a["haircutBps"])
         self._require(ev, "haircut <= 10,000", haircut <= BPS, "BpsOutOfRange")
-        self.registry.haircuts[str(a["model"]).lower()] = haircut
+        pending = self.registry.pending_haircuts.pop(model, None)
+        if haircut < self.registry.haircuts.get(model, 0):
+            waited = pending is not None and pending[0] == haircut
+            waited = waited and pending[1] <= ev["timestamp"]
+            self._require(ev, "haircut cut after its timelock", waited, "ValuationChangeNotReady")
+        self.registry.haircuts[model] = haircut
+
+    def _model_haircut_queued(self, ev: Event) -> None:
+        a = ev["args"]
+        model = str(a["model"]).lower()
+        haircut = int(a["haircutBps"])
+        cut = haircut < self.registry.haircuts.get(model, 0)
+        self._require(ev, "only a haircut cut is queued", cut, NOT_VALUE_RAISING)
+        self._check(ev, {"eta": ev["timestamp"] + VALUATION_CHANGE_DELAY})
+        self.registry.pending_haircuts[model] = (haircut, int(a["eta"]))
+
+    def _model_haircut_cancelled(self, ev: Event) -> None:
+        dropped = self.registry.pending_haircuts.pop(str(ev["args"]["model"]).lower(), None)
+        self._require(ev, "a cut was queued", dropped, "ValuationChangeNotQueued")
 
     def _note_opened(self, ev: Event) -> None:
         a = ev["args"]
@@ -956,9 +1025,28 @@ class Replayer:
         self._check(ev, {"signerVersion": fleet.signer_version + 1})
         ok = 0 < quorum <= len(signers) <= 16
         self._require(ev, "1 <= quorum <= signers <= 16", ok, "FleetConfigInvalid")
+        if fleet.signer_version > 0:  # after registration: only through the timelock
+            pending, fleet.pending_signers = fleet.pending_signers, None
+            waited = pending is not None and (pending[0], pending[1]) == (signers, quorum)
+            waited = waited and pending[2] <= ev["timestamp"]
+            self._require(ev, "signer change after its timelock", waited, "SignerChangeNotReady")
         fleet.signers = signers
         fleet.quorum = quorum
         fleet.signer_version += 1
+
+    def _signer_change_queued(self, ev: Event) -> None:
+        fleet = self._fleet(ev)
+        if fleet is None:
+            return
+        a = ev["args"]
+        self._check(ev, {"eta": ev["timestamp"] + SIGNER_CHANGE_DELAY})
+        fleet.pending_signers = (list(a["signers"]), int(a["quorum"]), int(a["eta"]))
+
+    def _signer_change_cancelled(self, ev: Event) -> None:
+        fleet = self._fleet(ev)
+        if fleet is not None:
+            self._require(ev, "a change was queued", fleet.pending_signers, "SignerChangeNotQueued")
+            fleet.pending_signers = None
 
     def _fleet_operator_changed(self, ev: Event) -> None:
         fleet = self._fleet(ev)
@@ -1022,6 +1110,7 @@ class Replayer:
         controller = str(a["controller"]).lower()
         ts = ev["timestamp"]
         self._require(ev, "state Subscription", t.state == SUBSCRIPTION, f"StateIs: {t.state}")
+        self._require(ev, "not paused", not t.paused, "EnforcedPause")
         in_window = t.terms.subscription_start <= ts <= t.terms.subscription_end
         self._require(ev, "subscription window", in_window, "SubscriptionWindowClosed")
         enough = assets >= t.terms.min_subscription and assets > 0
@@ -1032,6 +1121,18 @@ class Replayer:
         self._check(ev, {"requestId": 0})
         t.requests[controller] = t.requests.get(controller, 0) + assets
         t.total_pending += assets
+
+    # The guardian's pause stops new subscriptions, transfers and drawdown.
+
+    def _paused(self, ev: Event) -> None:
+        t = self._tranche(ev)
+        self._require(ev, "not paused", not t.paused, "EnforcedPause")
+        t.paused = True
+
+    def _unpaused(self, ev: Event) -> None:
+        t = self._tranche(ev)
+        self._require(ev, "paused", t.paused, "ExpectedPause")
+        t.paused = False
 
     def _deposit_request_cancelled(self, ev: Event) -> None:
         t = self._tranche(ev)

@@ -44,6 +44,7 @@ from gpucredit.protocol import (
     open_deal,
     pledge_fleet,
     register_batch,
+    signer_order,
     submit_report,
 )
 from gpucredit.story import play_year
@@ -787,3 +788,46 @@ def test_an_event_no_decision_reads_is_caught_by_the_chain_comparison(demo, demo
         record["block"],
         record["log_index"],
     )
+
+
+def test_timelocked_changes_and_the_pause_replay_and_a_skipped_timelock_is_caught(
+    prop, core, admin, issuer, signers
+):
+    """The emergency controls' events replay clean: a haircut raised at once, a
+    cut queued, cancelled, queued again and executed after the 2-day timelock, a
+    slower markdown the same way, a signer-set change through its timelock, the
+    guardian's pause and unpause, an admin hand-over scheduled. An exported file
+    without the queue event of the executed cut shows the cut as skipping the
+    timelock."""
+    registry, oracle, senior = core.registry, core.oracle, prop.senior
+    registry.setModelHaircut(H100, 2_000, {"from": admin})  # more conservative: at once
+    registry.setModelHaircut(H100, 500, {"from": admin})  # a cut: queued
+    registry.cancelModelHaircut(H100, {"from": admin})
+    queued = registry.setModelHaircut(H100, 1_000, {"from": admin})
+    registry.setDepreciationClass(1, 400, 0, {"from": admin})  # slower markdown: queued
+    new_set = signer_order([str(s) for s in signers[:4]])
+    oracle.queueSignerChange(prop.note_id, new_set, 3, {"from": admin})
+    senior.pause({"from": issuer})
+    senior.unpause({"from": issuer})
+    registry.beginDefaultAdminTransfer(issuer, {"from": admin})
+    chain.sleep(2 * DAY + 1)
+    chain.mine()
+    registry.executeModelHaircut(H100, {"from": admin})
+    registry.executeDepreciationClass(1, {"from": admin})
+    oracle.executeSignerChange(prop.note_id, {"from": admin})
+    assert registry.modelHaircutBps(H100) == 1_000 and oracle.fleet(prop.note_id)["quorum"] == 3
+
+    result = replay_clean(prop)
+    assert result.fields_checked > 0
+
+    exported = export_events(fresh_web3(), Manifest.from_dict(prop.manifest))
+    skipped = [
+        ev
+        for ev in exported.events
+        if not (ev["event"] == "ModelHaircutQueued" and ev["tx"] == queued.txid)
+    ]
+    assert len(skipped) == len(exported.events) - 1
+    mismatches = replay_events(exported.header, skipped).mismatches
+    assert [(m.event, m.field, m.recorded) for m in mismatches] == [
+        ("ModelHaircutSet", "haircut cut after its timelock", "ValuationChangeNotReady")
+    ]
