@@ -94,6 +94,7 @@ from brownie import chain, web3
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
+from gpucredit.audit.model import Due, waterfall
 from gpucredit.protocol import (
     DAY,
     USD,
@@ -271,53 +272,6 @@ def advance_to(ts):
 def events_of(tx, name, address):
     """The events `name` that `address` emitted in `tx`."""
     return [event for event in tx.events if event.name == name and event.address == address]
-
-
-def waterfall(d):
-    """Python port of Waterfall.distribute (the documented order of payment)."""
-    cash = d["cashIn"]
-    reserve = d["reserve"]
-    r = dict.fromkeys(WATERFALL_FIELDS, 0)
-    r["cashIn"] = cash
-
-    def take(want):
-        nonlocal cash
-        paid = min(cash, want)
-        cash -= paid
-        return paid
-
-    r["fees"] = take(d["fees"])
-    paid = take(d["seniorInterest"])
-    drawn = min(reserve, d["seniorInterest"] - paid)
-    reserve -= drawn
-    r["seniorInterest"] = paid + drawn
-    r["reserveDrawn"] = drawn
-    if d["windDown"]:
-        r["seniorPrincipal"] = take(d["seniorOutstanding"])
-    paid = take(d["juniorInterest"])
-    drawn = min(reserve, d["juniorInterest"] - paid)
-    reserve -= drawn
-    r["juniorInterest"] = paid + drawn
-    r["reserveDrawn"] += drawn
-    if d["windDown"]:
-        r["juniorPrincipal"] = take(d["juniorOutstanding"])
-        repaid = (
-            r["seniorPrincipal"] == d["seniorOutstanding"]
-            and r["juniorPrincipal"] == d["juniorOutstanding"]
-        )
-        r["equity" if repaid else "trapped"] = cash
-        r["reserveBalance"] = reserve
-        return r
-    r["seniorPrincipal"] = take(d["seniorPrincipal"])
-    r["juniorPrincipal"] = take(d["juniorPrincipal"])
-    r["reserveAdded"] = take(max(d["reserveTarget"] - reserve, 0))
-    reserve += r["reserveAdded"]
-    if d["sweepOn"]:
-        room = d["seniorOutstanding"] - r["seniorPrincipal"]
-        r["sweep"] = take(min(cash * d["sweepShareBps"] // BPS, room))
-    r["trapped" if d["equityBlocked"] else "equity"] = cash
-    r["reserveBalance"] = reserve
-    return r
 
 
 class TrancheModel:
@@ -665,25 +619,25 @@ class ServicerStateMachine(RuleBasedStateMachine):
 
         # ---- waterfall ----
         wind_down = self.status == STEPPED_IN
-        expected_w = waterfall(
-            {
-                "cashIn": self.period_revenue + self.trapped,
-                "reserve": self.reserve,
-                "reserveTarget": -(
+        expected_w = waterfall(  # the auditor's model: gpucredit/audit/model.py
+            Due(
+                cash_in=self.period_revenue + self.trapped,
+                reserve_balance=self.reserve,
+                reserve_target=-(
                     -self.senior.outstanding * self.senior.rate * t["reserveMonths"] // (12 * BPS)
                 ),
-                "fees": fees_due,
-                "seniorInterest": due[self.senior],
-                "juniorInterest": due[self.junior],
-                "seniorPrincipal": sp_due,
-                "juniorPrincipal": jp_due,
-                "seniorOutstanding": self.senior.outstanding,
-                "juniorOutstanding": self.junior.outstanding,
-                "sweepShareBps": t["sweepShareBps"],
-                "sweepOn": sweep_on,
-                "equityBlocked": equity_blocked,
-                "windDown": wind_down,
-            }
+                fees=fees_due,
+                senior_interest=due[self.senior],
+                junior_interest=due[self.junior],
+                senior_principal=sp_due,
+                junior_principal=jp_due,
+                senior_outstanding=self.senior.outstanding,
+                junior_outstanding=self.junior.outstanding,
+                sweep_share_bps=t["sweepShareBps"],
+                sweep_on=sweep_on,
+                equity_blocked=equity_blocked,
+                wind_down=wind_down,
+            )
         )
         assert {k: w[k] for k in WATERFALL_FIELDS} == expected_w
         # the per-close cash identity, from the event alone
