@@ -58,8 +58,6 @@ from fractions import Fraction
 
 import pytest
 from brownie import chain, web3
-from brownie.exceptions import TransactionError
-from brownie.network.transaction import TransactionReceipt
 
 from gpucredit.protocol import DAY, USD, YEAR, make_fleet, register_batch
 
@@ -188,21 +186,6 @@ def _at(timestamp):
     assert "error" not in response, response
 
 
-def _send(method, *args):
-    """`method(*args)` as a transaction, riding out a brownie/anvil race:
-    brownie's confirmation thread can see the sender's nonce counted before
-    anvil has stored the receipt, and reports "Tx dropped without known
-    replacement" for a transaction that was mined. Fetch it again."""
-    try:
-        return method(*args)
-    except TransactionError as exc:
-        if "dropped without known replacement" not in str(exc):
-            raise
-        receipt = TransactionReceipt(str(exc).split()[-1], silent=True, name=method._name)
-        assert receipt.status == 1, receipt.revert_msg
-        return receipt
-
-
 @pytest.fixture(autouse=True)
 def isolation(fn_isolation):
     """Every test starts from the module's finished year."""
@@ -270,17 +253,17 @@ def year(core, tranche, issuer, lenders, spv, covenant):
     for lender, amount, day in zip(lenders, REQUESTS, REQUEST_DAYS, strict=True):
         usd.approve(tranche, amount, {"from": lender})
         _at(tranche.opened + day * DAY)
-        _send(tranche.requestDeposit, amount, lender, lender, {"from": lender})
+        tranche.requestDeposit(amount, lender, lender, {"from": lender})
 
     drawn_at = tranche.opened + SUBSCRIPTION_DAYS * DAY
     record["drawn_at"] = drawn_at
     _at(drawn_at)
-    _send(tranche.closeSubscription, {"from": issuer})
+    tranche.closeSubscription({"from": issuer})
     _at(drawn_at)
-    _send(tranche.fulfil, lenders, {"from": issuer})
+    tranche.fulfil(lenders, {"from": issuer})
     record["fills"] = [tranche.fillOf(lender) for lender in lenders]
     _at(drawn_at)
-    record["drawdown"] = _send(tranche.drawdown, {"from": issuer}).events["DrawnDown"]
+    record["drawdown"] = tranche.drawdown({"from": issuer}).events["DrawnDown"]
     rounding.settle("escrow", drawn_at)
     in_escrow = {A, B, C}
     now = [drawn_at]  # timestamp of the action being run
@@ -297,7 +280,7 @@ def year(core, tranche, issuer, lenders, spv, covenant):
         rounding.settle(h, now[0])
 
     def claim_shares(h):
-        tx = _send(tranche.claimShares, {"from": lenders[h]})
+        tx = tranche.claimShares({"from": lenders[h]})
         event = tx.events["SharesClaimed"]
         record["refunds"][h] += event["refunded"]
         assert (event["shares"] > 0) == (h in in_escrow)
@@ -305,7 +288,7 @@ def year(core, tranche, issuer, lenders, spv, covenant):
             leave_escrow(h)
 
     def claim_coupon(h):
-        tx = _send(tranche.claimCoupon, {"from": lenders[h]})
+        tx = tranche.claimCoupon({"from": lenders[h]})
         if h in in_escrow:  # the claim takes the escrowed face first
             assert tranche.balanceOf(lenders[h]) >= record["fills"][h][0]
             leave_escrow(h)
@@ -314,26 +297,26 @@ def year(core, tranche, issuer, lenders, spv, covenant):
 
     def redeem(h):
         assert h not in in_escrow  # (redeem would take it too; not in this timeline)
-        tx = _send(tranche.redeem, {"from": lenders[h]})
+        tx = tranche.redeem({"from": lenders[h]})
         record["principal"][h] += tx.events["PrincipalRedeemed"]["amount"]
         rounding.settle(h, now[0])
 
     def pay_interest(day):
         due = tranche.interestDue()  # at the latest block: this second
-        _send(tranche.pay, due, 0, {"from": spv})
+        tranche.pay(due, 0, {"from": spv})
         record["interest_paid"].append((day, due))
         rounding.fundings.append(now[0])
 
     def transfer(src, dst, amount):
-        _send(tranche.transfer, lenders[dst], amount, {"from": lenders[src]})
+        tranche.transfer(lenders[dst], amount, {"from": lenders[src]})
         rounding.settle(src, now[0])
         rounding.settle(dst, now[0])
 
     def step_rate(step):
-        _send(tranche.setRateStep, step, {"from": covenant})
+        tranche.setRateStep(step, {"from": covenant})
 
     def prepay():
-        _send(tranche.pay, 0, PREPAYMENT, {"from": spv})
+        tranche.pay(0, PREPAYMENT, {"from": spv})
         rounding.repayments.append(now[0])
 
     # (day, order within the day, action)
@@ -357,7 +340,7 @@ def year(core, tranche, issuer, lenders, spv, covenant):
     web3.provider.make_request("evm_mine", [maturity])
     due = tranche.interestDue()
     _at(maturity)
-    final = _send(tranche.pay, 2**256 - 1, tranche.principalOutstanding(), {"from": spv})
+    final = tranche.pay(2**256 - 1, tranche.principalOutstanding(), {"from": spv})
     assert final.events["Paid"]["interest"] == due  # max: exactly what is due
     record["interest_paid"].append((TERM_DAYS, due))
     rounding.fundings.append(maturity)
