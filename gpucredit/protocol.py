@@ -12,6 +12,7 @@ Needs a loaded brownie project (inside `brownie test` / `brownie run`).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -407,19 +408,16 @@ def submit_report(
 
 # ---- reading many views at once (the state machines' invariants) ----
 
-_local_session: Any = None
 
-
+@functools.cache
 def _local_rpc_session() -> Any:
     """One requests session to the local node without proxy or .netrc look-ups
     (requests otherwise reads the environment on every request: ~1 ms each)."""
-    global _local_session
-    if _local_session is None:
-        import requests
+    import requests
 
-        _local_session = requests.Session()
-        _local_session.trust_env = False
-    return _local_session
+    session = requests.Session()
+    session.trust_env = False
+    return session
 
 
 def skip_proxy_lookups() -> None:

@@ -46,6 +46,10 @@ def _steps_run() -> list[int]:
     return [counter[0] - 1 for counter in _sequences]
 
 
+def _full_length(steps: int) -> int:
+    return sum(s >= steps for s in _steps_run())
+
+
 def _max_examples(full_length: int) -> int:
     """`max_examples` such that about `full_length` examples run all their
     steps: Hypothesis first spends clamp(10, max_examples // 10, 50) + 1
@@ -70,7 +74,7 @@ def run_machine(request):
         # the objects alive now are frozen out of the collector
         gc.freeze()
         try:
-            while (done := sum(s >= steps for s in _steps_run())) < examples:
+            while (done := _full_length(steps)) < examples:
                 run_state_machine_as_test(
                     machine,
                     settings=settings(
@@ -83,7 +87,7 @@ def run_machine(request):
                         **extra_settings,
                     ),
                 )
-                if sum(s >= steps for s in _steps_run()) == done:
+                if _full_length(steps) == done:
                     pytest.fail(f"no sequence of {machine.__name__} reached {steps} steps")
         finally:
             gc.unfreeze()
@@ -94,7 +98,7 @@ def run_machine(request):
         report = {
             "sequences": len(steps),
             "steps": sum(steps),
-            "full_length_sequences": sum(s >= ran["steps_per_sequence"] for s in steps),
+            "full_length_sequences": _full_length(ran["steps_per_sequence"]),
             "max_steps_per_sequence": max(steps, default=0),
         }
         path = Path(_REPORT)
