@@ -594,6 +594,23 @@ class CovenantTerms:
         )
 
 
+# WaterfallDistributed.result (IServicer.WaterfallResult), in its field order
+WATERFALL_FIELDS = (
+    "cashIn",
+    "fees",
+    "seniorInterest",
+    "juniorInterest",
+    "seniorPrincipal",
+    "juniorPrincipal",
+    "reserveDrawn",
+    "reserveAdded",
+    "sweep",
+    "equity",
+    "trapped",
+    "reserveBalance",
+)
+
+
 @dataclass(slots=True)
 class Due:
     """What a period's waterfall owes, read at the close."""
@@ -626,23 +643,7 @@ def waterfall(d: Due) -> dict[str, int]:
     """
     cash = d.cash_in
     reserve = d.reserve_balance
-    r = dict.fromkeys(
-        (
-            "cashIn",
-            "fees",
-            "seniorInterest",
-            "juniorInterest",
-            "seniorPrincipal",
-            "juniorPrincipal",
-            "reserveDrawn",
-            "reserveAdded",
-            "sweep",
-            "equity",
-            "trapped",
-            "reserveBalance",
-        ),
-        0,
-    )
+    r = dict.fromkeys(WATERFALL_FIELDS, 0)
     r["cashIn"] = d.cash_in
     paid = min(cash, d.fees)
     cash -= paid

@@ -94,7 +94,7 @@ from brownie import chain, web3
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from gpucredit.audit.model import Due, waterfall
+from gpucredit.audit.model import WATERFALL_FIELDS, Due, waterfall
 from gpucredit.protocol import (
     DAY,
     USD,
@@ -130,20 +130,6 @@ ESCROW_LENDER = 2  # leaves its senior face in escrow until a rule claims it
 # the same now and this many seconds later.
 MARGIN = 300
 
-WATERFALL_FIELDS = (
-    "cashIn",
-    "fees",
-    "seniorInterest",
-    "juniorInterest",
-    "seniorPrincipal",
-    "juniorPrincipal",
-    "reserveDrawn",
-    "reserveAdded",
-    "sweep",
-    "equity",
-    "trapped",
-    "reserveBalance",
-)
 OUTPUT_FIELDS = (
     "fees",
     "seniorInterest",
