@@ -214,8 +214,8 @@ class Fleet:
     quorum: int = 0
     signer_version: int = 0
     signers: list[str] = field(default_factory=list)
-    # a signer-set change waiting out SIGNER_CHANGE_DELAY: (signers, quorum, eta)
-    pending_signers: tuple[list[str], int, int] | None = None
+    # a signer-set change waiting out SIGNER_CHANGE_DELAY: ((signers, quorum), eta)
+    pending_signers: tuple[tuple[list[str], int], int] | None = None
     next_period: int = 0
     reports: dict[int, Report] = field(default_factory=dict)
 

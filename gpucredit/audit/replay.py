@@ -89,6 +89,18 @@ _ROLE_EVENTS = (
 )
 VALUATION_CHANGE_DELAY = SIGNER_CHANGE_DELAY = 2 * 86_400  # the contracts' timelocks
 NOT_VALUE_RAISING = "queued a change that raises no value"
+
+
+def _waited(pending: tuple[Any, int] | None, value: Any, ev: Event) -> bool:
+    """`pending` (value, eta) queued exactly `value` and its eta has passed."""
+    return pending is not None and pending[0] == value and pending[1] <= ev["timestamp"]
+
+
+def _raises_class_values(current: tuple[int, int] | None, value: tuple[int, int]) -> bool:
+    """A slower markdown or a higher floor for an existing class (the registry queues it)."""
+    return current is not None and (value[0] < current[0] or value[1] > current[1])
+
+
 # Events that change nothing the model decides (ERC-20 allowances, EIP-712
 # domain notices, ownership of the mock stablecoin).
 _IGNORED = {"Approval", "EIP712DomainChanged", "OwnershipTransferred"}
@@ -794,25 +806,18 @@ class Replayer:
         class_id = int(a["classId"])
         markdown, floor = int(a["quarterlyMarkdownBps"]), int(a["floorBps"])
         self._require(ev, "bps <= 10,000", markdown <= BPS and floor <= BPS, "BpsOutOfRange")
-        current = self.registry.classes.get(class_id)
         pending = self.registry.pending_classes.pop(class_id, None)
-        if current is not None and (markdown < current[0] or floor > current[1]):
-            waited = pending is not None and pending[0] == (markdown, floor)
-            waited = waited and pending[1] <= ev["timestamp"]
-            self._require(
-                ev,
-                "value-raising class change after its timelock",
-                waited,
-                "ValuationChangeNotReady",
-            )
+        if _raises_class_values(self.registry.classes.get(class_id), (markdown, floor)):
+            waited = _waited(pending, (markdown, floor), ev)
+            rule = "value-raising class change after its timelock"
+            self._require(ev, rule, waited, "ValuationChangeNotReady")
         self.registry.classes[class_id] = (markdown, floor)
 
     def _depreciation_class_queued(self, ev: Event) -> None:
         a = ev["args"]
         class_id = int(a["classId"])
         value = (int(a["quarterlyMarkdownBps"]), int(a["floorBps"]))
-        current = self.registry.classes.get(class_id)
-        raises = current is not None and (value[0] < current[0] or value[1] > current[1])
+        raises = _raises_class_values(self.registry.classes.get(class_id), value)
         self._require(ev, "only a value-raising change is queued", raises, NOT_VALUE_RAISING)
         self._check(ev, {"eta": ev["timestamp"] + VALUATION_CHANGE_DELAY})
         self.registry.pending_classes[class_id] = (value, int(a["eta"]))
@@ -828,8 +833,7 @@ class Replayer:
         self._require(ev, "haircut <= 10,000", haircut <= BPS, "BpsOutOfRange")
         pending = self.registry.pending_haircuts.pop(model, None)
         if haircut < self.registry.haircuts.get(model, 0):
-            waited = pending is not None and pending[0] == haircut
-            waited = waited and pending[1] <= ev["timestamp"]
+            waited = _waited(pending, haircut, ev)
             self._require(ev, "haircut cut after its timelock", waited, "ValuationChangeNotReady")
         self.registry.haircuts[model] = haircut
 
@@ -1027,8 +1031,7 @@ class Replayer:
         self._require(ev, "1 <= quorum <= signers <= 16", ok, "FleetConfigInvalid")
         if fleet.signer_version > 0:  # after registration: only through the timelock
             pending, fleet.pending_signers = fleet.pending_signers, None
-            waited = pending is not None and (pending[0], pending[1]) == (signers, quorum)
-            waited = waited and pending[2] <= ev["timestamp"]
+            waited = _waited(pending, (signers, quorum), ev)
             self._require(ev, "signer change after its timelock", waited, "SignerChangeNotReady")
         fleet.signers = signers
         fleet.quorum = quorum
@@ -1040,7 +1043,7 @@ class Replayer:
             return
         a = ev["args"]
         self._check(ev, {"eta": ev["timestamp"] + SIGNER_CHANGE_DELAY})
-        fleet.pending_signers = (list(a["signers"]), int(a["quorum"]), int(a["eta"]))
+        fleet.pending_signers = ((list(a["signers"]), int(a["quorum"])), int(a["eta"]))
 
     def _signer_change_cancelled(self, ev: Event) -> None:
         fleet = self._fleet(ev)
