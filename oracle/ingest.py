@@ -159,6 +159,13 @@ class GroupCommitter:
             notify(outcome)
 
 
+def _replayed(batch_id: str, stored) -> BatchReplayed:
+    return BatchReplayed(
+        f"batch {batch_id} was already accepted; nothing new stored",
+        {"batch_id": batch_id, "received_at": stored.received_at},
+    )
+
+
 class Ingestor:
     def __init__(
         self,
@@ -238,17 +245,11 @@ class Ingestor:
             raise
 
     def _raise_if_accepted(self, fleet_id: int, batch: TelemetryBatchIn, raw: dict) -> None:
+        batch_id, p_hash = batch.batch_id.lower(), "0x" + payload_hash(raw).hex()
         with self._store.read() as conn:
-            existing = conn.execute(
-                select(batches.c.payload_hash, batches.c.received_at).where(
-                    batches.c.fleet_id == fleet_id, batches.c.batch_id == batch.batch_id.lower()
-                )
-            ).first()
-        if existing is not None and existing.payload_hash == "0x" + payload_hash(raw).hex():
-            raise BatchReplayed(
-                f"batch {batch.batch_id.lower()} was already accepted; nothing new stored",
-                {"batch_id": batch.batch_id.lower(), "received_at": existing.received_at},
-            ) from None
+            existing = self._stored_batch(conn, fleet_id, batch_id)
+        if existing is not None and existing.payload_hash == p_hash:
+            raise _replayed(batch_id, existing) from None
 
     def _prepare_checked(
         self, cfg: FleetConfig, signers, batch: TelemetryBatchIn, raw: dict
@@ -446,18 +447,20 @@ class Ingestor:
                 row["batch_ref"] = batch_ref
             conn.execute(revenue_events.insert(), revenue_rows)
 
-    def _check_new(self, conn, fleet_id: int, ack, invoices: list[str]) -> None:
-        existing = conn.execute(
+    @staticmethod
+    def _stored_batch(conn, fleet_id: int, batch_id: str):
+        """The stored batch's payload hash and reception time, or None."""
+        return conn.execute(
             select(batches.c.payload_hash, batches.c.received_at).where(
-                batches.c.fleet_id == fleet_id, batches.c.batch_id == ack.batch_id
+                batches.c.fleet_id == fleet_id, batches.c.batch_id == batch_id
             )
         ).first()
+
+    def _check_new(self, conn, fleet_id: int, ack, invoices: list[str]) -> None:
+        existing = self._stored_batch(conn, fleet_id, ack.batch_id)
         if existing is not None:
             if existing.payload_hash == ack.payload_hash:
-                raise BatchReplayed(
-                    f"batch {ack.batch_id} was already accepted; nothing new stored",
-                    {"batch_id": ack.batch_id, "received_at": existing.received_at},
-                )
+                raise _replayed(ack.batch_id, existing)
             raise BatchIdReused(
                 f"batch id {ack.batch_id} was already used for different content",
                 {"batch_id": ack.batch_id},
