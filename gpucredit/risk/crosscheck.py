@@ -26,6 +26,7 @@ from gpucredit.risk.engine import (
 DAY = 86_400
 USD = 10**6
 PERIOD = 30 * DAY
+HOUR = 3_600
 
 # The fields compared per period: the close's decisions and the waterfall.
 RESULT_FIELDS = (
@@ -111,7 +112,7 @@ def random_paths(deal: DealParams, n: int, periods: int, seed: int) -> PathInput
     lag = np.where(
         np.logical_or(~reported, late), deal.heartbeat + rng.integers(1, 3 * DAY, shape), 0
     )
-    lag = lag + rng.integers(1, DAY, shape)
+    lag = lag + rng.integers(HOUR, DAY, shape)  # room to report before the close
     close_ts = ends[None, :] + lag
     # a path's closes never go back in time, and stay inside the next period's window
     close_ts = np.maximum.accumulate(close_ts, axis=1)
@@ -152,7 +153,7 @@ def _tranche(address: str, t: TrancheParams, seniority: int, deal: DealParams) -
     tr = m.Tranche(address, terms)
     tr.state = m.ACTIVE
     tr.original = tr.outstanding = tr.total_supply = t.original
-    tr.last_accrual_at = deal.drawdown_at
+    tr.last_accrual_at = t.drawdown_at or deal.drawdown_at
     tr.schedule = list(t.schedule)
     return tr
 

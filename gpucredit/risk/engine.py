@@ -30,6 +30,7 @@ path through the real contracts and compare event by event.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,6 +97,7 @@ class TrancheParams:
     maturity: int
     # (due timestamp, cumulative bps of the original principal); empty = bullet
     schedule: tuple[tuple[int, int], ...] = ()
+    drawdown_at: int | None = None  # accrual start; default: the deal's drawdown
 
     def cumulative_bps_at(self, ts: np.ndarray) -> np.ndarray:
         bps = np.zeros_like(ts)
@@ -266,16 +268,42 @@ def collateral_value(deal: DealParams, ts: np.ndarray, haircut_bps: np.ndarray) 
     return total
 
 
-def run(deal: DealParams, paths: PathInputs, keep: tuple[str, ...] = ALL_FIELDS) -> Run:
-    """Plays every path's periods; returns the fields in `keep`, (paths, periods) each."""
+@dataclass
+class View:
+    """What an actor sees before a close (state after the previous one)."""
+
+    ts: np.ndarray
+    status: np.ndarray
+    topup_deadline: np.ndarray
+    topup_required: np.ndarray
+    cash_collateral: np.ndarray
+    senior_outstanding: np.ndarray
+    junior_outstanding: np.ndarray
+
+
+Actor = Callable[[int, View], None]
+
+
+def run(
+    deal: DealParams,
+    paths: PathInputs,
+    keep: tuple[str, ...] = ALL_FIELDS,
+    actor: Actor | None = None,
+) -> Run:
+    """Plays every path's periods; returns the fields in `keep`, (paths, periods) each.
+
+    `actor(p, view)`, when given, runs before close `p` and may write column
+    `p` of `paths` (revenue, cash posted, step-in): the operator's and the
+    trustee's reactions to the state the previous closes left.
+    """
     n, periods = paths.shape
     deal.check_exactness(periods)
     o = ARRAY_OPS
     t = deal.covenants
     i64 = np.int64
-    senior = _TrancheState(deal.senior, n, deal.drawdown_at)
+    senior = _TrancheState(deal.senior, n, deal.senior.drawdown_at or deal.drawdown_at)
     junior_params = deal.junior or TrancheParams(0, 0, 0, 0, 0, deal.senior.maturity)
-    junior = _TrancheState(junior_params, n, deal.drawdown_at)
+    junior = _TrancheState(junior_params, n, junior_params.drawdown_at or deal.drawdown_at)
     has_junior = deal.junior is not None
 
     s = StepState(
@@ -300,6 +328,19 @@ def run(deal: DealParams, paths: PathInputs, keep: tuple[str, ...] = ALL_FIELDS)
 
     for p in range(periods):
         ts = paths.close_ts[:, p].astype(i64)
+        if actor is not None:
+            actor(
+                p,
+                View(
+                    ts,
+                    s.status,
+                    s.topup_deadline,
+                    s.topup_required,
+                    cash_collateral,
+                    senior.outstanding,
+                    junior.outstanding,
+                ),
+            )
         # before the close: cash collateral (into the wind-down once stepped in)
         posted = paths.cash_posted[:, p].astype(i64)
         wound = s.status == STEPPED_IN
