@@ -58,6 +58,7 @@ bench: install
 	$(BIN)/python -m gpucredit.localchain run $(CURDIR)/bench/gas.py
 	$(BIN)/python bench/oracle_bench.py
 	$(BIN)/python bench/audit_bench.py
+	$(BIN)/python bench/risk.py
 
 clean:
 	rm -rf build $(VENV) node_modules

@@ -24,6 +24,7 @@ from gpucredit.risk.scenario import Scenario
 from gpucredit.risk.simulate import Factors, build, draw_factors, horizon
 
 CHUNK = 25_000
+FAN_PATHS = 100_000  # fan-chart percentiles from the first paths only (bounded memory)
 EVENTS = (
     "step_down",
     "step_up",
@@ -69,21 +70,25 @@ class ChunkResult:
     fans: dict[str, np.ndarray]  # field -> (paths, periods) float32
 
 
-def _irr(cf: np.ndarray, iterations: int = 30) -> np.ndarray:
+def _irr(cf: np.ndarray, iterations: int = 40) -> np.ndarray:
     """Per-period IRR of each row of cash flows (t = 0, 1, ...), by Newton's method.
 
     f(v) = sum cf_t v^t with v = 1 / (1 + r), evaluated with its derivative
     by Horner's rule: a few vector operations per period, not per power.
+    Stops once no path moves by more than 1e-12.
     """
-    v = np.full(cf.shape[0], 1 / 1.005)
+    cf = np.ascontiguousarray(cf.T)  # period-major: each Horner step reads one row
+    v = np.full(cf.shape[1], 1 / 1.005)
     for _ in range(iterations):
         f = np.zeros_like(v)
         df = np.zeros_like(v)
-        for t in range(cf.shape[1] - 1, -1, -1):
+        for row in cf[::-1]:
             df = df * v + f
-            f = f * v + cf[:, t]
+            f = f * v + row
         step = np.where(df != 0, f / np.where(df == 0, 1, df), 0)
         v = np.clip(v - step, 1 / 2.0, 1 / 0.05)
+        if np.abs(step).max() < 1e-12:
+            break
     return 1 / v - 1
 
 
@@ -94,6 +99,7 @@ def simulate_chunk(
     seed: int,
     chunk: int,
     factors: Factors | None = None,
+    fans: bool = True,
 ) -> ChunkResult:
     """`n` paths of the note; factor and idiosyncratic draws from (seed, chunk)."""
     _, periods = horizon(deal, scenario)
@@ -102,10 +108,12 @@ def simulate_chunk(
         factors = draw_factors(scenario, n, periods, np.random.default_rng(factor_seq))
     paths, operator, market = build(deal, scenario, factors, np.random.default_rng(own_seq))
     run = engine.run(deal, paths, keep=KEEP, actor=operator)
-    return summarise(deal, run, operator, market)
+    return summarise(deal, run, operator, market, fans=fans)
 
 
-def summarise(deal: DealParams, run: engine.Run, operator: Any, market: Any) -> ChunkResult:
+def summarise(
+    deal: DealParams, run: engine.Run, operator: Any, market: Any, fans: bool = True
+) -> ChunkResult:
     tranches = [deal.senior] + ([deal.junior] if deal.junior else [])
     n, periods = run["senior_outstanding"].shape
     end_s = run["senior_outstanding"][:, -1]
@@ -145,8 +153,8 @@ def summarise(deal: DealParams, run: engine.Run, operator: Any, market: Any) -> 
             run["stepped_in"].sum(axis=0),
         ]
     )
-    fans = {name: run[name].astype(np.float32) for name in FAN_FIELDS}
-    return ChunkResult(np.stack(losses, 1), np.stack(irrs, 1), first, events, fans)
+    kept = {name: run[name].astype(np.float32) for name in FAN_FIELDS} if fans else {}
+    return ChunkResult(np.stack(losses, 1), np.stack(irrs, 1), first, events, kept)
 
 
 def _chunks(n: int, size: int) -> list[int]:
@@ -173,7 +181,10 @@ def run_note(
     results = list(
         _map(
             simulate_chunk,
-            [(deal, scenario, k, seed, i) for i, k in enumerate(sizes)],
+            [
+                (deal, scenario, k, seed, i, None, i * chunk < FAN_PATHS)
+                for i, k in enumerate(sizes)
+            ],
             workers,
             executor,
             progress,
@@ -284,7 +295,7 @@ class NoteRisk:
             )
         fans: dict[str, dict[str, list[float]]] = {}
         for name in FAN_FIELDS:
-            data = np.concatenate([c.fans[name] for c in parts])
+            data = np.concatenate([c.fans[name] for c in parts if c.fans])
             if name == "dscr":
                 data = np.minimum(data, 100_000)  # "no debt service" reads as max: cap at 10x
             qs = np.quantile(data, [0.05, 0.25, 0.5, 0.75, 0.95], axis=0)

@@ -320,14 +320,15 @@ def run(
     cash_collateral = np.zeros(n, dtype=i64)
     fee_arrears = np.zeros(n, dtype=i64)
 
-    out = {name: np.empty((n, periods), dtype=_dtype(name)) for name in keep}
+    # column-major: each period's column is contiguous to write
+    out = {name: np.empty((n, periods), dtype=_dtype(name), order="F") for name in keep}
 
     def record(name: str, p: int, value: Any) -> None:
         if name in out:
             out[name][:, p] = value
 
     for p in range(periods):
-        ts = paths.close_ts[:, p].astype(i64)
+        ts = paths.close_ts[:, p].astype(i64, copy=False)
         if actor is not None:
             actor(
                 p,
@@ -342,16 +343,17 @@ def run(
                 ),
             )
         # before the close: cash collateral (into the wind-down once stepped in)
-        posted = paths.cash_posted[:, p].astype(i64)
+        posted = paths.cash_posted[:, p].astype(i64, copy=False)
         wound = s.status == STEPPED_IN
         trapped += np.where(wound, posted, 0)
         cash_collateral += np.where(wound, 0, posted)
-        revenue_cash = paths.revenue_cash[:, p].astype(i64)
+        revenue_cash = paths.revenue_cash[:, p].astype(i64, copy=False)
         reported = paths.reported[:, p]
         late = np.logical_and(reported, paths.late[:, p])
-        utilization = np.where(reported, paths.utilization[:, p], 0).astype(i64)
-        uptime = np.where(reported, paths.uptime[:, p], 0).astype(i64)
-        revenue_reported = np.where(reported, paths.revenue_reported[:, p], 0).astype(i64)
+        utilization = np.where(reported, paths.utilization[:, p], 0).astype(i64, copy=False)
+        uptime = np.where(reported, paths.uptime[:, p], 0).astype(i64, copy=False)
+        revenue_reported = np.where(reported, paths.revenue_reported[:, p], 0)
+        revenue_reported = revenue_reported.astype(i64, copy=False)
 
         senior.accrue(ts)
         junior.accrue(ts)
@@ -390,7 +392,7 @@ def run(
             + due.junior_interest
             + due.junior_principal
         )
-        gpu_value = collateral_value(deal, ts, paths.haircut_bps[:, p].astype(i64))
+        gpu_value = collateral_value(deal, ts, paths.haircut_bps[:, p].astype(i64, copy=False))
         outstanding = due.senior_outstanding + due.junior_outstanding
         record("senior_interest_due", p, due.senior_interest)
         record("junior_interest_due", p, due.junior_interest)

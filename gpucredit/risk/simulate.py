@@ -275,5 +275,12 @@ def build(
         cash_posted=np.zeros((n, periods), dtype=np.int64),
         step_in=np.ones((n, periods), dtype=bool),
     )
-    market = Market(value=value, discount=discount, btc=factors.btc)
+    # column-major: the engine and the operator work one period (column) at a time
+    for name, array in list(paths.__dict__.items()):
+        setattr(paths, name, np.asfortranarray(array))
+    market = Market(
+        value=np.asfortranarray(value),
+        discount=np.asfortranarray(discount),
+        btc=np.asfortranarray(factors.btc),
+    )
     return paths, Operator(deal, s, paths, market), market
