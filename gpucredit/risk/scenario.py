@@ -211,7 +211,7 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def _location(loc: tuple[Any, ...]) -> str:
-    parts = []
+    parts: list[str] = []
     for part in loc:
         if isinstance(part, int):
             parts[-1:] = [f"{parts[-1]}[{part}]"] if parts else [f"[{part}]"]
