@@ -77,7 +77,7 @@ def register(
         typer.Option(
             "--out",
             help="Where to write the batch file (every GPU leaf, to prove any GPU later). "
-            "Default: <csv>.batch-<id>.json next to the CSV.",
+            "Default: `<csv>.batch-<id>.json` next to the CSV.",
         ),
     ] = None,
     json_out: JsonOut = False,
