@@ -20,7 +20,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-MAX_FLEET_ID = 2**63 - 1
+MAX_FLEET_ID = 2**63 - 1  # a signed 64-bit column (uint256 on-chain)
+MAX_PERIOD = 2**32 - 1  # the contract's uint32 period index
 MAX_TIMESTAMP = 2**40 - 1  # uint40, as in the contract
 MAX_GPU_COUNT = 100_000
 MAX_INTERVAL_SECONDS = 86_400
