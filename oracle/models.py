@@ -90,7 +90,20 @@ class RevenueEventIn(_Strict):
 
 
 class TelemetryBatchIn(_Strict):
-    """A signed batch; see oracle.batchsig for what the signature covers."""
+    """A signed batch; see oracle.batchsig for what the signature covers.
+
+    At least one sample or revenue event (the schema's ``anyOf``). Per-GPU
+    samples of one GPU may not overlap in time, in the batch or with what the
+    node already holds (409 ``sample_overlap``)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["samples"], "properties": {"samples": {"minItems": 1}}},
+                {"required": ["revenue"], "properties": {"revenue": {"minItems": 1}}},
+            ]
+        }
+    )
 
     batch_id: Bytes32Hex = Field(description="32 random bytes; the replay key")
     samples: list[SampleIn] = Field(default_factory=list, max_length=MAX_SAMPLES_PER_BATCH)
