@@ -164,7 +164,8 @@ def make_batches(setup: Setup, count: int, size: int, offset: int) -> list[bytes
             {
                 "ts": setup.genesis + (offset + b * size + i) % 70_000,
                 "interval_seconds": 60,
-                "gpu_id": f"gpu-{i % 1000}",
+                # one GPU's samples are 1,000 s apart: its 60 s intervals never overlap
+                "gpu_id": f"gpu-{(b * size + i) % 1000}",
                 "gpu_hours_available": "0.016666",
                 "gpu_hours_used": "0.0125",
                 "uptime_seconds": 60,

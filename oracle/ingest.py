@@ -11,11 +11,15 @@ Order of checks (the first failure answers, nothing is written):
    sample's interval stays inside its period: 422, unless the same batch
    (id and content) was already accepted: then 409 ``batch_replayed``, so a
    client retrying after a lost response learns its data is stored
-5. invoice ids unique within the batch: 409
+5. invoice ids unique within the batch, and per-GPU samples of one GPU do not
+   overlap in time within the batch: 409
 6. in ONE database transaction: the batch id is new (same content: 409
    ``batch_replayed``, other content: 409 ``batch_id_reused``), no invoice id
    was seen before for the fleet (409), each touched period is unsealed and its
-   running totals stay within range (422); then the batch, samples and revenue
+   running totals stay within range (422), no per-GPU sample overlaps an
+   interval stored for the same GPU (409 ``sample_overlap``; checked after the
+   period rows are locked, and overlapping samples share a period, so
+   concurrent batches cannot both pass); then the batch, samples and revenue
    events are inserted and committed before the 2xx.
 """
 
@@ -49,6 +53,7 @@ from oracle.errors import (
     DuplicateInvoice,
     FleetNotServed,
     PeriodClosed,
+    SampleOverlap,
     SignatureInvalid,
     SignerForbidden,
     TelemetryRejected,
@@ -71,6 +76,24 @@ class _Write:
     sample_rows: list[dict]
     revenue_rows: list[dict]
     per_period: dict[int, list[int]]
+    gpu_intervals: list[tuple[str, int, int]]  # (gpu_id, start, end) of per-GPU samples
+
+
+def _overlap(gpu_id: str, start: int, stored_end: int, where: str) -> SampleOverlap:
+    return SampleOverlap(
+        f"gpu {gpu_id!r}: the sample at {start} overlaps an interval {where} "
+        f"(ending at {stored_end}); a GPU's time is counted once",
+        {"gpu_id": gpu_id, "ts": start, "overlaps_until": stored_end},
+    )
+
+
+def _check_batch_intervals(intervals: list[tuple[str, int, int]]) -> None:
+    """Per-GPU intervals of one batch do not overlap each other."""
+    previous: tuple[str, int, int] | None = None
+    for interval in sorted(intervals):
+        if previous is not None and previous[0] == interval[0] and interval[1] < previous[2]:
+            raise _overlap(interval[0], interval[1], previous[2], "of the same batch")
+        previous = interval
 
 
 class GroupCommitter:
@@ -324,6 +347,13 @@ class Ingestor:
             agg[1] += 1
             agg[4] += r.amount
 
+        gpu_intervals = [
+            (row["gpu_id"], row["ts"], row["ts"] + row["interval_s"])
+            for row in sample_rows
+            if row["gpu_id"] is not None
+        ]
+        _check_batch_intervals(gpu_intervals)
+
         ack = TelemetryAccepted(
             fleet_id=fleet_id,
             batch_id=batch.batch_id.lower(),
@@ -337,7 +367,9 @@ class Ingestor:
             ],
             received_at=now,
         )
-        return _Write(cfg, ack, batch.signature, sample_rows, revenue_rows, per_period)
+        return _Write(
+            cfg, ack, batch.signature, sample_rows, revenue_rows, per_period, gpu_intervals
+        )
 
     def _now(self, batch: TelemetryBatchIn) -> float:
         now = self._clock()
@@ -426,6 +458,10 @@ class Ingestor:
                 f"period {period}'s running totals would exceed {RUNNING_TOTAL_LIMIT}",
                 {"period": period},
             )
+        if write.gpu_intervals:  # after the period rows above are locked
+            hit = self._store.overlapping_sample(conn, fleet_id, write.gpu_intervals)
+            if hit is not None:
+                raise _overlap(hit.gpu_id, hit.start_ts, hit.stored_end, "already stored")
         batch_ref = conn.execute(
             batches.insert().values(
                 fleet_id=fleet_id,
