@@ -37,8 +37,8 @@ from web3 import HTTPProvider, Web3
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from gpucredit.telemetry_signing import new_batch_id, sign_batch  # noqa: E402
 from oracle.aggregation import figures  # noqa: E402
-from oracle.batchsig import new_batch_id, sign_batch  # noqa: E402
 from oracle.store import Store, batches, samples  # noqa: E402
 
 DAY = 86_400
