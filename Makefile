@@ -55,7 +55,7 @@ test-service: install
 	$(BIN)/python -m pytest -p no:pytest-brownie tests/service
 
 bench: install
-	$(BIN)/python -m gpucredit.localchain run $(CURDIR)/bench/gas.py
+	$(BIN)/python -m gpucredit.run $(CURDIR)/bench/gas.py
 	$(BIN)/python bench/oracle_bench.py
 	$(BIN)/python bench/audit_bench.py
 	$(BIN)/python bench/risk.py

@@ -1,6 +1,6 @@
 """Gas per operation (receipt gasUsed, 21k intrinsic included) -> bench/gas.json.
 
-Run with `make bench` (or `python -m gpucredit.localchain run bench/gas.py`
+Run with `make bench` (or `python -m gpucredit.run bench/gas.py`
 from the repo root): a brownie script on a private anvil. It deploys the
 protocol, drives each operation the issues name and prints the table.
 

@@ -37,8 +37,8 @@ from web3 import HTTPProvider, Web3
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from gpucredit.telemetry_signing import new_batch_id, sign_batch  # noqa: E402
 from oracle.aggregation import figures  # noqa: E402
-from oracle.batchsig import new_batch_id, sign_batch  # noqa: E402
 from oracle.store import Store, batches, samples  # noqa: E402
 
 DAY = 86_400
@@ -164,7 +164,8 @@ def make_batches(setup: Setup, count: int, size: int, offset: int) -> list[bytes
             {
                 "ts": setup.genesis + (offset + b * size + i) % 70_000,
                 "interval_seconds": 60,
-                "gpu_id": f"gpu-{i % 1000}",
+                # one GPU's samples are 1,000 s apart: its 60 s intervals never overlap
+                "gpu_id": f"gpu-{(b * size + i) % 1000}",
                 "gpu_hours_available": "0.016666",
                 "gpu_hours_used": "0.0125",
                 "uptime_seconds": 60,

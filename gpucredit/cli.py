@@ -57,8 +57,9 @@ def main(
         typer.Option(
             "--manifest",
             envvar="GPUCREDIT_MANIFEST",
+            # in backticks: the markdown help renderer drops a bare <chain-id> as HTML
             help="Deployment manifest to use (env GPUCREDIT_MANIFEST). Default: "
-            "deployments/<chain-id>.json, or $GPUCREDIT_DEPLOYMENTS_DIR/<chain-id>.json.",
+            "`deployments/<chain-id>.json`, or `$GPUCREDIT_DEPLOYMENTS_DIR/<chain-id>.json`.",
         ),
     ] = None,
     artifacts: Annotated[

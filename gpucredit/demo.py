@@ -274,15 +274,12 @@ class Chain:
 
 
 def deploy_script(port: int, args: list[str]) -> None:
-    """Runs `brownie run scripts/deploy.py main ARGS` on brownie's development
-    network, attached to the anvil already listening on `port` (the demo's)."""
-    from brownie._config import CONFIG
+    """Runs `scripts/deploy.py main ARGS` on brownie's development network, attached
+    to the anvil already listening on `port` (the demo's), through `gpucredit.run`
+    (`brownie run` cannot import a script under a path with a dot in a folder name)."""
+    from gpucredit.run import run_script
 
-    CONFIG.networks["development"].setdefault("cmd_settings", {})["port"] = port
-    from brownie._cli.__main__ import main as brownie_main
-
-    sys.argv = ["brownie", "run", "scripts/deploy.py", "main", *args, "--network", "development"]
-    brownie_main()
+    run_script(REPO / "scripts" / "deploy.py", "main", args, network="development", port=port)
 
 
 # ---------------------------------------------------------------------------

@@ -213,9 +213,8 @@ class Manifest(_Model):
             data = json.loads(Path(path).read_text())
         except FileNotFoundError:
             raise ManifestError(
-                f"no deployment manifest at {path}: deploy first "
-                "(`brownie run scripts/deploy.py --network <network>`, see docs/deploy.md) "
-                "or pass --manifest"
+                f"no deployment manifest at {path}: deploy first (`python -m gpucredit.run "
+                "scripts/deploy.py --network <network>`, see docs/deploy.md) or pass --manifest"
             ) from None
         except ValueError as exc:
             raise ManifestError(f"{path} is not valid JSON: {exc}") from None

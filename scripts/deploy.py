@@ -1,7 +1,7 @@
 """Deploy the shared gpucredit protocol to any brownie network and write its manifest.
 
-    brownie run scripts/deploy.py --network <network> [CONFIG.yaml] [key=value ...]
-    python -m gpucredit.localchain run scripts/deploy.py     # a private anvil
+    python -m gpucredit.run scripts/deploy.py main [CONFIG.yaml] [key=value ...] --network <network>
+    python -m gpucredit.run scripts/deploy.py                # a private anvil
 
 Deploys (or reuses) the stablecoin (a mock only on local chains or when
 asked), the identity registry, the collateral registry and the telemetry
@@ -37,8 +37,9 @@ from typing import Any
 
 import yaml
 from brownie import accounts, chain, network, project, web3
-from eth_utils import is_address, keccak, to_checksum_address
+from eth_utils import keccak
 
+from gpucredit import yamltext
 from gpucredit.deployment import (
     CORE_CONTRACTS,
     ContractRecord,
@@ -149,7 +150,7 @@ class DeployConfig:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yamltext.load(path.read_text())  # unquoted 0x addresses stay addresses
     except FileNotFoundError:
         raise DeployError(f"deploy config {path} does not exist") from None
     except yaml.YAMLError as exc:
@@ -162,14 +163,19 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 
 def _address(key: str, value: Any) -> str:
-    text = str(value).strip()
-    if not is_address(text):
-        raise DeployError(f"{key}: {text!r} is not an address (0x followed by 40 hex digits)")
-    return to_checksum_address(text)
+    try:
+        return yamltext.address(value)
+    except ValueError as exc:
+        raise DeployError(f"{key}: {exc}") from None
 
 
 def _addresses(key: str, value: Any) -> list[str]:
-    items = value.split(",") if isinstance(value, str) else list(value)
+    if isinstance(value, str):
+        items = value.split(",")
+    elif isinstance(value, list | tuple):
+        items = list(value)
+    else:  # one address written without a list
+        items = [value]
     result = []
     for item in items:
         if str(item).strip():

@@ -26,10 +26,10 @@ import brownie
 import pytest
 from brownie import chain
 from brownie.test import strategy
+from brownie_patches import read_views
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from gpucredit.merkle import GpuLeaf, MerkleTree, gpu_key, text_id
-from gpucredit.protocol import read_views
 
 QUARTER = 7_889_400
 BPS = 10_000

@@ -91,6 +91,7 @@ from fractions import Fraction
 
 import pytest
 from brownie import chain, web3
+from brownie_patches import read_views
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
@@ -104,7 +105,6 @@ from gpucredit.protocol import (
     make_fleet,
     open_deal,
     pledge_fleet,
-    read_views,
     sign_report,
 )
 from gpucredit.reports import period_bounds

@@ -62,10 +62,11 @@ from fractions import Fraction
 import brownie
 import pytest
 from brownie import chain, web3
+from brownie_patches import read_views
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from gpucredit.protocol import DAY, USD, YEAR, make_fleet, read_views, register_batch, whitelist
+from gpucredit.protocol import DAY, USD, YEAR, make_fleet, register_batch, whitelist
 
 MAX_SIZE = 10_000_000 * USD
 REQUESTS = [3_000_000 * USD, 4_000_000 * USD, 7_000_000 * USD]  # 14M for 10M: all cut
@@ -105,7 +106,7 @@ def _rpc(method, params):
 
 def _send(method, *args):
     """`method(*args)` as a quiet transaction (a receipt brownie's confirmation
-    thread sees late is handled by gpucredit.protocol.tolerate_receipt_race)."""
+    thread sees late is handled by tests/brownie_patches.py)."""
     return method(*args, silent=True)
 
 
