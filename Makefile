@@ -52,7 +52,7 @@ test-contracts: install
 	$(BIN)/brownie test tests/unit tests/integration tests/stateful
 
 test-service: install
-	$(BIN)/python -m pytest -p no:pytest-brownie tests/service
+	$(BIN)/python -m pytest -p no:pytest-brownie tests/service tests/risk
 
 bench: install
 	$(BIN)/python -m gpucredit.run $(CURDIR)/bench/gas.py
