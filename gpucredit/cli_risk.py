@@ -123,6 +123,7 @@ def run_cmd(
             executor=_executor(scheduler),
             progress=lambda k: bar.advance(task, k),
         ).as_dict()
+    r["inputs"] = {"termsheet": str(termsheet), "seed": seed, "scenario": s.model_dump()}
     if report is not None:
         md, page = write_reports(r, f"Risk of {termsheet.name} ({s.name})", report)
         r["report"] = {"markdown": str(md), "html": str(page)}

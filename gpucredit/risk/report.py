@@ -166,7 +166,28 @@ def markdown(r: dict[str, Any], title: str) -> str:
     lines.append("|---|" + "---|" * months)
     for name, probs in events.items():
         lines.append(f"| {name} | " + " | ".join(f"{p:.1%}" for p in probs) + " |")
+    inputs = r.get("inputs")
+    if inputs:
+        lines += [
+            "",
+            f"## Inputs: `{inputs['termsheet']}`, seed {inputs['seed']}",
+            "",
+            "| parameter | value | source |",
+            "|---|---|---|",
+        ]
+        lines += [f"| {k} | {v} | {src} |" for k, v, src in parameters(inputs["scenario"])]
     return "\n".join(lines) + "\n"
+
+
+def parameters(scenario: dict[str, Any]) -> list[tuple[str, Any, str]]:
+    """(dotted name, value, source) of every scenario parameter."""
+    out = []
+    for section, body in scenario.items():
+        if not isinstance(body, dict):
+            continue
+        for name, p in body.items():
+            out.append((f"{section}.{name}", p["value"], p["source"]))
+    return out
 
 
 def html_report(r: dict[str, Any], title: str, extra_svgs: list[str] | None = None) -> str:
@@ -194,7 +215,22 @@ def html_report(r: dict[str, Any], title: str, extra_svgs: list[str] | None = No
         f"{r['paths']:,} paths; event of default within the term "
         f"{_pct(r['pd_event_of_default'])}.</p><table><tr>{head}</tr>{rows}</table>"
         + "".join(charts)
+        + _inputs_html(r.get("inputs"))
         + "</body></html>"
+    )
+
+
+def _inputs_html(inputs: dict[str, Any] | None) -> str:
+    if not inputs:
+        return ""
+    rows = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td>"
+        f"<td style='text-align:left'>{html.escape(src)}</td></tr>"
+        for k, v, src in parameters(inputs["scenario"])
+    )
+    return (
+        f"<h2>Inputs: {html.escape(inputs['termsheet'])}, seed {inputs['seed']}</h2>"
+        f"<table><tr><th>parameter</th><th>value</th><th>source</th></tr>{rows}</table>"
     )
 
 

@@ -176,7 +176,10 @@ def test_cli_run_json_and_report(tmp_path):
     assert len(r["tranches"]) == 2 and set(r["events_by_month"]) >= {"default", "step_in"}
     page = (tmp_path / "r.html").read_text()
     assert page.count("<svg") >= 6 and "http" not in page.replace("http://www.w3.org/2000/svg", "")
-    assert "| senior |" in (tmp_path / "r.md").read_text()
+    md = (tmp_path / "r.md").read_text()
+    assert "| senior |" in md
+    assert "| rent.drift_per_year | -0.3 | seeds 000/001" in md  # every parameter, its source
+    assert r["inputs"]["seed"] == 1 and r["inputs"]["scenario"]["name"] == "base"
 
 
 def test_chunks_and_workers_do_not_change_the_figures():
