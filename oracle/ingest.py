@@ -33,11 +33,12 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from eth_utils import to_checksum_address
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
-from oracle.batchsig import batch_digest, domain_separator, payload_hash, recover_signer
+from oracle.batchsig import batch_digest, domain_separator, payload_hash, recover_address
 from oracle.chain import FleetConfig, FleetDirectory
 from oracle.clock import ChainClock
 from oracle.errors import (
@@ -275,9 +276,12 @@ class Ingestor:
         p_hash = payload_hash(raw)
         digest = batch_digest(self._domain, fleet_id, bytes.fromhex(batch.batch_id[2:]), p_hash)
         try:
-            signer = recover_signer(digest, bytes.fromhex(batch.signature[2:]))
+            address = recover_address(digest, bytes.fromhex(batch.signature[2:]))
         except ValueError as exc:
             raise SignatureInvalid(f"the batch signature is invalid: {exc}") from None
+        # Compared as bytes: checksumming costs more than the recovery itself.
+        operator_bytes = bytes.fromhex(cfg.operator[2:])
+        signer = cfg.operator if address == operator_bytes else to_checksum_address(address)
         if signer != cfg.operator:
             raise SignerForbidden(
                 f"the batch is signed by {signer}, not by the fleet's operator",
