@@ -346,9 +346,9 @@ class Ingestor:
             agg[4] += r.amount
 
         gpu_intervals = [
-            (row["gpu_id"], row["ts"], row["ts"] + row["interval_s"])
-            for row in sample_rows
-            if row["gpu_id"] is not None
+            (s.gpu_id, s.ts, s.ts + s.interval_seconds)
+            for s in batch.samples
+            if s.gpu_id is not None
         ]
         _check_batch_intervals(gpu_intervals)
 
@@ -372,7 +372,7 @@ class Ingestor:
     def _now(self, batch: TelemetryBatchIn) -> float:
         now = self._clock()
         if isinstance(self._clock, ChainClock):
-            newest = max((x.ts for x in (*batch.samples, *batch.revenue)), default=0)
+            newest = max([s.ts for s in batch.samples] + [r.ts for r in batch.revenue], default=0)
             if newest > now + self._skew:  # the chain's time may have moved since the last read
                 now = self._clock.refresh()
         return now
