@@ -43,6 +43,7 @@ __all__ = [
     "new_batch_id",
     "parse_signature",
     "payload_hash",
+    "recover_address",
     "recover_public_key",
     "recover_signer",
     "sign_batch",
@@ -82,6 +83,11 @@ def recover_public_key(digest: bytes, signature: bytes) -> bytes:
     return point.format(compressed=False)[1:]
 
 
+def recover_address(digest: bytes, signature: bytes) -> bytes:
+    """The 20-byte address that signed ``digest``; ValueError if none can."""
+    return keccak(recover_public_key(digest, signature))[12:]
+
+
 def recover_signer(digest: bytes, signature: bytes) -> str:
     """The checksummed address that signed ``digest``; ValueError if none can."""
-    return to_checksum_address(keccak(recover_public_key(digest, signature))[12:])
+    return to_checksum_address(recover_address(digest, signature))

@@ -33,11 +33,12 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from eth_utils import to_checksum_address
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
-from oracle.batchsig import batch_digest, domain_separator, payload_hash, recover_signer
+from oracle.batchsig import batch_digest, domain_separator, payload_hash, recover_address
 from oracle.chain import FleetConfig, FleetDirectory
 from oracle.clock import ChainClock
 from oracle.errors import (
@@ -275,9 +276,12 @@ class Ingestor:
         p_hash = payload_hash(raw)
         digest = batch_digest(self._domain, fleet_id, bytes.fromhex(batch.batch_id[2:]), p_hash)
         try:
-            signer = recover_signer(digest, bytes.fromhex(batch.signature[2:]))
+            address = recover_address(digest, bytes.fromhex(batch.signature[2:]))
         except ValueError as exc:
             raise SignatureInvalid(f"the batch signature is invalid: {exc}") from None
+        # Compared as bytes: checksumming costs more than the recovery itself.
+        operator_bytes = bytes.fromhex(cfg.operator[2:])
+        signer = cfg.operator if address == operator_bytes else to_checksum_address(address)
         if signer != cfg.operator:
             raise SignerForbidden(
                 f"the batch is signed by {signer}, not by the fleet's operator",
@@ -342,9 +346,9 @@ class Ingestor:
             agg[4] += r.amount
 
         gpu_intervals = [
-            (row["gpu_id"], row["ts"], row["ts"] + row["interval_s"])
-            for row in sample_rows
-            if row["gpu_id"] is not None
+            (s.gpu_id, s.ts, s.ts + s.interval_seconds)
+            for s in batch.samples
+            if s.gpu_id is not None
         ]
         _check_batch_intervals(gpu_intervals)
 
@@ -368,7 +372,7 @@ class Ingestor:
     def _now(self, batch: TelemetryBatchIn) -> float:
         now = self._clock()
         if isinstance(self._clock, ChainClock):
-            newest = max((x.ts for x in (*batch.samples, *batch.revenue)), default=0)
+            newest = max([s.ts for s in batch.samples] + [r.ts for r in batch.revenue], default=0)
             if newest > now + self._skew:  # the chain's time may have moved since the last read
                 now = self._clock.refresh()
         return now

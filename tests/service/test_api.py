@@ -462,3 +462,35 @@ def test_a_period_without_telemetry_is_marked_missed(make_node, anvil, oracle):
     reports = wait_until(lambda: node.reports(fleet.fleet_id), 30, 0.3, "markMissed")
     assert reports[-1]["status"] == "missed" and reports[-1]["tx_hash"]
     assert oracle.functions.report(fleet.fleet_id, 0).call()[0] == 2
+
+
+def test_one_gpu_interval_in_concurrent_batches_lands_once_on_postgres(
+    make_node, anvil, oracle, chain_id, postgres_url
+):
+    """PostgreSQL has no single writer: the overlap check must hold under its
+    row locks (overlapping samples share a period, whose row each batch locks)."""
+    node = make_node("pg-overlap", database_url=postgres_url)
+    fleet = register_fleet(anvil, oracle, [node.account], 1, DAY, first_period_left=DAY - 7200)
+    g = fleet.genesis
+    bodies = [
+        signed_batch(
+            fleet,
+            chain_id,
+            oracle.address,
+            [sample(g + 60 * i, "0.01", "0.01", 600, interval_seconds=600, gpu_id="pg-gpu")],
+        )
+        for i in range(6)  # starts 60 s apart, 600 s long: every pair overlaps
+    ]
+    results: list[httpx.Response] = []
+    threads = [
+        threading.Thread(target=lambda b=b: results.append(push(node, fleet, b))) for b in bodies
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r.status_code for r in results) == [201] + [409] * 5
+    assert {r.json()["error"]["code"] for r in results if r.status_code == 409} == {
+        "sample_overlap"
+    }
+    assert period0(node, fleet)["samples"] == 1

@@ -435,3 +435,36 @@ def test_an_unhandled_exception_answers_the_json_error_shape_without_secrets():
             "detail": None,
         }
     }
+
+
+# ---------------------------------------------------------------- fault rule
+
+
+def test_a_node_refuses_to_start_with_a_node_set_that_breaks_the_fault_rule(make_node):
+    """n >= 3f + 1: three nodes (this one and two peers) cannot tolerate one
+    faulty node, so a node configured for f = 1 with two peers does not start."""
+    peers = "http://127.0.0.1:9/,http://127.0.0.2:9/"
+    node = make_node("three-for-f1", start=False, peers=peers, fault_bound=1)
+    node.start(wait=False)
+    assert node.proc.wait(60) == 2
+    log = node.read_log()
+    assert "3 node(s) cannot tolerate f = 1 faulty one(s)" in log
+    assert "at least 4 nodes" in log
+
+    base = {
+        "GPUCREDIT_ORACLE_RPC_URL": "http://127.0.0.1:8545",
+        "GPUCREDIT_ORACLE_ORACLE_ADDRESS": "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+        "GPUCREDIT_ORACLE_SIGNER_KEY": Account.create().key.hex(),
+    }
+    four = base | {"GPUCREDIT_ORACLE_PEERS": "http://b:1,http://c:1,http://d:1"}
+    assert Settings.from_env(four | {"GPUCREDIT_ORACLE_FAULT_BOUND": "1"}).fault_bound == 1
+    with pytest.raises(ConfigError, match="cannot tolerate f = 2"):
+        Settings.from_env(four | {"GPUCREDIT_ORACLE_FAULT_BOUND": "2"})
+    with pytest.raises(ConfigError, match="a peer is listed twice"):  # no padding n
+        Settings.from_env(
+            base
+            | {
+                "GPUCREDIT_ORACLE_PEERS": "http://b:1,http://b:1/,http://c:1",
+                "GPUCREDIT_ORACLE_FAULT_BOUND": "1",
+            }
+        )
