@@ -56,3 +56,17 @@ def test_engine_refuses_a_deal_too_large_to_be_exact():
     huge = replace(deal, senior=replace(deal.senior, original=10**16))
     with pytest.raises(ValueError, match="original"):
         engine.run(huge, random_paths(deal, 2, 3, 1))
+
+
+def test_a_single_tranche_note_also_equals_the_model():
+    from dataclasses import replace
+
+    deal = ReferenceDeal(START).params(drawdown_at=START + 15 * 86_400)
+    deal = replace(deal, junior=None)
+    paths = random_paths(deal, 40, 14, 4)
+    run = engine.run(deal, paths)
+    assert not run["juniorInterest"].any() and not run["junior_rate"].any()
+    for i in range(40):
+        for p, row in enumerate(play_model(deal, paths, i)):
+            diffs = compare(engine_row(run, i, p), row)
+            assert not diffs, f"path {i} period {p}: {diffs}"
