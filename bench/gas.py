@@ -23,7 +23,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from brownie import accounts, chain, network, web3
+from brownie import TrancheStub, accounts, chain, network, web3
 from eth_account import Account
 from rich.console import Console
 from rich.table import Table
@@ -35,10 +35,12 @@ from gpucredit.protocol import (
     CovenantSpec,
     DealSpec,
     TrancheSpec,
+    bind_note,
     deploy_core,
     grant_roles,
     make_fleet,
     open_deal,
+    open_note,
     pledge_fleet,
     sign_report,
     wait_for_period_end,
@@ -234,8 +236,10 @@ def _close(core, deal, period, keys, utilization, revenue):
 
 def bench_registry(gas: dict) -> None:
     core = _new_core()
-    _, issuer, operator, attestor, _, _ = _roles()
-    note_id = core.registry.openNote(issuer, {"from": issuer}).return_value
+    admin, issuer, operator, attestor, _, _ = _roles()
+    note_id = open_note(core, admin, issuer)
+    stub = TrancheStub.deploy({"from": admin})
+    bind_note(core, admin, note_id, admin, [stub], [operator])
     tree = MerkleTree(make_fleet(10_000, in_service_at=chain[-1].timestamp - 1))
     leaf = make_fleet(1, in_service_at=chain[-1].timestamp - 1)[0]
     registration = (

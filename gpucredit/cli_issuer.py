@@ -226,7 +226,7 @@ def create_note(
     sub_end, maturity = deal_timeline(spec, start)
     usd, identities = c.core("stablecoin"), c.core("identity_registry")
 
-    steps = 3 + 2 * len(spec.tranches) + sum(1 for t in spec.tranches if t.amortization) + 2
+    steps = 3 + 2 * len(spec.tranches) + sum(1 for t in spec.tranches if t.amortization) + 1
     with progress(json_out) as bar:
         task = bar.add_task("creating the note", total=steps + 1)
 
@@ -275,8 +275,14 @@ def create_note(
             step(contract.functions.setSpv(servicer.address), f"{symbol}: set the servicer")
             role = contract.functions.COVENANT_ROLE().call()
             step(contract.functions.grantRole(role, servicer.address), f"{symbol}: covenant role")
-        step(registry.functions.setNoteTranches(note_id, addresses), "register the tranches")
-        step(registry.functions.setNoteManager(note_id, servicer.address), "set the note manager")
+        # Interim until the NoteFactory (issue 13) opens and binds notes in
+        # one transaction: the issuer holds NOTE_FACTORY_ROLE on dev chains.
+        step(
+            registry.functions.bindNote(
+                note_id, servicer.address, addresses, [parties["operator"]]
+            ),
+            "bind the note (servicer, tranches, operator)",
+        )
         step(
             oracle.functions.registerFleet(
                 note_id,
@@ -521,7 +527,7 @@ def note_status(c: Client, note: NoteRecord) -> dict[str, Any]:
     registry = c.core("collateral_registry")
     oracle = c.core("telemetry_oracle")
     servicer = c.record(note.servicer)
-    issuer, manager, status, lienholder, deficient, batch_ids = registry.functions.noteInfo(
+    issuer, _servicer, status, lienholder, defects, batch_ids = registry.functions.noteInfo(
         note.note_id
     ).call()
     now = c.now()
@@ -565,7 +571,8 @@ def note_status(c: Client, note: NoteRecord) -> dict[str, Any]:
         "name": note.name,
         "issuer": issuer,
         "collateral_status": NOTE_STATUS[status],
-        "deficient": deficient,
+        "deficient": defects > 0,
+        "defects": defects,
         "lienholder": lienholder if lienholder != ZERO_ADDRESS else None,
         "subscription": {
             "start": note.subscription_start,
@@ -612,9 +619,10 @@ def status(note_id: NoteId, json_out: JsonOut = False) -> None:
     def render(r: dict[str, Any]) -> None:
         sub = r["subscription"]
         window = "open" if sub["open_now"] else "closed"
+        defects = f", {r['defects']} DEFECT(S)" if r["deficient"] else ""
         out.print(
             f"[bold]note {r['note_id']}[/]: {r['name']} (collateral {r['collateral_status']}"
-            f"{', DEFICIENT' if r['deficient'] else ''}); subscriptions {window} "
+            f"{defects}); subscriptions {window} "
             f"{when(sub['start'])} - {when(sub['end'])}; maturity {when(r['maturity'])}"
         )
         rows = [

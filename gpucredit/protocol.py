@@ -198,6 +198,29 @@ def grant_roles(core: Core, admin: Any, issuer: Any, operator: Any, attestor: An
     core.registry.grantRole(core.registry.ATTESTOR_ROLE(), attestor, tx)
 
 
+def open_note(core: Core, factory: Any, issuer: Any) -> int:
+    """Opens a note for `issuer` from `factory`, granting `factory` the
+    registry's NOTE_FACTORY_ROLE first if it lacks it (the admin may grant
+    itself the role on a dev chain; in production only the NoteFactory holds
+    it)."""
+    role = core.registry.NOTE_FACTORY_ROLE()
+    if not core.registry.hasRole(role, factory):
+        core.registry.grantRole(role, factory, {"from": factory})
+    return core.registry.openNote(issuer, {"from": factory}).events["NoteOpened"]["noteId"]
+
+
+def bind_note(
+    core: Core,
+    factory: Any,
+    note_id: int,
+    servicer: Any,
+    tranches: list[Any],
+    operators: list[Any],
+) -> Any:
+    """Fixes the note's servicer, tranches and operators, once (`bindNote`)."""
+    return core.registry.bindNote(note_id, servicer, tranches, operators, {"from": factory})
+
+
 def whitelist(core: Core, admin: Any, accounts: list[Any], days: int = 5 * 365) -> None:
     """Registers KYC identities for `accounts`, valid for `days`."""
     from brownie import chain
@@ -229,7 +252,7 @@ def open_deal(
     start = chain[-1].timestamp if start is None else start
     sub_end, _ = deal_timeline(spec, start)
 
-    note_id = core.registry.openNote(issuer, tx).return_value
+    note_id = open_note(core, admin, issuer)
     tranches = []
     for t in spec.tranches:
         terms = tranche_terms(spec, t, note_id, start)
@@ -258,8 +281,7 @@ def open_deal(
     for tranche in tranches:
         tranche.setSpv(servicer, tx)
         tranche.grantRole(tranche.COVENANT_ROLE(), servicer, tx)
-    core.registry.setNoteTranches(note_id, tranches, tx)
-    core.registry.setNoteManager(note_id, servicer, tx)
+    bind_note(core, admin, note_id, servicer, tranches, [operator])
 
     fleet_admin = core.oracle.FLEET_ADMIN_ROLE()
     if not core.oracle.hasRole(fleet_admin, admin):

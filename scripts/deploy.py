@@ -68,6 +68,8 @@ ALL_KEYS = (*LIST_KEYS, *ADDRESS_KEYS, *OTHER_KEYS)
 # Registry/identity/oracle role of each configured list.
 GRANTS = (
     ("collateral_registry", "ISSUER_ROLE", "issuers"),
+    # Interim until the NoteFactory (issue 13): issuers open and bind their notes.
+    ("collateral_registry", "NOTE_FACTORY_ROLE", "issuers"),
     ("collateral_registry", "OPERATOR_ROLE", "operators"),
     ("collateral_registry", "ATTESTOR_ROLE", "attestors"),
     ("collateral_registry", "VALUATION_ROLE", "valuers"),

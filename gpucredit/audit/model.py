@@ -102,11 +102,13 @@ class Batch:
 class NoteCollateral:
     note_id: int
     issuer: str
-    manager: str
+    servicer: str = ZERO_ADDRESS  # fixed once by NoteBound
     status: int = NOTE_OPEN
-    batch_ids: list[int] = field(default_factory=list)
+    bound: bool = False
+    batch_ids: list[int] = field(default_factory=list)  # live (pledged, not voided)
     tranches: list[str] = field(default_factory=list)
-    deficient: bool = False
+    operators: list[str] = field(default_factory=list)
+    defects: int = 0
     lienholder: str = ZERO_ADDRESS
 
 
@@ -114,6 +116,7 @@ class Registry:
     """Batches and notes of the one collateral registry all issuers share."""
 
     MAX_BATCHES_PER_NOTE = 32
+    MAX_TRANCHES_PER_NOTE = 4
 
     def __init__(self) -> None:
         self.classes: dict[int, tuple[int, int]] = {}

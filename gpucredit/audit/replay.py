@@ -72,6 +72,7 @@ from gpucredit.audit.model import (
 )
 
 ISSUER_ROLE = "0x" + keccak(text="ISSUER_ROLE").hex()
+NOTE_FACTORY_ROLE = "0x" + keccak(text="NOTE_FACTORY_ROLE").hex()
 OPERATOR_ROLE = "0x" + keccak(text="OPERATOR_ROLE").hex()
 ATTESTOR_ROLE = "0x" + keccak(text="ATTESTOR_ROLE").hex()
 TRUSTEE_ROLE = "0x" + keccak(text="TRUSTEE_ROLE").hex()
@@ -305,14 +306,13 @@ class Replayer:
             (REGISTRY, "ModelHaircutQueued"): self._model_haircut_queued,
             (REGISTRY, "ModelHaircutCancelled"): self._model_haircut_cancelled,
             (REGISTRY, "NoteOpened"): self._note_opened,
-            (REGISTRY, "NoteManagerSet"): self._note_manager_set,
-            (REGISTRY, "NoteTranchesSet"): self._note_tranches_set,
+            (REGISTRY, "NoteBound"): self._note_bound,
             (REGISTRY, "BatchRegistered"): self._batch_registered,
             (REGISTRY, "BatchAttested"): self._batch_attested,
             (REGISTRY, "BatchPledged"): self._batch_pledged,
             (REGISTRY, "BatchVoided"): self._batch_voided,
             (REGISTRY, "DoublePledgeProven"): self._double_pledge_proven,
-            (REGISTRY, "NoteCollateralDeficient"): self._note_collateral_deficient,
+            (REGISTRY, "NoteDefectProven"): self._note_defect_proven,
             (REGISTRY, "NoteReleased"): self._registry_note_released,
             (REGISTRY, "LiensTransferred"): self._liens_transferred,
             (IDENTITIES, "IdentityRegistered"): self._identity_registered,
@@ -854,27 +854,38 @@ class Replayer:
         a = ev["args"]
         note_id = int(a["noteId"])
         self._check(ev, {"noteId": self.registry.note_count + 1})
+        self._need_role(ev, NOTE_FACTORY_ROLE, "NOTE_FACTORY_ROLE", str(a["factory"]))
         self._need_role(ev, ISSUER_ROLE, "ISSUER_ROLE", str(a["issuer"]))
         self.registry.note_count = max(self.registry.note_count + 1, note_id)
-        self.registry.notes[note_id] = NoteCollateral(note_id, str(a["issuer"]), str(a["manager"]))
+        self.registry.notes[note_id] = NoteCollateral(note_id, str(a["issuer"]))
 
     def _note(self, ev: Event, note_id: int) -> NoteCollateral | None:
         note = self.registry.notes.get(note_id)
         self._require(ev, "note exists", note, f"NoteUnknown: {note_id}")
         return note
 
-    def _note_manager_set(self, ev: Event) -> None:
+    def _note_bound(self, ev: Event) -> None:
+        """Once per note, while Open: 1..4 tranches, at least one operator,
+        no zero address; nothing about the note changes afterwards."""
         a = ev["args"]
         note = self._note(ev, int(a["noteId"]))
-        if note is not None:
-            self._require(ev, "note open", note.status == NOTE_OPEN, "NoteNotOpen")
-            note.manager = str(a["manager"])
-
-    def _note_tranches_set(self, ev: Event) -> None:
-        a = ev["args"]
-        note = self._note(ev, int(a["noteId"]))
-        if note is not None:
-            note.tranches = [str(t).lower() for t in a["tranches"]]
+        if note is None:
+            return
+        tranches = [str(t).lower() for t in a["tranches"]]
+        operators = [str(o).lower() for o in a["operators"]]
+        servicer = str(a["servicer"]).lower()
+        self._require(ev, "bound once", not note.bound, "NoteAlreadyBound")
+        self._require(ev, "note open", note.status == NOTE_OPEN, "NoteNotOpen")
+        count_ok = 1 <= len(tranches) <= Registry.MAX_TRANCHES_PER_NOTE
+        self._require(ev, "1..4 tranches", count_ok, "NoteTranchesCount")
+        self._require(ev, "an operator", bool(operators), "NoteOperatorsEmpty")
+        zero = ZERO_ADDRESS.lower()
+        no_zero = zero not in (servicer, *tranches, *operators)
+        self._require(ev, "no zero address", no_zero, "ZeroAddress")
+        note.bound = True
+        note.servicer = servicer
+        note.tranches = tranches
+        note.operators = operators
 
     def _batch_registered(self, ev: Event) -> None:
         a = ev["args"]
@@ -926,6 +937,9 @@ class Replayer:
         ok = batch.status == BATCH_ATTESTED
         self._require(ev, "batch Attested", ok, f"BatchNotInStatus: {batch.status}")
         self._require(ev, "note open", note.status == NOTE_OPEN, "NoteNotOpen")
+        self._require(ev, "note bound", note.bound, "NoteNotBound")
+        consent = batch.operator in note.operators
+        self._require(ev, "an operator of the note", consent, "CallerNotNoteOperator")
         same_issuer = batch.issuer == note.issuer.lower()
         self._require(ev, "same issuer", same_issuer, "BatchIssuerMismatch")
         room = len(note.batch_ids) < Registry.MAX_BATCHES_PER_NOTE
@@ -947,25 +961,43 @@ class Replayer:
         batch.status = BATCH_VOIDED
         note = self.registry.notes.get(batch.note_id)
         if note is not None:
-            note.deficient = True
+            note.batch_ids.remove(batch.batch_id)
+            note.defects += 1
 
     def _double_pledge_proven(self, ev: Event) -> None:
         a = ev["args"]
         kept, voided = int(a["keptBatchId"]), int(a["voidedBatchId"])
         self._require(ev, "the later batch is voided", kept < voided, "kept >= voided")
 
-    def _note_collateral_deficient(self, ev: Event) -> None:
+    def _note_defect_proven(self, ev: Event) -> None:
+        """Right after the BatchVoided of one of the note's batches; the
+        count is the note's running total (never reset)."""
         a = ev["args"]
         note = self._note(ev, int(a["noteId"]))
         if note is not None:
-            self._require(ev, "a voided batch", note.deficient, "no batch voided")
+            self._check(ev, {"defects": note.defects})
+            batch = self.registry.batches.get(int(a["batchId"]))
+            voided = batch is not None and batch.status == BATCH_VOIDED
+            self._require(ev, "a voided batch of the note", voided, "no batch voided")
 
     def _registry_note_released(self, ev: Event) -> None:
+        """Anyone once every tranche is Repaid or Cancelled; otherwise only
+        the lienholder (trustee) of a stepped-in note."""
         note = self._note(ev, int(ev["args"]["noteId"]))
-        if note is not None:
-            live = note.status in (NOTE_OPEN, NOTE_STEPPED_IN)
-            self._require(ev, "note live", live, "NoteNotOpen")
-            note.status = NOTE_RELEASED
+        if note is None:
+            return
+        live = note.status in (NOTE_OPEN, NOTE_STEPPED_IN)
+        self._require(ev, "note live", live, "NoteNotOpen")
+        self._require(ev, "note bound", note.bound, "NoteNotBound")
+        by = str(ev["args"]["by"]).lower()
+        by_lienholder = note.status == NOTE_STEPPED_IN and by == note.lienholder.lower()
+        settled = all(
+            address in self.tranches and self.tranches[address].state in (REPAID, CANCELLED)
+            for address in note.tranches
+        )
+        ok = by_lienholder or settled
+        self._require(ev, "tranches settled or by the lienholder", ok, "NoteNotRepaid")
+        note.status = NOTE_RELEASED
 
     def _liens_transferred(self, ev: Event) -> None:
         note = self._note(ev, int(ev["args"]["noteId"]))

@@ -41,6 +41,7 @@ from gpucredit.audit.model import ACTIVE, REPAID, ZERO_ADDRESS
 from gpucredit.audit.replay import (
     ATTESTOR_ROLE,
     ISSUER_ROLE,
+    NOTE_FACTORY_ROLE,
     OPERATOR_ROLE,
     TRUSTEE_ROLE,
     Replayer,
@@ -296,6 +297,7 @@ class _Story:
             )
         for role, account in (
             (ISSUER_ROLE, self.issuer),
+            (NOTE_FACTORY_ROLE, self.admin),  # the admin stands in for the NoteFactory
             (OPERATOR_ROLE, self.operator),
             (ATTESTOR_ROLE, self.attestor),
         ):
@@ -331,7 +333,7 @@ class _Story:
             "NoteOpened",
             noteId=note.note_id,
             issuer=self.issuer,
-            manager=self.issuer,
+            factory=self.admin,
         )
         w.transaction()
         w.emit(
@@ -356,12 +358,11 @@ class _Story:
         w.emit(
             REGISTRY,
             self.registry,
-            "NoteTranchesSet",
+            "NoteBound",
             noteId=note.note_id,
+            servicer=note.servicer,
             tranches=[note.senior, note.junior],
-        )
-        w.emit(
-            REGISTRY, self.registry, "NoteManagerSet", noteId=note.note_id, manager=note.servicer
+            operators=[self.operator],
         )
         w.transaction()
         signers = [_address(f"signer{k}") for k in range(3)]

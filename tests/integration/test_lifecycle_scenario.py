@@ -59,7 +59,7 @@ from fractions import Fraction
 import pytest
 from brownie import chain, web3
 
-from gpucredit.protocol import DAY, USD, YEAR, make_fleet, register_batch
+from gpucredit.protocol import DAY, USD, YEAR, bind_note, make_fleet, open_note, register_batch
 
 GPUS = 1_000
 GPU_COST = 25_000 * USD
@@ -198,15 +198,10 @@ def covenant(accounts):
 
 
 @pytest.fixture(scope="module")
-def tranche(NoteTranche, core, issuer, operator, attestor, spv, covenant):
+def tranche(NoteTranche, core, admin, issuer, operator, attestor, spv, covenant):
     """The senior tranche over its pledged fleet; the window opens now."""
     opened = chain[-1].timestamp
-    note_id = core.registry.openNote(issuer, {"from": issuer}).return_value
-    leaves = make_fleet(GPUS, cost=GPU_COST, in_service_at=opened - 1, class_id=1)
-    batch_id, _, _ = register_batch(core, issuer, operator, leaves)
-    attestation = core.registry.batchInfo(batch_id)["attestationHash"]
-    core.registry.attestBatch(batch_id, attestation, {"from": attestor})
-    core.registry.pledgeBatch(batch_id, note_id, {"from": operator})
+    note_id = open_note(core, admin, issuer)
     window_end = opened + SUBSCRIPTION_DAYS * DAY
     terms = (note_id, 0, MAX_SIZE, 1_000 * USD, opened, window_end, window_end + TERM_DAYS * DAY)
     terms += (REFERENCE_BPS, SPREAD_BPS, FLOOR_BPS, CAP_BPS, MIN_COLLATERAL_BPS)
@@ -221,7 +216,12 @@ def tranche(NoteTranche, core, issuer, operator, attestor, spv, covenant):
         terms,
         {"from": issuer},
     )
-    core.registry.setNoteTranches(note_id, [tranche], {"from": issuer})
+    bind_note(core, admin, note_id, spv, [tranche], [operator])
+    leaves = make_fleet(GPUS, cost=GPU_COST, in_service_at=opened - 1, class_id=1)
+    batch_id, _, _ = register_batch(core, issuer, operator, leaves)
+    attestation = core.registry.batchInfo(batch_id)["attestationHash"]
+    core.registry.attestBatch(batch_id, attestation, {"from": attestor})
+    core.registry.pledgeBatch(batch_id, note_id, {"from": operator})
     tranche.grantRole(tranche.COVENANT_ROLE(), covenant, {"from": issuer})
     core.usd.approve(tranche, 2**256 - 1, {"from": spv})
     tranche.opened = opened

@@ -67,6 +67,7 @@ def open_live_deal(
         ("ISSUER_ROLE", issuer),
         ("OPERATOR_ROLE", operator_addr),
         ("ATTESTOR_ROLE", attestor),
+        ("NOTE_FACTORY_ROLE", admin),  # the admin stands in for the NoteFactory
     ):
         send(registry.functions.grantRole(getattr(registry.functions, role)().call(), who), admin)
     now = w3.eth.get_block("latest").timestamp
@@ -74,8 +75,8 @@ def open_live_deal(
     for who in (lender, operator_addr):
         send(usd.functions.mint(who, 100_000_000 * USD), admin)
 
-    note_id = registry.functions.openNote(issuer).call({"from": issuer})
-    send(registry.functions.openNote(issuer), issuer)
+    note_id = registry.functions.openNote(issuer).call({"from": admin})
+    send(registry.functions.openNote(issuer), admin)
     sub_end = now + 3600
     terms = (
         note_id,
@@ -121,8 +122,10 @@ def open_live_deal(
         senior.functions.grantRole(senior.functions.COVENANT_ROLE().call(), servicer.address),
         issuer,
     )
-    send(registry.functions.setNoteTranches(note_id, [senior.address]), issuer)
-    send(registry.functions.setNoteManager(note_id, servicer.address), issuer)
+    send(
+        registry.functions.bindNote(note_id, servicer.address, [senior.address], [operator_addr]),
+        admin,
+    )
 
     genesis = int(__import__("time").time() + first_period_left) - period_length
     send(

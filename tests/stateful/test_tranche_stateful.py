@@ -65,7 +65,17 @@ from brownie import chain, web3
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from gpucredit.protocol import DAY, USD, YEAR, make_fleet, read_views, register_batch, whitelist
+from gpucredit.protocol import (
+    DAY,
+    USD,
+    YEAR,
+    bind_note,
+    make_fleet,
+    open_note,
+    read_views,
+    register_batch,
+    whitelist,
+)
 
 MAX_SIZE = 10_000_000 * USD
 REQUESTS = [3_000_000 * USD, 4_000_000 * USD, 7_000_000 * USD]  # 14M for 10M: all cut
@@ -129,7 +139,7 @@ def tranche(NoteTranche, core, admin, issuer, operator, attestor, lenders, spv, 
     """A 10M tranche over 600 pledged GPUs ($15M); holders whitelisted long
     enough that no campaign of 60-day waits outlives their KYC."""
     whitelist(core, admin, lenders, days=100 * 365)
-    note_id = core.registry.openNote(issuer, {"from": issuer}).return_value
+    note_id = open_note(core, admin, issuer)
     now = chain[-1].timestamp
     terms = (note_id, 0, MAX_SIZE, 1_000 * USD, now, now + 14 * DAY, now + 14 * DAY + 3 * YEAR)
     terms += (REFERENCE_BPS, SPREAD_BPS, FLOOR_BPS, CAP_BPS, 13_000)
@@ -144,7 +154,7 @@ def tranche(NoteTranche, core, admin, issuer, operator, attestor, lenders, spv, 
         terms,
         {"from": issuer},
     )
-    core.registry.setNoteTranches(note_id, [tranche], {"from": issuer})
+    bind_note(core, admin, note_id, spv, [tranche], [operator])
     leaves = make_fleet(600, in_service_at=now - 1)
     batch_id, _, _ = register_batch(core, issuer, operator, leaves)
     attestation = core.registry.batchInfo(batch_id)["attestationHash"]

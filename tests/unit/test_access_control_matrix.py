@@ -55,6 +55,7 @@ HOLDERS = {
     "registry": {
         ADMIN: {"admin"},
         "VALUATION_ROLE": {"admin"},
+        "NOTE_FACTORY_ROLE": {"admin"},  # stands in for the NoteFactory
         "ISSUER_ROLE": {"issuer"},
         "OPERATOR_ROLE": {"operator"},
         "ATTESTOR_ROLE": {"attestor"},
@@ -199,38 +200,21 @@ TABLE: dict[str, dict[str, list[tuple[Callable, Rule]]]] = {
         "setFrozen": _one(lambda c: (c.accounts["lender"], True), by_role("AGENT_ROLE")),
     },
     "registry": {
-        "openNote": _one(lambda c: (c.accounts["rando"],), by_role("ISSUER_ROLE")),
-        "setNoteManager": _one(
-            lambda c: (c.note_id, c.accounts["rando"]),
-            only(
-                "issuer",
-                expect=lambda c, caller: error(
-                    "CallerNotNoteIssuer(uint256,address)", c.note_id, caller
-                ),
-            ),
-        ),
-        "setNoteTranches": _one(
-            lambda c: (c.note_id, [c.tranche]),
-            only(
-                "issuer",
-                expect=lambda c, caller: error(
-                    "CallerNotNoteIssuer(uint256,address)", c.note_id, caller
-                ),
-            ),
+        "openNote": _one(lambda c: (c.accounts["issuer"],), by_role("NOTE_FACTORY_ROLE")),
+        "bindNote": _one(
+            lambda c: (c.note_id, c.accounts["servicer"], [c.tranche], [c.accounts["operator"]]),
+            by_role("NOTE_FACTORY_ROLE"),
         ),
         "releaseNote": _one(
             lambda c: (c.note_id,),
-            only(
-                "servicer",
-                expect=lambda c, caller: error("NoteNotRepaid(uint256)", c.note_id),
-            ),
+            only(expect=lambda c, caller: error("NoteNotRepaid(uint256)", c.note_id)),
         ),
         "transferLiens": _one(
             lambda c: (c.note_id, c.trustee),
             only(
                 "servicer",
                 expect=lambda c, caller: error(
-                    "CallerNotNoteManager(uint256,address)", c.note_id, caller
+                    "CallerNotNoteServicer(uint256,address)", c.note_id, caller
                 ),
             ),
         ),

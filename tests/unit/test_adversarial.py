@@ -33,6 +33,7 @@ from gpucredit.protocol import (
     grant_roles,
     make_fleet,
     open_deal,
+    open_note,
     pledge_fleet,
     register_batch,
     submit_report,
@@ -618,7 +619,7 @@ def test_front_running_a_period_close_only_makes_it_stricter(
 
 
 def test_double_pledge_across_issuers(
-    hostile, active, operator, attestor, accounts, admin, rando, reverts_with
+    hostile, active, operator, attestor, accounts, admin, rando, reverts_with, TrancheStub
 ):
     """Issuer B's operator registers GPUs already pledged to issuer A's note
     and pledges them to B's note. The registry cannot see it at pledge time,
@@ -630,7 +631,9 @@ def test_double_pledge_across_issuers(
         admin.transfer(account, "1 ether")
     registry.grantRole(registry.ISSUER_ROLE(), issuer_b, {"from": admin})
     registry.grantRole(registry.OPERATOR_ROLE(), operator_b, {"from": admin})
-    note_b = registry.openNote(issuer_b, {"from": issuer_b}).return_value
+    note_b = open_note(hostile, admin, issuer_b)
+    stub = TrancheStub.deploy({"from": admin})
+    registry.bindNote(note_b, rando, [stub], [operator_b], {"from": admin})
     value_a = registry.collateralValue(active.note_id)
 
     # B's batch re-uses 3 of A's GPUs (same vendor and serial) among new ones
@@ -644,8 +647,8 @@ def test_double_pledge_across_issuers(
     # the wrong operator, or the wrong issuer's note, cannot take the batch
     with reverts_with("CallerNotBatchOperator", batch_b, operator.address):
         registry.pledgeBatch(batch_b, note_b, {"from": operator})
-    issuer_a = registry.noteInfo(active.note_id)[0]
-    with reverts_with("BatchIssuerMismatch", batch_b, issuer_b.address, issuer_a):
+    # A's note does not name B's operator: no pledge into it without consent
+    with reverts_with("CallerNotNoteOperator", active.note_id, operator_b.address):
         registry.pledgeBatch(batch_b, active.note_id, {"from": operator_b})
     registry.pledgeBatch(batch_b, note_b, {"from": operator_b})
     assert registry.collateralValue(note_b) > 0
@@ -664,8 +667,8 @@ def test_double_pledge_across_issuers(
     )
     proven = tx.events["DoublePledgeProven"]
     assert (proven["keptBatchId"], proven["voidedBatchId"]) == (active.batch_id, batch_b)
-    assert registry.noteInfo(note_b)[4]  # deficient
-    assert not registry.noteInfo(active.note_id)[4]
+    assert registry.noteInfo(note_b)[4] == 1  # one defect
+    assert registry.noteInfo(active.note_id)[4] == 0
     assert registry.collateralValue(note_b) == 0
     assert registry.collateralValue(active.note_id) == value_a
     # the voided batch can never be pledged again

@@ -5,19 +5,19 @@ servicing calls are made directly."""
 import pytest
 from brownie import ZERO_ADDRESS, chain
 
-from gpucredit.protocol import DAY, USD, YEAR, make_fleet, register_batch
+from gpucredit.protocol import DAY, USD, YEAR, bind_note, make_fleet, open_note, register_batch
 
 RATE = 430 + 450  # reference + spread, bps
 MAX_SIZE = 10_000_000 * USD
 
 
 @pytest.fixture(scope="module")
-def note_id(core, issuer):
-    return core.registry.openNote(issuer, {"from": issuer}).return_value
+def note_id(core, admin, issuer):
+    return open_note(core, admin, issuer)
 
 
 @pytest.fixture(scope="module")
-def tranche(NoteTranche, core, issuer, spv, note_id):
+def tranche(NoteTranche, core, admin, issuer, operator, spv, note_id):
     now = chain[-1].timestamp
     terms = (note_id, 0, MAX_SIZE, 1_000 * USD, now, now + 14 * DAY, now + 14 * DAY + 3 * YEAR)
     terms += (430, 450, 500, 2_500, 13_000)
@@ -32,12 +32,12 @@ def tranche(NoteTranche, core, issuer, spv, note_id):
         terms,
         {"from": issuer},
     )
-    core.registry.setNoteTranches(note_id, [tranche], {"from": issuer})
+    bind_note(core, admin, note_id, spv, [tranche], [operator])
     return tranche
 
 
 @pytest.fixture(scope="module")
-def pledged(core, issuer, operator, attestor, note_id):
+def pledged(core, issuer, operator, attestor, note_id, tranche):
     """600 GPUs at $25k (class 1, in service now): $15M of collateral."""
     leaves = make_fleet(600, in_service_at=chain[-1].timestamp - 1)
     batch_id, _, _ = register_batch(core, issuer, operator, leaves)
