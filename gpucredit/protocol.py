@@ -3,8 +3,8 @@
 One place knows how the pieces fit together, so the tests, the benchmarks and
 the scripts deploy the protocol the same way:
 
-    core = deploy_core(admin)                      # stablecoin, registries, oracle
-    deal = open_deal(core, DealSpec(...), ...)      # note, tranches, servicer, fleet
+    core = deploy_core(admin)                      # stablecoin, registries, oracle, factory
+    deal = open_deal(core, DealSpec(...), ...)      # one factory tx; then the oracle fleet
     pledge_fleet(core, deal, make_fleet(1_000, ...), operator, attestor)
 
 Needs a loaded brownie project (inside `brownie test` / `brownie run`).
@@ -40,6 +40,7 @@ class Core:
     identities: Any
     registry: Any
     oracle: Any
+    factory: Any = None  # NoteFactory; deployed by deploy_core or on first open_deal
 
 
 @dataclass
@@ -187,7 +188,52 @@ def deploy_core(admin: Any) -> Core:
     identities = c.IdentityRegistry.deploy(admin, tx)
     registry = c.CollateralRegistry.deploy(admin, tx)
     oracle = c.TelemetryOracle.deploy(admin, tx)
-    return Core(usd=usd, identities=identities, registry=registry, oracle=oracle)
+    core = Core(usd=usd, identities=identities, registry=registry, oracle=oracle)
+    deploy_factory(core, admin)
+    return core
+
+
+def deploy_factory(core: Core, admin: Any) -> Any:
+    """Deploys the tranche and servicer implementations and the note factory,
+    and grants the factory the registry's NOTE_FACTORY_ROLE."""
+    c = _containers()
+    tx = {"from": admin}
+    tranche = c.NoteTranche.deploy(core.usd, core.identities, core.registry, tx)
+    servicer = c.Servicer.deploy(core.usd, core.registry, core.oracle, tx)
+    factory = c.NoteFactory.deploy(
+        tranche, servicer, core.usd, core.identities, core.registry, core.oracle, tx
+    )
+    core.registry.grantRole(core.registry.NOTE_FACTORY_ROLE(), factory, tx)
+    core.factory = factory
+    return factory
+
+
+def note_params(
+    spec: DealSpec, start: int, *, operator: Any, fee_recipient: Any, trustee: Any
+) -> tuple:
+    """The `INoteFactory.NoteParams` tuple of `spec` (the factory sets each noteId)."""
+    tranches = []
+    for t in spec.tranches:
+        due, cumulative = amortization_schedule(spec, t, start)
+        tranches.append((t.name, t.symbol, tranche_terms(spec, t, 0, start), due, cumulative))
+    return (
+        tranches,
+        str(operator),
+        str(fee_recipient),
+        str(trustee),
+        spec.covenants.as_tuple(),
+    )
+
+
+def close_subscription(tranche: Any, issuer: Any) -> Any:
+    """Waits (dev chain) for the end of the tranche's window, then closes it."""
+    from brownie import chain
+
+    end = tranche.terms()[5]
+    if chain[-1].timestamp < end:
+        chain.sleep(end - chain[-1].timestamp + 1)
+        chain.mine()
+    return tranche.closeSubscription({"from": issuer})
 
 
 def grant_roles(core: Core, admin: Any, issuer: Any, operator: Any, attestor: Any) -> None:
@@ -241,7 +287,8 @@ def open_deal(
     signers: list[Any],
     start: int | None = None,
 ) -> Deal:
-    """Opens a note and deploys its tranches and servicer, wired together.
+    """Creates a note through the factory (one transaction: tranches and
+    servicer cloned and wired) and registers its oracle fleet.
 
     The oracle fleet's period 0 starts at the end of the subscription window.
     """
@@ -252,36 +299,15 @@ def open_deal(
     start = chain[-1].timestamp if start is None else start
     sub_end, _ = deal_timeline(spec, start)
 
-    note_id = open_note(core, admin, issuer)
-    tranches = []
-    for t in spec.tranches:
-        terms = tranche_terms(spec, t, note_id, start)
-        tranche = c.NoteTranche.deploy(
-            t.name, t.symbol, core.usd, core.identities, core.registry, issuer, issuer, terms, tx
-        )
-        if t.amortization:
-            tranche.setAmortizationSchedule(*amortization_schedule(spec, t, start), tx)
-        tranches.append(tranche)
-
-    junior = tranches[1] if len(tranches) > 1 else "0x" + "00" * 20
-    servicer = c.Servicer.deploy(
-        core.usd,
-        core.registry,
-        core.oracle,
-        note_id,
-        tranches[0],
-        junior,
-        issuer,
-        operator,
-        fee_recipient,
-        trustee,
-        spec.covenants.as_tuple(),
-        tx,
+    if core.factory is None:
+        deploy_factory(core, admin)
+    params = note_params(
+        spec, start, operator=operator, fee_recipient=fee_recipient, trustee=trustee
     )
-    for tranche in tranches:
-        tranche.setSpv(servicer, tx)
-        tranche.grantRole(tranche.COVENANT_ROLE(), servicer, tx)
-    bind_note(core, admin, note_id, servicer, tranches, [operator])
+    created = core.factory.createNote(params, tx).events["NoteCreated"]
+    note_id = created["noteId"]
+    tranches = [c.NoteTranche.at(address) for address in created["tranches"]]
+    servicer = c.Servicer.at(created["servicer"])
 
     fleet_admin = core.oracle.FLEET_ADMIN_ROLE()
     if not core.oracle.hasRole(fleet_admin, admin):
