@@ -208,6 +208,33 @@ def deploy_factory(core: Core, admin: Any) -> Any:
     return factory
 
 
+def clone_tranche(
+    core: Core,
+    admin: Any,
+    issuer: Any,
+    servicer: Any,
+    terms: tuple,
+    name: str = "GPU Senior",
+    symbol: str = "GPU-A",
+    schedule: tuple[list[int], list[int]] = ([], []),
+) -> Any:
+    """Test helper: a bare NoteTranche clone of `core` wired by hand to
+    `servicer` (a plain wallet in tests that pay it directly). Real notes
+    come from the factory (`open_deal`); `CloneMaker` is a test contract."""
+    c = _containers()
+    tx = {"from": admin}
+    cached = getattr(core, "_bare_tranche", None)
+    if cached is None:
+        implementation = c.NoteTranche.deploy(core.usd, core.identities, core.registry, tx)
+        cached = (c.CloneMaker.deploy(tx), implementation)
+        object.__setattr__(core, "_bare_tranche", cached)
+    maker, implementation = cached
+    address = maker.clone(implementation, tx).events["Cloned"]["instance"]
+    tranche = c.NoteTranche.at(address)
+    tranche.init_tx = tranche.initialize(name, symbol, issuer, servicer, terms, *schedule, tx)
+    return tranche
+
+
 def note_params(
     spec: DealSpec, start: int, *, operator: Any, fee_recipient: Any, trustee: Any
 ) -> tuple:
