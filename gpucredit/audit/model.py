@@ -44,9 +44,9 @@ BREACH_NAMES = {
 }
 
 # INoteTranche.State
-SUBSCRIPTION, CLOSED, ACTIVE, REPAID, CANCELLED = range(5)
+SUBSCRIPTION, CLOSED, ACTIVE, REPAID, CANCELLED, WRITTEN_OFF = range(6)
 # IServicer.Status
-PERFORMING, DEFAULTED, STEPPED_IN = range(3)
+PERFORMING, DEFAULTED, STEPPED_IN, RELEASED = range(4)
 # ITelemetryOracle.ReportStatus
 REPORT_NONE, REPORTED, MISSED = range(3)
 # ICollateralRegistry.NoteStatus / BatchStatus
@@ -548,6 +548,23 @@ class Tranche:
                 repaid = True
         return PayOutcome(max(due, interest), self.outstanding, repaid, problem)
 
+    def write_off(self, ts: int) -> tuple[int, int, int]:
+        """The servicer ends the tranche: held partial interest is shared per
+        face through the principal index; returns (principal lost, interest
+        lost, held released)."""
+        self.accrue(ts)
+        held = self.held
+        interest_lost = self._due_from_index(self.interest_index)
+        if held:
+            supply = self.total_supply or 1
+            self.principal_index += held * INDEX_SCALE // supply
+            self.cash_funded += held
+            self.held = 0
+        lost = self.outstanding
+        self.outstanding = 0
+        self.state = WRITTEN_OFF
+        return lost, interest_lost, held
+
     def fill_of(self, requested: int) -> int:
         """Pro rata cut of an oversubscribed tranche, rounded down."""
         if self.total_requested <= self.terms.max_size:
@@ -642,12 +659,18 @@ def waterfall(d: Due) -> dict[str, int]:
     junior, reserve up to its target, sweep (a share of what is left, rounded
     down, at most the senior principal still outstanding), equity or trapped.
     Wind-down: fees, senior interest, senior principal, junior interest,
-    junior principal, equity only once both tranches are repaid.
+    junior principal, equity only once both tranches are repaid. Performing,
+    reserve above its target is first drawn back into the cash.
     """
     cash = d.cash_in
     reserve = d.reserve_balance
     r = dict.fromkeys(WATERFALL_FIELDS, 0)
     r["cashIn"] = d.cash_in
+    released = 0
+    if not d.wind_down and reserve > d.reserve_target:
+        released = reserve - d.reserve_target
+        reserve = d.reserve_target
+        cash += released
     paid = min(cash, d.fees)
     cash -= paid
     r["fees"] = paid
@@ -657,7 +680,7 @@ def waterfall(d: Due) -> dict[str, int]:
     drawn = min(reserve, d.senior_interest - paid)
     reserve -= drawn
     r["seniorInterest"] = paid + drawn
-    reserve_drawn = drawn
+    reserve_drawn = drawn + released
 
     if d.wind_down:
         paid = min(cash, d.senior_outstanding)
@@ -764,6 +787,9 @@ class Servicer:
         self.equity_payable = 0
         self.fee_arrears = 0
         self.capital_disbursed = 0
+        self.trustee = ""
+        self.defects_seen = 0
+        self.recovery_payable = 0
 
     @property
     def tranches(self) -> list[Tranche]:
