@@ -1494,7 +1494,7 @@ class Replayer:
             else:
                 expected = s.fees_payable
             s.fees_payable = 0
-        elif amount == s.recovery_payable and amount != s.equity_payable:
+        elif s.recovery_payable and amount == s.recovery_payable != s.equity_payable:
             expected = s.recovery_payable  # the trustee after a wind-down
             s.recovery_payable = 0
         else:

@@ -43,7 +43,6 @@ from gpucredit.audit.replay import (
     ISSUER_ROLE,
     NOTE_FACTORY_ROLE,
     OPERATOR_ROLE,
-    TRUSTEE_ROLE,
     Replayer,
 )
 
@@ -336,14 +335,7 @@ class _Story:
             factory=self.admin,
         )
         w.transaction()
-        w.emit(
-            SERVICER,
-            note.servicer,
-            "RoleGranted",
-            role=TRUSTEE_ROLE,
-            account=self.trustee,
-            sender=self.issuer,
-        )
+        w.emit(SERVICER, note.servicer, "TrusteeSet", trustee=self.trustee)
         for tranche in (note.senior, note.junior):
             w.transaction()
             dues = [self.genesis + k * 3 * PERIOD for k in range(1, self.periods // 3)]
@@ -596,6 +588,20 @@ class _Story:
                     REGISTRY, self.registry, "NoteReleased", noteId=note.note_id, by=note.servicer
                 )
                 w.emit(SERVICER, note.servicer, "NoteReleased")
+                cash = s.period_revenue + s.trapped + s.reserve + s.cash_collateral
+                fees = min(cash, s.fee_arrears)
+                w.emit(
+                    SERVICER,
+                    note.servicer,
+                    "WoundUp",
+                    cashIn=cash,
+                    fees=fees,
+                    seniorInterest=0,
+                    seniorPrincipal=0,
+                    juniorInterest=0,
+                    juniorPrincipal=0,
+                    residual=cash - fees,
+                )
 
     def run(self) -> Export:
         self.setup()
