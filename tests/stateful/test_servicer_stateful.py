@@ -101,6 +101,7 @@ from gpucredit.protocol import (
     YEAR,
     DealSpec,
     TrancheSpec,
+    close_subscription,
     make_fleet,
     open_deal,
     pledge_fleet,
@@ -212,7 +213,7 @@ def deal(
         for lender, face in funded:
             core.usd.approve(tranche, face, {"from": lender})
             tranche.requestDeposit(face, lender, lender, {"from": lender})
-        tranche.closeSubscription({"from": issuer})
+        close_subscription(tranche, issuer)
         tranche.fulfil([lender for lender, _ in funded], {"from": issuer})
         deal.drawn_at.append(tranche.drawdown({"from": issuer}).timestamp)
         for lender, _ in funded:
