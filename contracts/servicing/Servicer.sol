@@ -495,7 +495,8 @@ contract Servicer is IServicer, ReentrancyGuardTransient {
         INoteTranche.State state;
         uint256 seniorRate;
         (state, d.seniorInterest, d.seniorPrincipal, d.seniorOutstanding, seniorRate) = n.senior.servicingState();
-        if (state != INoteTranche.State.Active && state != INoteTranche.State.Repaid) revert NoteNotActive();
+        // A cancelled senior owes nothing: a drawn junior is still serviced.
+        if (state == INoteTranche.State.Subscription || state == INoteTranche.State.Closed) revert NoteNotActive();
         // Target: `reserveMonths` months of senior interest at the current rate, rounded up.
         d.reserveTarget =
             Math.mulDiv(d.seniorOutstanding * seniorRate, t.reserveMonths, 12 * _BPS, Math.Rounding.Ceil);

@@ -208,11 +208,14 @@ def deal(
         attestor,
     )
     deal.drawn_at = []
-    for tranche, faces in ((deal.senior, SENIOR_FACES), (deal.junior, JUNIOR_FACES)):
+    pairs = ((deal.senior, SENIOR_FACES), (deal.junior, JUNIOR_FACES))
+    for tranche, faces in pairs:
+        for lender, face in zip(lenders, faces, strict=True):
+            if face:
+                core.usd.approve(tranche, face, {"from": lender})
+                tranche.requestDeposit(face, lender, lender, {"from": lender})
+    for tranche, faces in pairs:
         funded = [(lender, face) for lender, face in zip(lenders, faces, strict=True) if face]
-        for lender, face in funded:
-            core.usd.approve(tranche, face, {"from": lender})
-            tranche.requestDeposit(face, lender, lender, {"from": lender})
         close_subscription(tranche, issuer)
         tranche.fulfil([lender for lender, _ in funded], {"from": issuer})
         deal.drawn_at.append(tranche.drawdown({"from": issuer}).timestamp)
