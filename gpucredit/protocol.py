@@ -254,9 +254,7 @@ def note_params(
 
 def close_subscription(tranche: Any, issuer: Any) -> Any:
     """Waits (dev chain) for the end of the tranche's window, then closes it."""
-    from brownie import chain
-
-    from brownie import web3
+    from brownie import chain, web3
 
     end = tranche.terms()[5]
     if chain[-1].timestamp < end:
