@@ -636,8 +636,9 @@ class Demo:
             f"root {batch['root'][:12]}...), attestor attested, operator pledged: collateral "
             f"{usd(pledged['note_collateral_value'])}"
         )
-        # the issuer closes the window shortly before its end and draws down
-        self.chain.warp_to(self.genesis - 3600)
+        # the window closes only at its end (fixed once lenders commit): the
+        # issuer closes it then and draws down
+        self.chain.warp_to(self.genesis)
         closed = self.cli("issuer", "close", str(self.note_id))
         drawn = ", ".join(
             f"{s} {usd(t['principal'])}" for s, t in closed["tranches"].items() if t["drawn"]

@@ -32,6 +32,7 @@ from gpucredit.audit.rules import (  # noqa: F401  (re-exported for the replay)
     DEFAULTED,
     PERFORMING,
     QUARTER,
+    RELEASED,
     STEPPED_IN,
     UINT8_MAX,
     UINT32_MAX,
@@ -65,7 +66,7 @@ BREACH_NAMES = {
 }
 
 # INoteTranche.State
-SUBSCRIPTION, CLOSED, ACTIVE, REPAID, CANCELLED = range(5)
+SUBSCRIPTION, CLOSED, ACTIVE, REPAID, CANCELLED, WRITTEN_OFF = range(6)
 # ITelemetryOracle.ReportStatus
 REPORT_NONE, REPORTED, MISSED = range(3)
 # ICollateralRegistry.NoteStatus / BatchStatus
@@ -102,11 +103,13 @@ class Batch:
 class NoteCollateral:
     note_id: int
     issuer: str
-    manager: str
+    servicer: str = ZERO_ADDRESS  # fixed once by NoteBound
     status: int = NOTE_OPEN
-    batch_ids: list[int] = field(default_factory=list)
+    bound: bool = False
+    batch_ids: list[int] = field(default_factory=list)  # live (pledged, not voided)
     tranches: list[str] = field(default_factory=list)
-    deficient: bool = False
+    operators: list[str] = field(default_factory=list)
+    defects: int = 0
     lienholder: str = ZERO_ADDRESS
 
 
@@ -114,6 +117,7 @@ class Registry:
     """Batches and notes of the one collateral registry all issuers share."""
 
     MAX_BATCHES_PER_NOTE = 32
+    MAX_TRANCHES_PER_NOTE = 4
 
     def __init__(self) -> None:
         self.classes: dict[int, tuple[int, int]] = {}
@@ -541,6 +545,23 @@ class Tranche:
                 repaid = True
         return PayOutcome(max(due, interest), self.outstanding, repaid, problem)
 
+    def write_off(self, ts: int) -> tuple[int, int, int]:
+        """The servicer ends the tranche: held partial interest is shared per
+        face through the principal index; returns (principal lost, interest
+        lost, held released)."""
+        self.accrue(ts)
+        held = self.held
+        interest_lost = self._due_from_index(self.interest_index)
+        if held:
+            supply = self.total_supply or 1
+            self.principal_index += held * INDEX_SCALE // supply
+            self.cash_funded += held
+            self.held = 0
+        lost = self.outstanding
+        self.outstanding = 0
+        self.state = WRITTEN_OFF
+        return lost, interest_lost, held
+
     def fill_of(self, requested: int) -> int:
         """Pro rata cut of an oversubscribed tranche, rounded down."""
         if self.total_requested <= self.terms.max_size:
@@ -632,6 +653,9 @@ class Servicer:
         self.equity_payable = 0
         self.fee_arrears = 0
         self.capital_disbursed = 0
+        self.trustee = ""
+        self.defects_seen = 0
+        self.recovery_payable = 0
 
     @property
     def tranches(self) -> list[Tranche]:

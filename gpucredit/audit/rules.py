@@ -39,7 +39,7 @@ BREACH_TOPUP_OUTSTANDING = 32
 BREACH_DEFAULT = 64
 
 # IServicer.Status
-PERFORMING, DEFAULTED, STEPPED_IN = range(3)
+PERFORMING, DEFAULTED, STEPPED_IN, RELEASED = range(4)
 
 # WaterfallDistributed.result (IServicer.WaterfallResult), in its field order
 WATERFALL_FIELDS = (
@@ -332,12 +332,14 @@ def waterfall(d: Due, o: Any = INT_OPS) -> dict[str, Any]:
     junior, reserve up to its target, sweep (a share of what is left, rounded
     down, at most the senior principal still outstanding), equity or trapped.
     Wind-down: fees, senior interest, senior principal, junior interest,
-    junior principal, equity only once both tranches are repaid.
+    junior principal, equity only once both tranches are repaid. Performing,
+    reserve above its target is first drawn back into the cash.
     """
     wind = d.wind_down
     performing = o.not_(wind)
-    cash = d.cash_in
-    reserve = d.reserve_balance
+    released = o.where(performing, o.max(d.reserve_balance - d.reserve_target, 0), 0)
+    cash = d.cash_in + released
+    reserve = d.reserve_balance - released
 
     fees = o.min(cash, d.fees)
     cash = cash - fees
@@ -383,7 +385,7 @@ def waterfall(d: Due, o: Any = INT_OPS) -> dict[str, Any]:
         "juniorInterest": junior_interest,
         "seniorPrincipal": senior_principal + wind_senior,
         "juniorPrincipal": junior_principal + wind_junior,
-        "reserveDrawn": senior_drawn + junior_drawn,
+        "reserveDrawn": senior_drawn + junior_drawn + released,
         "reserveAdded": added,
         "sweep": sweep,
         "equity": equity,
