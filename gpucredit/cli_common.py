@@ -192,8 +192,8 @@ def when(ts: int) -> str:
 
 # ---- notes ----------------------------------------------------------------
 
-TRANCHE_STATES = ["Subscription", "Closed", "Active", "Repaid", "Cancelled"]
-SERVICER_STATUS = ["Performing", "Defaulted", "SteppedIn"]
+TRANCHE_STATES = ["Subscription", "Closed", "Active", "Repaid", "Cancelled", "WrittenOff"]
+SERVICER_STATUS = ["Performing", "Defaulted", "SteppedIn", "Released"]
 NOTE_STATUS = ["None", "Open", "Released", "SteppedIn"]
 BATCH_STATUS = ["None", "Registered", "Attested", "Pledged", "Voided"]
 BREACHES = {

@@ -26,6 +26,7 @@ from eth_utils import keccak
 
 from gpucredit.audit.errors import AuditInputError
 from gpucredit.audit.export import (
+    FACTORY,
     IDENTITIES,
     ORACLE,
     REGISTRY,
@@ -346,6 +347,7 @@ class Replayer:
             (TRANCHE, "PrincipalRedeemed"): self._principal_redeemed,
             (TRANCHE, "AmortizationScheduleSet"): self._amortization_schedule_set,
             (TRANCHE, "WrittenOff"): self._written_off,
+            (FACTORY, "NoteCreated"): self._note_created,
             (SERVICER, "TrusteeSet"): self._trustee_set,
             (SERVICER, "WoundUp"): self._wound_up,
             (SERVICER, "LateCashTrapped"): self._late_cash_trapped,
@@ -1132,14 +1134,38 @@ class Replayer:
 
     def _tranche_initialised(self, ev: Event) -> None:
         """The terms a tranche announced at deployment are the ones replayed."""
+        self.__dict__.setdefault("_initialised_in", {})[ev["address"].lower()] = ev["tx"]
         t = self._tranche(ev)
         rate = t.terms.reference_rate_bps + t.terms.spread_bps
         rate = min(max(rate, t.terms.floor_rate_bps), t.terms.cap_rate_bps)
         terms = dict(self._raw_tranche_terms[ev["address"].lower()])
         self._check(ev, {"terms": terms, "rateBps": rate})
 
+    def _note_created(self, ev: Event) -> None:
+        """The factory's creation event: the note's servicer and tranches are
+        the manifest's, and each was initialised in this same transaction (so
+        nothing was wired, or rewired, later: none of them has a setter)."""
+        a = ev["args"]
+        note_id = _as_int(a["noteId"])
+        servicer = str(a["servicer"]).lower()
+        tranches = [str(t).lower() for t in a["tranches"]]
+        s = self.servicers.get(servicer)
+        if s is None or s.note_id != note_id:
+            self._mismatch(ev, "servicer", "the manifest's servicer of the note", servicer)
+            return
+        expected = [t.escrow for t in s.tranches]
+        if tranches != expected:
+            self._mismatch(ev, "tranches", expected, tranches)
+        inits = getattr(self, "_initialised_in", {})
+        for address in [servicer, *tranches]:
+            same_tx = inits.get(address) == ev["tx"]
+            self._require(ev, f"{address} wired at creation", same_tx, "initialised elsewhere")
+        trustee = str(a["trustee"]).lower()
+        self._require(ev, "trustee set", trustee == s.trustee, f"trustee {s.trustee}")
+
     def _servicer_initialised(self, ev: Event) -> None:
         """The covenant terms a servicer announced at deployment are the ones replayed."""
+        self.__dict__.setdefault("_initialised_in", {})[ev["address"].lower()] = ev["tx"]
         servicer = self.servicers[ev["address"].lower()]
         terms = dict(self._raw_covenant_terms[ev["address"].lower()])
         junior = servicer.junior.address if servicer.junior is not None else "0x" + "00" * 20

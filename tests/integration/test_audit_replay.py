@@ -67,11 +67,13 @@ def fresh_web3():
     return Web3(Web3.HTTPProvider(rpc_url()))
 
 
-def manifest_of(registry, identities, oracle, notes, start_block):
+def manifest_of(registry, identities, oracle, notes, start_block, factory=None):
+    contracts = {"NoteFactory": factory.address} if factory is not None else {}
     return {
         "chain_id": chain.id,
         "start_block": start_block,
         "contracts": {
+            **contracts,
             "CollateralRegistry": registry.address,
             "IdentityRegistry": identities.address,
             "TelemetryOracle": oracle.address,
@@ -106,6 +108,7 @@ def demo(accounts):
         core.oracle,
         [(deal.note_id, deal.servicer, deal.tranches)],
         year.start_block,
+        core.factory,
     )
 
 
@@ -385,6 +388,7 @@ def prop(core, admin, issuer, operator, attestor, trustee, lenders, spv, signers
         core.oracle,
         [(deal.note_id, deal.servicer, deal.tranches)],
         start,
+        core.factory,
     )
     return deal
 
@@ -836,3 +840,16 @@ def test_timelocked_changes_and_the_pause_replay_and_a_skipped_timelock_is_caugh
     assert [(m.event, m.field, m.recorded) for m in mismatches] == [
         ("ModelHaircutSet", "haircut cut after its timelock", "ValuationChangeNotReady")
     ]
+
+
+def test_the_factory_creation_is_replayed_and_a_rewired_note_is_caught(demo_file, tmp_path):
+    """The note's wiring comes from the factory's one creation transaction: a
+    file claiming other tranches (or wiring outside that transaction) fails."""
+    lines = lines_of(demo_file)
+    i, record = find(lines, "NoteCreated")
+    assert len(record["args"]["tranches"]) == 2
+    record["args"]["tranches"] = list(reversed(record["args"]["tranches"]))
+    lines[i] = json.dumps(record)
+    result, code = replay_lines(tmp_path, lines)
+    assert code == 1
+    assert [(m.event, m.field) for m in result.mismatches] == [("NoteCreated", "tranches")]
