@@ -293,7 +293,7 @@ class Note:
     def __init__(self, terms=TERMS, markdown=0):
         self.registry = _registry(markdown=markdown)
         self.oracle = m.Oracle()
-        self.fleet = m.Fleet(1, ISSUER, SERVICER, G, PERIOD, 7 * DAY, quorum=2)
+        self.fleet = m.Fleet(1, ISSUER, SERVICER, G, PERIOD, 7 * DAY, quorum=3)
         self.oracle.fleets[1] = self.fleet
         self.senior = _tranche(SENIOR, 14_000_000 * USD, 450, 0)
         self.junior = _tranche(JUNIOR, 3_000_000 * USD, 900, 1)
@@ -703,7 +703,7 @@ def test_manifest_written_by_the_deploy_script_is_read_as_is():
                 period_length=PERIOD,
                 heartbeat=7 * DAY,
                 signers=[],
-                quorum=2,
+                quorum=3,
             ),
             subscription_start=G - DAY,
             subscription_end=G,
