@@ -224,11 +224,12 @@ def recover_observation_signer(
 
 
 def order_by_signer(signed: Iterable[tuple[str, T]]) -> list[T]:
-    """Orders `(signer_address, observation)` pairs the way `submitReport` wants them.
+    """Orders `(signer_address, observation)` pairs canonically for `submitReport`.
 
     Returns the observations sorted by ascending signer address (as a 160-bit
-    number, so checksum case does not matter). Raises ValueError on a duplicate
-    signer, which the contract would reject as SignersNotAscending.
+    number, so checksum case does not matter): the contract takes any order,
+    and a canonical one makes every node post the same bytes. Raises ValueError
+    on a duplicate signer, which the contract would reject as SignerRepeated.
     """
     keyed = sorted(((int(address, 16), item) for address, item in signed), key=lambda p: p[0])
     for (previous, _), (current, _) in zip(keyed, keyed[1:], strict=False):
