@@ -43,7 +43,7 @@ def signer_addresses(signers):
 
 @pytest.fixture(scope="module")
 def first(admin, deployments, signer_addresses):
-    """A first deployment with the development defaults plus three oracle signers."""
+    """A first deployment with the development defaults plus four oracle signers (f = 1)."""
     config = DeployConfig.parse({"oracle_signers": ",".join(signer_addresses)})
     return deploy(config, admin, deployments)
 
