@@ -407,7 +407,7 @@ contract TelemetryOracle is ITelemetryOracle, AccessControlDefaultAdminRules, EI
     ) private view returns (Report memory median) {
         uint256 n = observations.length;
         SortedValues memory sorted = SortedValues(new uint256[](n), new uint256[](n), new uint256[](n));
-        uint256 seen;
+        uint256 seen = 0; // bit i: the signer at position i was seen
         for (uint256 i; i < n;) {
             address signer = _verifyObservation(prefix, observations[i], i, sorted);
             uint256 position = positionOf[signer];
