@@ -12,7 +12,9 @@ Keys:
   servicer and binds them (must stay under the 16,777,216 per-tx gas cap).
 - note.*: a senior tranche's subscription, claim, transfer between two
   existing holders, coupon claim and redemption.
-- oracle.submit_report_3of5: a 3-of-5 signed report.
+- oracle.submit_report_3of4 / _5of7: a report of a fleet with 4 signers and
+  f = 1 (3 observations) / 7 signers and f = 2 (5 observations), the smallest
+  sets for one and two faulty signers (quorum 2f + 1, n >= 3f + 1).
 - servicer.close_period_{10,1000}: a period close that steps the coupon
   (covenants, coupon step, waterfall, both tranches paid) on a note with 10
   or 1,000 holders and GPUs: it must not grow with either. `_first_` is the
@@ -51,14 +53,14 @@ from gpucredit.protocol import (
 )
 
 OUT = Path(__file__).resolve().parent / "gas.json"
-SIGNER_KEYS = [f"0x{(0xB0B0 + i):064x}" for i in range(5)]
+SIGNER_KEYS = [f"0x{(0xB0B0 + i):064x}" for i in range(7)]
 TARGETS = {
     "note.create": 16_777_216,
     "registry.register_batch_per_gpu_10000": 2_000,
     "note.transfer": 90_000,
     "note.claim_coupon": 80_000,
     "note.request_deposit": 120_000,
-    "oracle.submit_report_3of5": 90_000,
+    "oracle.submit_report_3of4": 90_000,
     "servicer.close_period_10": 250_000,
     "servicer.close_period_1000": 250_000,
 }
@@ -284,7 +286,7 @@ def bench_note(gas: dict) -> None:
     spec = DealSpec(
         tranches=[TrancheSpec("GPU Senior", "GPU-A", 0, 1_200_000 * USD, spread_bps=450)]
     )
-    signers = [accounts.add(key) for key in SIGNER_KEYS[:3]]
+    signers = [accounts.add(key) for key in SIGNER_KEYS[:4]]
     deal = open_deal(
         core,
         spec,
@@ -367,8 +369,10 @@ def bench_create(gas: dict) -> None:
 
 def bench_oracle(gas: dict) -> None:
     core = _new_core()
-    deal, _ = _deal(core, gpus=10, holders=1, signer_count=5, quorum=3, seed=11)
-    gas["oracle.submit_report_3of5"] = _report(core, deal, 0, SIGNER_KEYS[:3])["gasUsed"]
+    deal, _ = _deal(core, gpus=10, holders=1, signer_count=4, quorum=3, seed=11)
+    gas["oracle.submit_report_3of4"] = _report(core, deal, 0, SIGNER_KEYS[:3])["gasUsed"]
+    deal, _ = _deal(core, gpus=10, holders=1, signer_count=7, quorum=5, seed=12)
+    gas["oracle.submit_report_5of7"] = _report(core, deal, 0, SIGNER_KEYS[:5])["gasUsed"]
 
 
 def bench_servicer(gas: dict, size: int) -> None:
@@ -380,7 +384,7 @@ def bench_servicer(gas: dict, size: int) -> None:
     a close below 60 %: step-up, top-up requirement, sweep, equity blocked.
     """
     core = _new_core()
-    deal, _ = _deal(core, gpus=size, holders=size, signer_count=3, quorum=2, seed=size)
+    deal, _ = _deal(core, gpus=size, holders=size, signer_count=4, quorum=3, seed=size)
     revenue = deal.senior.originalPrincipal() // 20
     closes = [
         _close(core, deal, period, SIGNER_KEYS[:3], utilization, revenue)
@@ -402,7 +406,7 @@ def main() -> None:
     with console.status("note flows"):
         bench_create(gas)
         bench_note(gas)
-    with console.status("oracle: 3-of-5 report"):
+    with console.status("oracle: 3-of-4 and 5-of-7 reports"):
         bench_oracle(gas)
     for size in (10, 1_000):
         with console.status(f"servicer: close_period with {size} holders and GPUs"):

@@ -36,6 +36,7 @@ from gpucredit.cli_common import (
 from gpucredit.cli_inputs import read_lenders
 from gpucredit.deployment import ContractRecord, FleetRecord, NoteRecord
 from gpucredit.protocol import deal_timeline, note_params, signer_order
+from gpucredit.reports import NOTE_MIN_FAULT_BOUND, quorum_rule_violation
 from gpucredit.termsheet import TermSheet, load_termsheet, termsheet_hash
 
 app = typer.Typer(
@@ -90,8 +91,20 @@ def _sheet_summary(sheet: TermSheet, now: int | None = None) -> dict[str, Any]:
             for i, t in enumerate(sheet.tranches)
         ],
         "covenants": sheet.covenant_spec().__dict__,
-        "oracle": {"signers": sheet.oracle.signers, "quorum": sheet.oracle.quorum},
+        "oracle": {
+            "signers": sheet.oracle.signers,
+            "quorum": sheet.oracle.quorum,
+            "fault_bound": sheet.oracle.fault_bound,
+        },
     }
+
+
+def _oracle_terms(oracle: dict[str, Any]) -> str:
+    """quorum of n, and the f it tolerates: what a lender relies on."""
+    signers = oracle["signers"]
+    n = f"{len(signers)} signers" if signers else "the deployment's signers"
+    f = oracle["fault_bound"]
+    return f"quorum {oracle['quorum']} of {n}: tolerates f = {f} lying or silent"
 
 
 def _render_sheet(result: dict[str, Any]) -> None:
@@ -127,6 +140,7 @@ def _render_sheet(result: dict[str, Any]) -> None:
                 "reserve": f"{cov['reserve_months']} months",
                 "cure period": f"{cov['cure_period'] / DAY:g} days",
                 "fee per period": money(cov["fee_per_period"], 6),
+                "oracle": _oracle_terms(result["oracle"]),
             },
         )
     )
@@ -163,8 +177,9 @@ def _parties(c: Client, sheet: TermSheet, issuer: str) -> dict[str, Any]:
         raise CliError(
             "oracle.signers: not in the term sheet and the deployment has no oracle_signers"
         )
-    if sheet.oracle.quorum > len(signers):
-        raise CliError(f"oracle.quorum {sheet.oracle.quorum} exceeds the {len(signers)} signers")
+    problem = quorum_rule_violation(len(signers), sheet.oracle.quorum, NOTE_MIN_FAULT_BOUND)
+    if problem is not None:
+        raise CliError(f"oracle.quorum: {problem}")
     return {
         "operator": operator,
         "trustee": trustee,
@@ -581,6 +596,8 @@ def note_status(c: Client, note: NoteRecord) -> dict[str, Any]:
             "period_length": fleet[3],
             "heartbeat": fleet[4],
             "quorum": fleet[5],
+            "signer_count": fleet[8],  # n
+            "fault_bound": fleet[9],  # f: lying or silent signers tolerated
             "next_period": fleet[6],
             "signers": oracle.functions.signers(note.note_id).call(),
             "stale": oracle.functions.isStale(note.note_id).call(),
@@ -660,7 +677,8 @@ def status(note_id: NoteId, json_out: JsonOut = False) -> None:
         out.print(
             f"fleet: operator {f['operator']}, period {f['period_length'] // DAY}d from "
             f"{when(f['genesis'])}, next report {f['next_period']}, quorum {f['quorum']} of "
-            f"{len(f['signers'])}{', STALE' if f['stale'] else ''}"
+            f"n = {f['signer_count']} signers, tolerating f = {f['fault_bound']} lying or "
+            f"silent{', STALE' if f['stale'] else ''}"
         )
         if r["batches"]:
             batch_rows = [

@@ -109,7 +109,7 @@ class DealSpec:
     covenants: CovenantSpec = field(default_factory=CovenantSpec)
     period_length: int = PERIOD
     heartbeat: int = 7 * DAY
-    quorum: int = 2
+    quorum: int = 3  # 2f + 1 with f = 1: needs at least 4 signers
     # Exact lengths in seconds; when set they take precedence over the days above.
     subscription_seconds: int | None = None
     term_seconds: int | None = None

@@ -220,6 +220,8 @@ class Fleet:
     signers: list[str] = field(default_factory=list)
     # a signer-set change waiting out SIGNER_CHANGE_DELAY: ((signers, quorum), eta)
     pending_signers: tuple[tuple[list[str], int], int] | None = None
+    # an operator-key change waiting out the same delay: (operator, eta)
+    pending_operator: tuple[str, int] | None = None
     next_period: int = 0
     reports: dict[int, Report] = field(default_factory=dict)
 

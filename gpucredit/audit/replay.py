@@ -73,6 +73,7 @@ from gpucredit.audit.model import (
     TrancheTerms,
     ceil_div,
 )
+from gpucredit.reports import quorum_rule_violation
 
 ISSUER_ROLE = "0x" + keccak(text="ISSUER_ROLE").hex()
 NOTE_FACTORY_ROLE = "0x" + keccak(text="NOTE_FACTORY_ROLE").hex()
@@ -325,6 +326,8 @@ class Replayer:
             (ORACLE, "SignersChanged"): self._signers_changed,
             (ORACLE, "SignerChangeQueued"): self._signer_change_queued,
             (ORACLE, "SignerChangeCancelled"): self._signer_change_cancelled,
+            (ORACLE, "OperatorChangeQueued"): self._operator_change_queued,
+            (ORACLE, "OperatorChangeCancelled"): self._operator_change_cancelled,
             (ORACLE, "FleetOperatorChanged"): self._fleet_operator_changed,
             (ORACLE, "ReportSubmitted"): self._report_submitted,
             (ORACLE, "ReportMissed"): self._report_missed,
@@ -1069,8 +1072,9 @@ class Replayer:
         signers = list(a["signers"])
         quorum = int(a["quorum"])
         self._check(ev, {"signerVersion": fleet.signer_version + 1})
-        ok = 0 < quorum <= len(signers) <= 16
-        self._require(ev, "1 <= quorum <= signers <= 16", ok, "FleetConfigInvalid")
+        problem = quorum_rule_violation(len(signers), quorum)
+        rule = "quorum = 2f + 1, 3f + 1 <= signers <= 16"
+        self._require(ev, rule, problem is None, problem or "QuorumRuleBroken")
         if fleet.signer_version > 0:  # after registration: only through the timelock
             pending, fleet.pending_signers = fleet.pending_signers, None
             waited = _waited(pending, (signers, quorum), ev)
@@ -1093,10 +1097,30 @@ class Replayer:
             self._require(ev, "a change was queued", fleet.pending_signers, "SignerChangeNotQueued")
             fleet.pending_signers = None
 
-    def _fleet_operator_changed(self, ev: Event) -> None:
+    def _operator_change_queued(self, ev: Event) -> None:
+        fleet = self._fleet(ev)
+        if fleet is None:
+            return
+        self._check(ev, {"eta": ev["timestamp"] + SIGNER_CHANGE_DELAY})
+        fleet.pending_operator = (str(ev["args"]["operator"]), int(ev["args"]["eta"]))
+
+    def _operator_change_cancelled(self, ev: Event) -> None:
         fleet = self._fleet(ev)
         if fleet is not None:
-            fleet.operator = str(ev["args"]["operator"])
+            queued = fleet.pending_operator
+            self._require(ev, "a change was queued", queued, "OperatorChangeNotQueued")
+            fleet.pending_operator = None
+
+    def _fleet_operator_changed(self, ev: Event) -> None:
+        """Whose telemetry the nodes accept: only a queued change, after its timelock."""
+        fleet = self._fleet(ev)
+        if fleet is None:
+            return
+        operator = str(ev["args"]["operator"])
+        pending, fleet.pending_operator = fleet.pending_operator, None
+        waited = _waited(pending, operator, ev)
+        self._require(ev, "operator change after its timelock", waited, "OperatorChangeNotReady")
+        fleet.operator = operator
 
     def _report_submitted(self, ev: Event) -> None:
         fleet = self._fleet(ev)

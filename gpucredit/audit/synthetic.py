@@ -357,7 +357,7 @@ class _Story:
             operators=[self.operator],
         )
         w.transaction()
-        signers = [_address(f"signer{k}") for k in range(3)]
+        signers = [_address(f"signer{k}") for k in range(4)]
         w.emit(
             ORACLE,
             self.oracle,
@@ -370,7 +370,7 @@ class _Story:
             heartbeat=HEARTBEAT,
         )
         w.emit(
-            ORACLE, self.oracle, "SignersChanged", fleetId=note.note_id, signers=signers, quorum=2
+            ORACLE, self.oracle, "SignersChanged", fleetId=note.note_id, signers=signers, quorum=3
         )
         self.pledge(note, 25_000_000 * USD)
         for tranche, lenders, total in (

@@ -90,7 +90,7 @@ def manifest_of(registry, identities, oracle, notes, start_block, factory=None):
 # ---------------------------------------------------------------------------
 
 
-DEMO_SIGNER_KEYS = [f"0x{(0xD3110 + i):064x}" for i in range(3)]
+DEMO_SIGNER_KEYS = [f"0x{(0xD3110 + i):064x}" for i in range(4)]
 
 
 @pytest.fixture(scope="module")
@@ -349,7 +349,7 @@ def prop(core, admin, issuer, operator, attestor, trustee, lenders, spv, signers
             TrancheSpec("Prop Junior", "PJ", 1, 3_000_000 * USD, spread_bps=900),
         ],
         term_days=200,
-        quorum=2,
+        quorum=3,
     )
     if not core.oracle.hasRole(core.oracle.FLEET_ADMIN_ROLE(), admin):
         core.oracle.grantRole(core.oracle.FLEET_ADMIN_ROLE(), admin, {"from": admin})
@@ -361,7 +361,7 @@ def prop(core, admin, issuer, operator, attestor, trustee, lenders, spv, signers
         operator=operator,
         trustee=trustee,
         fee_recipient=spv,
-        signers=signers[:3],
+        signers=signers[:4],
     )
     senior, junior = deal.tranches
     leaves = make_fleet(1_000, in_service_at=chain[-1].timestamp - 1)
@@ -816,6 +816,10 @@ def test_timelocked_changes_and_the_pause_replay_and_a_skipped_timelock_is_caugh
     registry.setDepreciationClass(1, 400, 0, {"from": admin})  # slower markdown: queued
     new_set = signer_order([str(s) for s in signers[:4]])
     oracle.queueSignerChange(prop.note_id, new_set, 3, {"from": admin})
+    operator_before = oracle.fleet(prop.note_id)["operator"]
+    oracle.queueOperatorChange(prop.note_id, admin, {"from": admin})
+    oracle.cancelOperatorChange(prop.note_id, {"from": admin})
+    operator_queued = oracle.queueOperatorChange(prop.note_id, operator_before, {"from": admin})
     senior.pause({"from": issuer})
     senior.unpause({"from": issuer})
     registry.beginDefaultAdminTransfer(issuer, {"from": admin})
@@ -824,6 +828,7 @@ def test_timelocked_changes_and_the_pause_replay_and_a_skipped_timelock_is_caugh
     registry.executeModelHaircut(H100, {"from": admin})
     registry.executeDepreciationClass(1, {"from": admin})
     oracle.executeSignerChange(prop.note_id, {"from": admin})
+    oracle.executeOperatorChange(prop.note_id, {"from": admin})
     assert registry.modelHaircutBps(H100) == 1_000 and oracle.fleet(prop.note_id)["quorum"] == 3
 
     result = replay_clean(prop)
@@ -839,6 +844,16 @@ def test_timelocked_changes_and_the_pause_replay_and_a_skipped_timelock_is_caugh
     mismatches = replay_events(exported.header, skipped).mismatches
     assert [(m.event, m.field, m.recorded) for m in mismatches] == [
         ("ModelHaircutSet", "haircut cut after its timelock", "ValuationChangeNotReady")
+    ]
+    # the operator key (whose telemetry the nodes accept) is held to the same timelock
+    skipped = [
+        ev
+        for ev in exported.events
+        if not (ev["event"] == "OperatorChangeQueued" and ev["tx"] == operator_queued.txid)
+    ]
+    mismatches = replay_events(exported.header, skipped).mismatches
+    assert [(m.event, m.field, m.recorded) for m in mismatches] == [
+        ("FleetOperatorChanged", "operator change after its timelock", "OperatorChangeNotReady")
     ]
 
 

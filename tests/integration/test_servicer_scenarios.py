@@ -40,7 +40,7 @@ def deal(core, admin, issuer, operator, attestor, trustee, lenders, spv, signers
             TrancheSpec("GPU Senior", "GPU-A", 0, 14_000_000 * USD, spread_bps=450),
             TrancheSpec("GPU Junior", "GPU-B", 1, 3_000_000 * USD, spread_bps=900),
         ],
-        quorum=2,
+        quorum=3,
     )
     core.oracle.grantRole(core.oracle.FLEET_ADMIN_ROLE(), admin, {"from": admin})
     deal = open_deal(
@@ -51,7 +51,7 @@ def deal(core, admin, issuer, operator, attestor, trustee, lenders, spv, signers
         operator=operator,
         trustee=trustee,
         fee_recipient=spv,
-        signers=signers[:3],
+        signers=signers[:4],
     )
     deal.signer_keys = signer_keys[:3]
     deal.in_service_at = chain[-1].timestamp - 1

@@ -293,7 +293,7 @@ class Note:
     def __init__(self, terms=TERMS, markdown=0):
         self.registry = _registry(markdown=markdown)
         self.oracle = m.Oracle()
-        self.fleet = m.Fleet(1, ISSUER, SERVICER, G, PERIOD, 7 * DAY, quorum=2)
+        self.fleet = m.Fleet(1, ISSUER, SERVICER, G, PERIOD, 7 * DAY, quorum=3)
         self.oracle.fleets[1] = self.fleet
         self.senior = _tranche(SENIOR, 14_000_000 * USD, 450, 0)
         self.junior = _tranche(JUNIOR, 3_000_000 * USD, 900, 1)
@@ -534,6 +534,22 @@ def test_an_altered_output_is_one_mismatch(lines):
     ]
 
 
+def test_a_signer_set_outside_the_fault_rule_is_a_mismatch(lines):
+    """A SignersChanged with 3 signers and quorum 2 (the review's 2-of-3) cannot
+    come from the contract: the replay names the broken rule."""
+    i = first_index(lines, "SignersChanged")
+    record = json.loads(lines[i])
+    record["args"]["signers"] = record["args"]["signers"][:3]
+    record["args"]["quorum"] = 2
+    lines[i] = json.dumps(record)
+    found = [(x.event, x.field, x.recorded) for x in replayed(lines).mismatches]
+    assert (
+        "SignersChanged",
+        "quorum = 2f + 1, 3f + 1 <= signers <= 16",
+        "quorum 2 is even: the quorum must be 2f + 1 (3 for f = 1, 5 for f = 2, ...)",
+    ) in found
+
+
 def test_a_payment_removed_from_a_close_is_missing(lines):
     i = first_index(lines, "Paid")
     record = json.loads(lines[i])
@@ -703,7 +719,7 @@ def test_manifest_written_by_the_deploy_script_is_read_as_is():
                 period_length=PERIOD,
                 heartbeat=7 * DAY,
                 signers=[],
-                quorum=2,
+                quorum=3,
             ),
             subscription_start=G - DAY,
             subscription_end=G,

@@ -59,7 +59,7 @@ class Env:
         self.issuer, self.operator, self.attestor = dev_account(1), dev_account(2), dev_account(3)
         self.trustee = dev_account(4)
         self.lender_a, self.lender_b, self.rando = dev_account(6), dev_account(7), dev_account(9)
-        self.signer_keys = [Account.create().key.hex() for _ in range(3)]
+        self.signer_keys = [Account.create().key.hex() for _ in range(4)]  # quorum 3: f = 1
         self.signers = [Account.from_key(k).address for k in self.signer_keys]
         self.net = LiveNetwork(self.anvil.url, CHAIN_ID, tmp / "net", f"gpucredit-cli-{CHAIN_ID}")
         config = tmp / "deploy.yaml"
@@ -247,6 +247,32 @@ def test_validate_reports_every_problem_with_its_field(tmp_path):
         assert expected in result.stderr, result.stderr
 
 
+@pytest.mark.parametrize(
+    "quorum, signers, reason",
+    [
+        (2, 3, "quorum 2 tolerates no lying or silent signer"),
+        (4, 4, "quorum 4 is even: the quorum must be 2f + 1"),
+        (3, 3, "quorum 3 means f = 1 tolerated lying or silent signers, which needs at least"),
+    ],
+)
+def test_validate_refuses_a_quorum_outside_the_fault_rule(tmp_path, quorum, signers, reason):
+    data = yaml.safe_load((REPO / "examples" / "termsheet.yaml").read_text())
+    data["oracle"] = {
+        "signers": [Account.create().address for _ in range(signers)],
+        "quorum": quorum,
+    }
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    result = runner.invoke(app, ["issuer", "validate", str(path)])
+    assert result.exit_code == 1
+    assert reason in result.stderr, result.stderr
+    four = {"signers": [Account.create().address for _ in range(4)], "quorum": 3}
+    path.write_text(yaml.safe_dump(data | {"oracle": four}))
+    ok = runner.invoke(app, ["issuer", "validate", str(path)])
+    assert ok.exit_code == 0, ok.output
+    assert "quorum 3 of 4 signers: tolerates f = 1 lying or silent" in ok.output
+
+
 # ---------------------------------------------------------------------------
 # a note's life
 # ---------------------------------------------------------------------------
@@ -298,7 +324,8 @@ def test_create_note_from_the_termsheet(env, termsheet):
     )
     fleet = oracle.functions.fleet(1).call()
     assert fleet[0] == env.operator.address and fleet[1] == servicer.address
-    assert fleet[2] == note["subscription_end"] and fleet[5] == 2
+    assert fleet[2] == note["subscription_end"] and fleet[5] == 3
+    assert tuple(fleet)[8:] == (4, 1)  # n signers, fault bound f
     assert servicer.functions.covenantTerms().call()[9] == 300
 
 
@@ -598,7 +625,7 @@ def test_pay_revenue_close_a_period_and_explain_the_rate(env):
         "TelemetryOracle", env.manifest()["contracts"]["telemetry_oracle"]["address"]
     )
     signed = []
-    for key in env.signer_keys[:2]:
+    for key in env.signer_keys[:3]:
         signature = sign_observation(
             key, CHAIN_ID, oracle.address, 1, 0, start, end, 5_000, 9_950, 250_000 * USD
         )
@@ -665,8 +692,12 @@ def test_status_and_deployment(env):
         {"batch_id": 1, "count": 1_000, "status": "Pledged", "value": status["batches"][0]["value"]}
     ]
     assert status["fleet"]["operator"] == env.operator.address
+    fleet = status["fleet"]
+    assert (fleet["quorum"], fleet["signer_count"], fleet["fault_bound"]) == (3, 4, 1)
     table = env.cli("issuer", "status", "1")
     assert "GPUS-27" in table.stdout and "servicer (SPV account)" in table.stdout
+    flat = " ".join(table.stdout.split())  # rich wraps long lines at spaces
+    assert "quorum 3 of n = 4 signers, tolerating f = 1 lying or silent" in flat
     deployment = env.json("deployment")
     assert deployment["chain_id"] == CHAIN_ID
     assert set(deployment["notes"]) == {"1"}

@@ -184,7 +184,7 @@ def deal(
                 "GPU Junior", "GPU-B", 1, 3_000_000 * USD, spread_bps=900, cap_rate_bps=1_500
             ),
         ],
-        quorum=2,
+        quorum=3,
     )
     core.oracle.grantRole(core.oracle.FLEET_ADMIN_ROLE(), admin, {"from": admin})
     deal = open_deal(
@@ -195,7 +195,7 @@ def deal(
         operator=operator,
         trustee=trustee,
         fee_recipient=spv,
-        signers=signers[:3],
+        signers=signers[:4],
     )
     deal.signer_keys = signer_keys[:3]
     deal.in_service_at = chain[-1].timestamp - 1

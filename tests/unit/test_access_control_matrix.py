@@ -255,15 +255,17 @@ TABLE: dict[str, dict[str, list[tuple[Callable, Rule]]]] = {
     },
     "oracle": {
         "registerFleet": _one(
-            lambda c: (99, c.accounts["operator"], c.accounts["rando"], 1, DAY, DAY, c.signers, 1),
+            lambda c: (99, c.accounts["operator"], c.accounts["rando"], 1, DAY, DAY, c.signers, 3),
             by_role("FLEET_ADMIN_ROLE"),
         ),
-        "queueSignerChange": _one(lambda c: (c.note_id, c.signers, 1), by_role("FLEET_ADMIN_ROLE")),
+        "queueSignerChange": _one(lambda c: (c.note_id, c.signers, 3), by_role("FLEET_ADMIN_ROLE")),
         "executeSignerChange": _one(lambda c: (c.note_id,), by_role("FLEET_ADMIN_ROLE")),
         "cancelSignerChange": _one(lambda c: (c.note_id,), by_role("FLEET_ADMIN_ROLE")),
-        "setOperator": _one(
+        "queueOperatorChange": _one(
             lambda c: (c.note_id, c.accounts["rando"]), by_role("FLEET_ADMIN_ROLE")
         ),
+        "executeOperatorChange": _one(lambda c: (c.note_id,), by_role("FLEET_ADMIN_ROLE")),
+        "cancelOperatorChange": _one(lambda c: (c.note_id,), by_role("FLEET_ADMIN_ROLE")),
         "submitReport": _one(lambda c: (), ANYONE),
         "markMissed": _one(lambda c: (), ANYONE),
     },
@@ -352,7 +354,7 @@ def protocol(
         operator=operator,
         trustee=trustee,
         fee_recipient=spv,
-        signers=signers[:3],
+        signers=signers[:4],
     )
     now = chain[-1].timestamp
     pledge_fleet(core, deal, make_fleet(100, in_service_at=now - 1), issuer, operator, attestor)
@@ -407,14 +409,14 @@ def protocol(
         spare_batch=spare,
         tranche=senior.address,
         trustee=trustee.address,
-        signers=[s.address for s in signers[:3]],
+        signers=[s.address for s in signers[:4]],
         note_params=note_params(
             spec, chain[-1].timestamp + DAY, operator=operator, fee_recipient=spv, trustee=trustee
         ),
     )
     ctx.terms = tuple(senior.terms())
     ctx.covenants = tuple(deal.servicer.covenantTerms())
-    ctx.deal, ctx.core, ctx.signer_keys = deal, core, signer_keys[:3]
+    ctx.deal, ctx.core, ctx.signer_keys = deal, core, signer_keys[:4]
     return contracts, ctx
 
 

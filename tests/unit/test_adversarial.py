@@ -93,7 +93,7 @@ def _spec():
         tranches=[
             TrancheSpec("GPU Senior", "GPU-S", 0, SIZE, 450, min_subscription=MIN_SUBSCRIPTION)
         ],
-        quorum=2,
+        quorum=3,
     )
 
 
@@ -106,7 +106,7 @@ def _open(hostile, prefix, admin, issuer, operator, attestor, trustee, spv, sign
         operator=operator,
         trustee=trustee,
         fee_recipient=spv,
-        signers=signers[:3],
+        signers=signers[:4],
     )
     fleet = make_fleet(100, in_service_at=chain[-1].timestamp - 1, serial_prefix=prefix)
     deal.batch_id, deal.tree = pledge_fleet(hostile, deal, fleet, issuer, operator, attestor)
@@ -396,7 +396,7 @@ def test_zero_signature_is_rejected(hostile, active, signer_keys, rando, reverts
     _wait_for_period_end(active, 0)
     values = (8_000, 9_950, 1_000)
     observations = order_by_signer(
-        _signed(hostile, active, key, active.note_id, 0, values) for key in signer_keys[:2]
+        _signed(hostile, active, key, active.note_id, 0, values) for key in signer_keys[:3]
     )
     observations[1] = observations[1]._replace(signature=bytes(64) + bytes([27]))  # r = s = 0
     with reverts_with("SignatureInvalid", 1):
@@ -411,7 +411,7 @@ def test_observation_replayed_for_another_period_or_fleet_is_rejected(
     _wait_for_period_end(active, 1)
     values = (9_500, 9_990, 5_000)
     period0 = order_by_signer(
-        _signed(hostile, active, key, active.note_id, 0, values) for key in signer_keys[:2]
+        _signed(hostile, active, key, active.note_id, 0, values) for key in signer_keys[:3]
     )
     hostile.oracle.submitReport(active.note_id, 0, period0, {"from": rando})
     # the same observations for the next period recover to strangers
@@ -447,10 +447,10 @@ def test_signer_change_racing_a_report(
     oracle, fleet = hostile.oracle, active.note_id
     removed = signers[0]
     _wait_for_period_end(active, 0)
-    oracle.queueSignerChange(fleet, [signers[1], signers[2], signers[3]], 2, {"from": admin})
+    oracle.queueSignerChange(fleet, signers[1:5], 3, {"from": admin})
 
     # period 0 lands during the delay, signed by the old set: accepted
-    old_pair = [signer_keys[0], signer_keys[1]]
+    old_pair = signer_keys[:3]
     oracle.submitReport(fleet, 0, _observations(hostile, active, old_pair, 0), {"from": rando})
 
     # the change cannot be pulled forward to sandwich a report
@@ -464,27 +464,31 @@ def test_signer_change_racing_a_report(
     # ... lands after the change: the removed signer no longer counts
     with reverts_with("SignerUnknown", removed.address):
         oracle.submitReport(fleet, 1, stale, {"from": rando})
-    fresh = _observations(hostile, active, [signer_keys[1], signer_keys[3]], 1)
+    fresh = _observations(hostile, active, [signer_keys[1], signer_keys[3], signer_keys[4]], 1)
     oracle.submitReport(fleet, 1, fresh, {"from": rando})
     assert oracle.report(fleet, 1)[0] == 1
 
 
-def test_quorum_raise_racing_a_report(
+def test_signer_change_outside_the_fault_rule_never_queues(
     hostile, active, admin, signer_keys, signers, rando, reverts_with
 ):
+    """A set that would let fewer than f + 1 honest signers decide is refused
+    when queued, so no race can install it: the fleet stays 3-of-4 (f = 1)."""
     oracle, fleet = hostile.oracle, active.note_id
     _wait_for_period_end(active, 0)
-    oracle.queueSignerChange(fleet, signers[:3], 3, {"from": admin})
+    with reverts_with("QuorumRuleBroken", 4, 2, "quorum must be 2f + 1: odd"):
+        oracle.queueSignerChange(fleet, signers[:4], 2, {"from": admin})
+    with reverts_with("QuorumRuleBroken", 5, 5, "signers must be at least 3f + 1"):
+        oracle.queueSignerChange(fleet, signers[:5], 5, {"from": admin})
+    assert oracle.pendingSignerChange(fleet)[2] == 0
     two = _observations(hostile, active, signer_keys[:2], 0)
-    oracle.submitReport(fleet, 0, two, {"from": rando})  # before execution: 2 of 3 suffice
-    _wait_for_period_end(active, 1)
-    oracle.executeSignerChange(fleet, {"from": admin})
-    two = _observations(hostile, active, signer_keys[:2], 1)
     with reverts_with("QuorumNotMet", 2, 3):
-        oracle.submitReport(fleet, 1, two, {"from": rando})
-    three = _observations(hostile, active, signer_keys[:3], 1)
-    oracle.submitReport(fleet, 1, three, {"from": rando})
-    assert oracle.report(fleet, 1)[5] == 3  # observations
+        oracle.submitReport(fleet, 0, two, {"from": rando})
+    three = _observations(hostile, active, signer_keys[:3], 0)
+    oracle.submitReport(fleet, 0, three, {"from": rando})
+    config = oracle.fleet(fleet)
+    assert (config["quorum"], config["signerCount"], config["faultBound"]) == (3, 4, 1)
+    assert oracle.report(fleet, 0)[5] == 3  # observations
 
 
 # ---------------------------------------------------------------- rounding, dust and inflation

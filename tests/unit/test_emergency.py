@@ -52,7 +52,7 @@ def denied(typed_error):
 @pytest.fixture(scope="module")
 def deal(core, admin, issuer, operator, attestor, trustee, lenders, spv, signers):
     """A one-tranche note in its subscription window, with collateral pledged."""
-    spec = DealSpec(tranches=[TrancheSpec("GPU Senior", "GPU-S", 0, SIZE, 450)], quorum=2)
+    spec = DealSpec(tranches=[TrancheSpec("GPU Senior", "GPU-S", 0, SIZE, 450)], quorum=3)
     deal = open_deal(
         core,
         spec,
@@ -61,7 +61,7 @@ def deal(core, admin, issuer, operator, attestor, trustee, lenders, spv, signers
         operator=operator,
         trustee=trustee,
         fee_recipient=spv,
-        signers=signers[:3],
+        signers=signers[:4],
     )
     fleet = make_fleet(100, in_service_at=chain[-1].timestamp - 1, serial_prefix="EMG-")
     pledge_fleet(core, deal, fleet, issuer, operator, attestor)
@@ -311,13 +311,13 @@ def test_compromised_fleet_admin_cannot_swap_signers_before_anyone_notices(
     oracle, fleet = core.oracle, deal.note_id
     thief = accounts[7]
     oracle.grantRole(oracle.FLEET_ADMIN_ROLE(), thief, {"from": admin})  # the key later stolen
-    forged_keys = [Account.create().key.hex() for _ in range(2)]
+    forged_keys = [Account.create().key.hex() for _ in range(4)]
     forged_set = sorted(
         (Account.from_key(k).address for k in forged_keys), key=lambda a: int(a, 16)
     )
     start, end = period_bounds(deal.genesis, deal.spec.period_length, 0)
     set_next_timestamp(max(end + 1, chain[-1].timestamp + 1))  # period 0 is reportable
-    tx = oracle.queueSignerChange(fleet, forged_set, 1, {"from": thief})
+    tx = oracle.queueSignerChange(fleet, forged_set, 3, {"from": thief})
     eta = tx.timestamp + TIMELOCK
     assert tx.events["SignerChangeQueued"]["eta"] == eta
 
@@ -345,7 +345,7 @@ def test_compromised_fleet_admin_cannot_swap_signers_before_anyone_notices(
     with denied(thief, FLEET_ADMIN_ROLE):
         oracle.executeSignerChange(fleet, {"from": thief})
     assert list(oracle.signers(fleet)) == sorted(
-        [s.address for s in signers[:3]], key=lambda a: int(a, 16)
+        [s.address for s in signers[:4]], key=lambda a: int(a, 16)
     )
     submit_report(
         core,
