@@ -21,6 +21,7 @@ import json
 import os
 from dataclasses import replace
 
+import brownie
 import pytest
 from brownie import chain, web3
 from brownie.exceptions import VirtualMachineError
@@ -33,7 +34,7 @@ from web3 import Web3
 from gpucredit.audit.cli import app as audit_app
 from gpucredit.audit.export import Manifest, export_events, read_jsonl, write_jsonl
 from gpucredit.audit.replay import Replayer, replay, replay_events
-from gpucredit.merkle import MerkleTree
+from gpucredit.merkle import MerkleTree, text_id
 from gpucredit.protocol import (
     DAY,
     H100,
@@ -534,7 +535,7 @@ class History:
                 if tranche.state() == 2:
                     tranche.setReferenceRate(action[1], {"from": self.issuer})
         elif kind == "haircut":
-            core.registry.setModelHaircut(H100, action[1], {"from": self.admin})
+            core.registry.setModel(H100, 1, action[1], {"from": self.admin})
         elif kind == "sleep":
             chain.sleep(action[1])
         elif kind == "cure":
@@ -571,7 +572,9 @@ class History:
             deal.servicer.releaseCollateral({"from": self.anyone})
 
     def double_pledge(self):
-        """Pledges a batch repeating GPU 0 of the fleet, then proves it: the new batch is voided."""
+        """Tries to register a batch repeating GPU 0 of the fleet (reverts:
+        held), then pledges a batch with a planted bad leaf and proves it: the
+        new batch is voided and the note counts a defect."""
         deal, core = self.deal, self.core
         if core.registry.noteInfo(deal.note_id)[2] != 1:
             return
@@ -579,21 +582,28 @@ class History:
         extra = make_fleet(
             3, in_service_at=chain[-1].timestamp - 1, serial_prefix=f"D{self.batches}-"
         )
-        leaves = [extra[0], extra[1], replace(deal.leaves[0], index=2)]
-        batch_id, tree, _ = register_batch(core, self.issuer, self.operator, leaves)
-        core.registry.attestBatch(
-            batch_id, core.registry.batchInfo(batch_id)["attestationHash"], {"from": self.attestor}
+        with brownie.reverts():
+            repeated = [*extra[:2], replace(deal.leaves[0], index=2)]
+            register_batch(core, self.issuer, self.operator, repeated)
+        bad = replace(extra[2], index=7)
+        leaves = [extra[0], extra[1], bad]
+        tree = MerkleTree(leaves)
+        registration = (
+            self.issuer,
+            tree.root,
+            3,
+            sum(leaf.cost for leaf in leaves),
+            extra[0].model,
+            extra[0].in_service_at,
+            text_id("docs"),
         )
+        tx = core.registry.registerBatch(registration, {"from": self.operator})
+        batch_id = tx.events["BatchRegistered"]["batchId"]
+        keys = [leaf.gpu_key for leaf in extra]
+        core.registry.registerGpus(batch_id, keys, {"from": self.operator})
+        core.registry.attestBatch(batch_id, text_id("attested"), {"from": self.attestor})
         core.registry.pledgeBatch(batch_id, deal.note_id, {"from": self.operator})
-        core.registry.proveDoublePledge(
-            deal.batch_id,
-            deal.leaves[0].as_tuple(),
-            deal.tree.proof(0),
-            batch_id,
-            leaves[2].as_tuple(),
-            MerkleTree(leaves).proof(2),
-            {"from": self.anyone},
-        )
+        core.registry.proveBadLeaf(batch_id, bad.as_tuple(), tree.proof(2), {"from": self.anyone})
 
 
 def assert_model_matches_views(replayer, core, deal, lenders, fees, operator):
@@ -800,10 +810,10 @@ def test_timelocked_changes_and_the_pause_replay_and_a_skipped_timelock_is_caugh
     without the queue event of the executed cut shows the cut as skipping the
     timelock."""
     registry, oracle, senior = core.registry, core.oracle, prop.senior
-    registry.setModelHaircut(H100, 2_000, {"from": admin})  # more conservative: at once
-    registry.setModelHaircut(H100, 500, {"from": admin})  # a cut: queued
-    registry.cancelModelHaircut(H100, {"from": admin})
-    queued = registry.setModelHaircut(H100, 1_000, {"from": admin})
+    registry.setModel(H100, 1, 2_000, {"from": admin})  # more conservative: at once
+    registry.setModel(H100, 1, 500, {"from": admin})  # a cut: queued
+    registry.cancelModel(H100, {"from": admin})
+    queued = registry.setModel(H100, 1, 1_000, {"from": admin})
     registry.setDepreciationClass(1, 400, 0, {"from": admin})  # slower markdown: queued
     new_set = signer_order([str(s) for s in signers[:4]])
     oracle.queueSignerChange(prop.note_id, new_set, 3, {"from": admin})
@@ -812,10 +822,11 @@ def test_timelocked_changes_and_the_pause_replay_and_a_skipped_timelock_is_caugh
     registry.beginDefaultAdminTransfer(issuer, {"from": admin})
     chain.sleep(2 * DAY + 1)
     chain.mine()
-    registry.executeModelHaircut(H100, {"from": admin})
+    registry.executeModel(H100, {"from": admin})
     registry.executeDepreciationClass(1, {"from": admin})
     oracle.executeSignerChange(prop.note_id, {"from": admin})
-    assert registry.modelHaircutBps(H100) == 1_000 and oracle.fleet(prop.note_id)["quorum"] == 3
+    assert registry.modelInfo(H100)["haircutBps"] == 1_000
+    assert oracle.fleet(prop.note_id)["quorum"] == 3
 
     result = replay_clean(prop)
     assert result.fields_checked > 0
@@ -824,10 +835,10 @@ def test_timelocked_changes_and_the_pause_replay_and_a_skipped_timelock_is_caugh
     skipped = [
         ev
         for ev in exported.events
-        if not (ev["event"] == "ModelHaircutQueued" and ev["tx"] == queued.txid)
+        if not (ev["event"] == "ModelQueued" and ev["tx"] == queued.txid)
     ]
     assert len(skipped) == len(exported.events) - 1
     mismatches = replay_events(exported.header, skipped).mismatches
     assert [(m.event, m.field, m.recorded) for m in mismatches] == [
-        ("ModelHaircutSet", "haircut cut after its timelock", "ValuationChangeNotReady")
+        ("ModelSet", "model change after its timelock", "ValuationChangeNotReady")
     ]

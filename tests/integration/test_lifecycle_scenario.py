@@ -59,7 +59,16 @@ from fractions import Fraction
 import pytest
 from brownie import chain, web3
 
-from gpucredit.protocol import DAY, USD, YEAR, bind_note, make_fleet, open_note, register_batch
+from gpucredit.protocol import (
+    DAY,
+    USD,
+    YEAR,
+    bind_note,
+    make_fleet,
+    open_note,
+    register_batch,
+    wait_challenge_window,
+)
 
 GPUS = 1_000
 GPU_COST = 25_000 * USD
@@ -199,7 +208,14 @@ def covenant(accounts):
 
 @pytest.fixture(scope="module")
 def tranche(NoteTranche, core, admin, issuer, operator, attestor, spv, covenant):
-    """The senior tranche over its pledged fleet; the window opens now."""
+    """The senior tranche over its pledged fleet; the window opens now. The
+    fleet is registered and attested first and its challenge window lets
+    pass, so it counts from the pledge on."""
+    leaves = make_fleet(GPUS, cost=GPU_COST, in_service_at=chain[-1].timestamp - 1)
+    batch_id, _, _ = register_batch(core, issuer, operator, leaves)
+    attestation = core.registry.batchInfo(batch_id)["attestationHash"]
+    core.registry.attestBatch(batch_id, attestation, {"from": attestor})
+    wait_challenge_window()
     opened = chain[-1].timestamp
     note_id = open_note(core, admin, issuer)
     window_end = opened + SUBSCRIPTION_DAYS * DAY
@@ -217,10 +233,6 @@ def tranche(NoteTranche, core, admin, issuer, operator, attestor, spv, covenant)
         {"from": issuer},
     )
     bind_note(core, admin, note_id, spv, [tranche], [operator])
-    leaves = make_fleet(GPUS, cost=GPU_COST, in_service_at=opened - 1, class_id=1)
-    batch_id, _, _ = register_batch(core, issuer, operator, leaves)
-    attestation = core.registry.batchInfo(batch_id)["attestationHash"]
-    core.registry.attestBatch(batch_id, attestation, {"from": attestor})
     core.registry.pledgeBatch(batch_id, note_id, {"from": operator})
     tranche.grantRole(tranche.COVENANT_ROLE(), covenant, {"from": issuer})
     core.usd.approve(tranche, 2**256 - 1, {"from": spv})

@@ -74,6 +74,7 @@ from gpucredit.protocol import (
     open_note,
     read_views,
     register_batch,
+    wait_challenge_window,
     whitelist,
 )
 
@@ -160,6 +161,7 @@ def tranche(NoteTranche, core, admin, issuer, operator, attestor, lenders, spv, 
     attestation = core.registry.batchInfo(batch_id)["attestationHash"]
     core.registry.attestBatch(batch_id, attestation, {"from": attestor})
     core.registry.pledgeBatch(batch_id, note_id, {"from": operator})
+    wait_challenge_window()
     tranche.grantRole(tranche.COVENANT_ROLE(), covenant, {"from": issuer})
     core.usd.approve(tranche, 2**256 - 1, {"from": spv})
     return tranche

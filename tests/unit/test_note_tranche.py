@@ -5,7 +5,16 @@ servicing calls are made directly."""
 import pytest
 from brownie import ZERO_ADDRESS, chain
 
-from gpucredit.protocol import DAY, USD, YEAR, bind_note, make_fleet, open_note, register_batch
+from gpucredit.protocol import (
+    DAY,
+    USD,
+    YEAR,
+    bind_note,
+    make_fleet,
+    open_note,
+    register_batch,
+    wait_challenge_window,
+)
 
 RATE = 430 + 450  # reference + spread, bps
 MAX_SIZE = 10_000_000 * USD
@@ -45,6 +54,7 @@ def pledged(core, issuer, operator, attestor, note_id, tranche):
         batch_id, core.registry.batchInfo(batch_id)["attestationHash"], {"from": attestor}
     )
     core.registry.pledgeBatch(batch_id, note_id, {"from": operator})
+    wait_challenge_window()
     return batch_id
 
 
@@ -198,6 +208,7 @@ def test_drawdown_rejects_collateral_below_ratio(
         batch_id, core.registry.batchInfo(batch_id)["attestationHash"], {"from": attestor}
     )
     core.registry.pledgeBatch(batch_id, note_id, {"from": operator})
+    wait_challenge_window()
     subscribe(core, tranche, lenders[0], 5_000_000 * USD)
     tranche.closeSubscription({"from": issuer})
     tranche.fulfil([lenders[0]], {"from": issuer})
