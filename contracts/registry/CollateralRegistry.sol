@@ -291,12 +291,7 @@ contract CollateralRegistry is ICollateralRegistry, AccessControlDefaultAdminRul
     function proveBadLeaf(uint256 batchId, GpuLeaf calldata leaf, bytes32[] calldata proof) external {
         BatchHeader storage batch = _challengeable(batchId);
         if (!MerkleProof.verifyCalldata(proof, batch.root, _leafHash(leaf))) revert ProofInvalid(batchId, leaf.gpuKey);
-        string memory reason;
-        if (leaf.index >= batch.count) reason = "index out of range";
-        else if (leaf.model != batch.model) reason = "model mismatch";
-        else if (leaf.inServiceAt < batch.inServiceAt) reason = "in service before batch";
-        else revert LeafConsistent(batchId);
-        _void(batchId, batch, leaf.gpuKey, reason);
+        _void(batchId, batch, leaf.gpuKey, _badLeafReason(batchId, batch, leaf));
     }
 
     /// @inheritdoc ICollateralRegistry
@@ -592,6 +587,18 @@ contract CollateralRegistry is ICollateralRegistry, AccessControlDefaultAdminRul
         if (attestedAt != 0 && block.timestamp >= attestedAt + CHALLENGE_WINDOW) {
             revert ChallengeWindowClosed(batchId, attestedAt + CHALLENGE_WINDOW);
         }
+    }
+
+    /// @dev Why `leaf` contradicts its batch header, or LeafConsistent.
+    function _badLeafReason(uint256 batchId, BatchHeader storage batch, GpuLeaf calldata leaf)
+        private
+        view
+        returns (string memory)
+    {
+        if (leaf.index >= batch.count) return "index out of range";
+        if (leaf.model != batch.model) return "model mismatch";
+        if (leaf.inServiceAt < batch.inServiceAt) return "in service before batch";
+        revert LeafConsistent(batchId);
     }
 
     /// @dev Marks a batch voided; a pledged one leaves its note's live
