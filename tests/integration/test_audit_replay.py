@@ -842,3 +842,49 @@ def test_timelocked_changes_and_the_pause_replay_and_a_skipped_timelock_is_caugh
     assert [(m.event, m.field, m.recorded) for m in mismatches] == [
         ("ModelSet", "model change after its timelock", "ValuationChangeNotReady")
     ]
+
+
+def test_registry_claims_rejections_and_defects_replay_and_a_forged_claim_is_caught(
+    prop, core, admin, issuer, operator, attestor, rando
+):
+    """A squatter's batch holding the real fleet's keys, rejected; the real
+    fleet registered in chunks, attested, pledged; a batch with a planted bad
+    leaf voided (a defect on the note); a new model through its timelock: all
+    replay clean. A file in which a second batch claims a key the first still
+    holds shows `GpuHeld`."""
+    registry = core.registry
+    now = chain[-1].timestamp
+    fleet = make_fleet(6, in_service_at=now - 1, serial_prefix="REPLAY-")
+    squat, _, _ = register_batch(core, issuer, rando_operator(core, admin, rando), fleet, chunk=4)
+    registry.rejectBatch(squat, {"from": attestor})
+    owner, _, _ = register_batch(core, issuer, operator, fleet, chunk=4)
+    registry.attestBatch(owner, text_id("attested"), {"from": attestor})
+    registry.pledgeBatch(owner, prop.note_id, {"from": operator})
+    bad_fleet = make_fleet(2, in_service_at=now - 1, serial_prefix="REPLAY-BAD-")
+    bad = replace(bad_fleet[1], index=5)
+    tree = MerkleTree([bad_fleet[0], bad])
+    header = (issuer, tree.root, 2, 2 * bad.cost, bad.model, bad.in_service_at, text_id("d"))
+    batch = registry.registerBatch(header, {"from": operator}).events["BatchRegistered"]["batchId"]
+    registry.registerGpus(batch, [leaf.gpu_key for leaf in bad_fleet], {"from": operator})
+    registry.attestBatch(batch, text_id("attested"), {"from": attestor})
+    registry.pledgeBatch(batch, prop.note_id, {"from": operator})
+    tx = registry.proveBadLeaf(batch, bad.as_tuple(), tree.proof(1), {"from": rando})
+    assert "NoteDefectProven" in tx.events
+    model = text_id("NVIDIA GB300")
+    registry.setModel(model, 0, 1_000, {"from": admin})
+    chain.sleep(2 * DAY + 1)
+    chain.mine()
+    registry.executeModel(model, {"from": admin})
+    replay_clean(prop)
+
+    exported = export_events(fresh_web3(), Manifest.from_dict(prop.manifest))
+    rejected = [ev for ev in exported.events if ev["event"] != "BatchRejected"]
+    mismatches = replay_events(exported.header, rejected).mismatches
+    held = [m for m in mismatches if m.event == "GpusRegistered"]
+    assert held and "GpuHeld" in held[0].recorded
+
+
+def rando_operator(core, admin, rando):
+    """`rando` as a second (squatting) operator."""
+    core.registry.grantRole(core.registry.OPERATOR_ROLE(), rando, {"from": admin})
+    return rando
