@@ -195,7 +195,15 @@ def when(ts: int) -> str:
 TRANCHE_STATES = ["Subscription", "Closed", "Active", "Repaid", "Cancelled", "WrittenOff"]
 SERVICER_STATUS = ["Performing", "Defaulted", "SteppedIn", "Released"]
 NOTE_STATUS = ["None", "Open", "Released", "SteppedIn"]
-BATCH_STATUS = ["None", "Registered", "Attested", "Pledged", "Voided"]
+BATCH_STATUS = [
+    "None",
+    "Registering",
+    "Registered",
+    "Attested",
+    "Pledged",
+    "Voided",
+    "Rejected",
+]
 BREACHES = {
     1: "DSCR",
     2: "LTV",
