@@ -524,5 +524,5 @@ def test_initialisation_event_carries_the_terms(tranche, make_tranche, spv, note
     assert created["terms"][0] == note_id and created["terms"][2] == MAX_SIZE
     assert created["spv"] == spv
     assert (fresh.name(), fresh.symbol()) == ("GPU Senior", "GPU-A")
-    assert created["terms"] == tranche.terms()
+    assert created["terms"] == fresh.terms()
     assert created["rateBps"] == RATE
