@@ -11,7 +11,7 @@ export SOLCX_BINARY_PATH := $(CURDIR)/tools/solc/bin
 # Keep solc-select (pulled in by slither) out of the home directory.
 export VIRTUAL_ENV := $(CURDIR)/$(VENV)
 
-.PHONY: install demo test test-contracts test-service lint slither fuzz bench clean
+.PHONY: install demo test test-contracts test-service test-web chromium lint slither fuzz bench clean
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -32,7 +32,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: install lint slither test-contracts test-service
+test: install lint slither test-contracts test-service test-web
 
 # Static analysis: fails on any medium/high finding, or on a low/informational
 # one missing from docs/slither-triage.md (tools/slither_gate.py).
@@ -54,11 +54,23 @@ test-contracts: install
 test-service: install
 	$(BIN)/python -m pytest -p no:pytest-brownie tests/service tests/risk
 
+# The indexer and the web app (tests/index, tests/web) on anvil; the browser
+# tests drive Debian's chromium, installed here when missing (they skip, with
+# the reason, only if it cannot be installed).
+test-web: install chromium
+	$(BIN)/brownie compile
+	$(BIN)/brownie test tests/index tests/web
+
+chromium:
+	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq chromium; } || echo "chromium could not be installed: browser tests will skip"
+
 bench: install
 	$(BIN)/python -m gpucredit.run $(CURDIR)/bench/gas.py
 	$(BIN)/python bench/oracle_bench.py
 	$(BIN)/python bench/audit_bench.py
 	$(BIN)/python bench/risk.py
+	$(BIN)/python bench/index_bench.py
 
 clean:
 	rm -rf build $(VENV) node_modules

@@ -467,18 +467,21 @@ def _rate_changed(s: _State, ev: dict[str, Any], a: dict[str, Any]) -> None:
     if t is None:
         return
     new, old, step = _int(a["newRateBps"]), _int(a["oldRateBps"]), _int(a["stepBps"])
+    previous_step = t["step_bps"] or 0
     t.update(rate_bps=new, step_bps=step, reference_rate_bps=_int(a["referenceRateBps"]))
     names = s.tx_events.get(ev["tx"], [])
     period = s.meta.get("_last_close", {}).get(t["note_id"])
     if "TopUpCured" in names:
         reason = "top-up cured: the step-up is removed"
-    elif "CouponStepped" in names or "PeriodClosed" in names:
-        if new < old:
+    elif step != previous_step:
+        if step < previous_step and previous_step > 0 and step >= 0:
+            reason = "step-up removed: utilization recovered"
+        elif step < previous_step:
             reason = "step-down: sustained high utilization"
-        elif new > old:
-            reason = "step-up: utilization below the threshold"
         else:
-            reason = "period close"
+            reason = "step-up: utilization below the threshold"
+    elif "PeriodClosed" in names:
+        reason = "period close"
     else:
         reason = "reference rate or spread change"
     s.rate_changes.append(
