@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
+import ujson
 
 from gpucredit.audit.rules import BREACH_DSCR, BREACH_LTV, BREACH_STALE, BREACH_UPTIME
 from gpucredit.index.schema import Big, metadata
@@ -777,12 +778,9 @@ def rebuild(conn: sa.Connection, meta: dict[str, Any]) -> None:
             "FROM events ORDER BY block, log_index"
         )
     )
-    json_args = isinstance(conn.dialect.name, str) and conn.dialect.name == "sqlite"
-    import json
-
     evs = []
     for r in rows:
-        args = json.loads(r[8]) if json_args and isinstance(r[8], str) else r[8]
+        args = ujson.loads(r[8]) if isinstance(r[8], str) else r[8]
         evs.append(
             {
                 "block": r[0],

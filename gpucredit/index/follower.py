@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+import ujson
 from eth_utils import to_checksum_address
 
 from gpucredit.audit.export import FORMAT, AbiBook, Manifest, decode_logs, fetch_logs, read_terms
@@ -42,7 +43,27 @@ def engine_for(url: str) -> sa.Engine:
         url = f"sqlite:///{url}"
     elif url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
         Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-    return sa.create_engine(url, future=True)
+    engine = sa.create_engine(url, json_serializer=_dumps, json_deserializer=_loads)
+    if engine.dialect.name == "sqlite":
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cursor = dbapi_conn.cursor()
+            cursor.execute(
+                "PRAGMA journal_mode=WAL"
+            )  # readers (the web app) never block the writer
+            cursor.execute("PRAGMA synchronous=NORMAL")  # durable at each checkpoint, fast commits
+            cursor.close()
+
+    return engine
+
+
+def _dumps(value: Any) -> str:
+    return ujson.dumps(value, ensure_ascii=False)
+
+
+def _loads(text: str) -> Any:
+    return ujson.loads(text)
 
 
 def create_schema(engine: sa.Engine) -> None:
@@ -298,16 +319,28 @@ def write_rows(
     last_block: int,
 ) -> None:
     """One page: events, block hashes, the new last block and the derived tables."""
-    present = {
-        n
-        for (n,) in conn.execute(sa.select(blocks.c.number).where(blocks.c.number.in_(list(info))))
-    }
+    previous = read_meta(conn).get("last_block")
+    # pages follow the last indexed block (a rollback deletes what follows it), so only a
+    # page that overlaps it (a re-run after a crash between fetch and commit) checks for rows
+    fresh_page = previous is not None and min(info) > int(previous)
+    present = (
+        set()
+        if fresh_page
+        else {
+            n
+            for (n,) in conn.execute(
+                sa.select(blocks.c.number).where(blocks.c.number.in_(list(info)))
+            )
+        }
+    )
     new_blocks = [
         {"number": n, "hash": h, "timestamp": ts} for n, (h, ts) in info.items() if n not in present
     ]
     if new_blocks:
         conn.execute(blocks.insert(), new_blocks)
-    if rows:
+    if rows and fresh_page:
+        conn.execute(events.insert(), rows)
+    elif rows:
         lowest = min(r["block"] for r in rows)
         have = {
             (b, i)

@@ -153,3 +153,54 @@ def test_postgres_by_url(year):
         indexer.engine.dispose()
     finally:
         server.stop()
+
+
+def test_live_lag(year, tmp_path):
+    """The follower polling every 0.1 s sees each new event within a second of its block.
+
+    GPUCREDIT_WRITE_BENCH=1 writes the figures to bench/index.json (`live_lag_*`)."""
+    import json
+    import os
+    import statistics
+    import threading
+    import time
+
+    _, manifest = year
+    indexer = make(manifest, str(tmp_path / "live.sqlite"))
+    indexer.sync()
+    stop = threading.Event()
+    thread = threading.Thread(target=indexer.follow, kwargs={"poll_s": 0.1, "stop": stop.is_set})
+    thread.start()
+    identities, admin = year[0].core.identities, accounts[0]
+    lags = []
+    try:
+        for i in range(10):
+            account = accounts.add()
+            tx = identities.registerIdentities(
+                [account], 250, chain.time() + 86_400, {"from": admin}
+            )
+            mined = time.monotonic()
+            block = tx.block_number
+            while True:
+                with indexer.engine.connect() as conn:
+                    seen = conn.execute(
+                        sa.text("SELECT count(*) FROM events WHERE block = :b"), {"b": block}
+                    ).scalar_one()
+                if seen or time.monotonic() - mined > 10:
+                    break
+                time.sleep(0.01)
+            assert seen, f"event of block {block} not indexed after 10 s (tx {i})"
+            lags.append(time.monotonic() - mined)
+    finally:
+        stop.set()
+        thread.join(10)
+    assert max(lags) < 2.0, lags
+    if os.environ.get("GPUCREDIT_WRITE_BENCH"):
+        path = Path(__file__).resolve().parents[2] / "bench" / "index.json"
+        data = json.loads(path.read_text()) if path.exists() else {}
+        data.update(
+            live_lag_median_s=round(statistics.median(lags), 3),
+            live_lag_max_s=round(max(lags), 3),
+            live_lag_poll_s=0.1,
+        )
+        path.write_text(json.dumps(data, indent=2) + "\n")
