@@ -140,6 +140,7 @@ def run(n: int, page_blocks: int = 2_000) -> dict[str, Any]:
         "sqlite_mb": round(size_mb, 1),
         "generate_s": round(generate_s, 1),
         "cpus": os.cpu_count(),
+        "load_avg_1m": round(os.getloadavg()[0], 1),  # other work on the machine meanwhile
     }
 
 

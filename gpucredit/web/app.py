@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,6 +23,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from gpucredit.audit.model import BREACH_NAMES
 from gpucredit.index import derive
 from gpucredit.index.follower import engine_for, header_of, load_events, read_meta
+from gpucredit.index.schema import blocks
 from gpucredit.web import data
 
 HERE = Path(__file__).resolve().parent
@@ -166,8 +166,30 @@ def create_app(db: str) -> FastAPI:
             notes = data.rows(conn, derive.notes)
             tranches = data.rows(conn, derive.tranches)
             meta = read_meta(conn)
-        now = int(time.time())
-        return html("notes.html", notes=notes, tranches=tranches, meta=meta, now=now)
+            as_of = conn.execute(sa.select(sa.func.max(blocks.c.timestamp))).scalar()
+            raw = {
+                r.note_id: r
+                for r in conn.execute(
+                    sa.select(
+                        derive.notes.c.note_id,
+                        derive.notes.c.next_close_at,
+                        derive.notes.c.last_report_at,
+                        derive.notes.c.status,
+                    )
+                )
+            }
+        for n in notes:  # relative to the chain's time at the last indexed block
+            r = raw[n["note_id"]]
+            live = as_of is not None and r.status not in ("repaid",)
+            n["days_to_close"] = (
+                round((r.next_close_at - as_of) / 86_400, 1) if live and r.next_close_at else None
+            )
+            n["report_age_days"] = (
+                round((as_of - r.last_report_at) / 86_400, 1)
+                if as_of is not None and r.last_report_at
+                else None
+            )
+        return html("notes.html", notes=notes, tranches=tranches, meta=meta, as_of=data.iso(as_of))
 
     @app.get("/notes/{note_id}", response_class=HTMLResponse, summary="A note's page")
     def note_page(note_id: NoteId) -> HTMLResponse:
