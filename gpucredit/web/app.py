@@ -164,7 +164,11 @@ def create_app(db: str) -> FastAPI:
     def notes_page() -> HTMLResponse:
         with connect() as conn:
             notes = data.rows(conn, derive.notes)
-            tranches = data.rows(conn, derive.tranches)
+            tranches = data.rows(
+                conn,
+                derive.tranches,
+                order=[derive.tranches.c.note_id, derive.tranches.c.seniority.desc()],
+            )
             meta = read_meta(conn)
             as_of = conn.execute(sa.select(sa.func.max(blocks.c.timestamp))).scalar()
             raw = {
