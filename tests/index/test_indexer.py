@@ -204,3 +204,43 @@ def test_live_lag(year, tmp_path):
             live_lag_poll_s=0.1,
         )
         path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def test_cli_index_and_serve_app(year, tmp_path):
+    """`gpucredit --rpc-url .. --manifest .. index --db ..` catches up, a re-run adds nothing,
+    and the app `gpucredit serve` runs answers from that database."""
+    import json
+
+    from brownie import web3
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from gpucredit.cli import app
+    from gpucredit.web.app import create_app
+
+    _, manifest = year
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(manifest))
+    db = str(tmp_path / "cli.sqlite")
+    args = ["--rpc-url", web3.provider.endpoint_uri, "--manifest", str(path), "index", "--db", db]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    count = len(chain_events(manifest))
+    assert f"{count} new events" in first.output
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0 and " 0 new events" in again.output
+    status = TestClient(create_app(db)).get("/api/status").json()
+    assert status["events"] == count and status["chain_id"] == manifest["chain_id"]
+    missing = CliRunner().invoke(
+        app,
+        [
+            "--rpc-url",
+            web3.provider.endpoint_uri,
+            "--manifest",
+            str(tmp_path / "no.json"),
+            "index",
+            "--db",
+            db,
+        ],
+    )
+    assert missing.exit_code == 2 and "no manifest" in missing.output
