@@ -23,7 +23,7 @@ never from a Python model of the registry:
 
 The machine is a plain Hypothesis `RuleBasedStateMachine` (see
 tests/stateful/conftest.py for why); a snapshot before the runs, a revert at
-the start of each. By default 20 sequences of 10 steps; GPUCREDIT_FUZZ_EXAMPLES
+the start of each. By default 20 sequences of 20 steps; GPUCREDIT_FUZZ_EXAMPLES
 and GPUCREDIT_FUZZ_STEPS override them (`make fuzz`).
 """
 
@@ -136,13 +136,24 @@ class RegistryMachine(RuleBasedStateMachine):
 
     # ---- rules ----
 
-    @rule(op=st_index, issuer=st_index, mask=st_mask, chunk=st_chunk, flaw=st_flaw, model=st_index)
-    def register(self, op, issuer, mask, chunk, flaw, model):
-        """Any operator registers any serials of the pool for any issuer,
-        possibly with a flaw; a held or duplicate GPU must revert."""
+    @rule(
+        op=st_index,
+        note=st_index,
+        mask=st_mask,
+        chunk=st_chunk,
+        flaw=st_flaw,
+        model=st_index,
+        go=st_flaw,
+    )
+    def register(self, op, note, mask, chunk, flaw, model, go):
+        """Any operator registers any serials of the pool for a note's issuer,
+        possibly with a flaw (a held or duplicate GPU must revert); mostly the
+        attestor attests it and the operator tries to pledge it to that note
+        (which must revert unless the note names the operator)."""
         c, registry = self.cast, self.registry
         operator = self._pick(c["operators"], op)
-        issuer_account = self._pick(c["issuers"], issuer)
+        target = self._pick(self.notes, note)
+        issuer_account = c["issuers"][target[1]]
         serials = [s for bit, s in enumerate(SERIALS) if mask >> bit & 1]
         at = chain[-1].timestamp - 1 - DAY * (mask % 5) * 60
         leaves = [
@@ -180,6 +191,9 @@ class RegistryMachine(RuleBasedStateMachine):
         self.batches[batch_id] = Batch(
             batch_id, operator, issuer_account, leaves, tree, logged, flaw, chunk
         )
+        if go and len(logged) == len(keys):
+            registry.attestBatch(batch_id, DOCS, {"from": c["attestor"]})
+            self.pledge(list(self.batches).index(batch_id), self.notes.index(target))
 
     @rule(pick=st_index, reject=st_flaw)
     def attest_or_reject(self, pick, reject):
@@ -339,4 +353,4 @@ def test_registry_stateful(run_machine, registry, cast, TrancheStub):
         machine.open_note(1, [1, 2]),
     )
     chain.snapshot()
-    run_machine(machine, examples=20, steps=10)
+    run_machine(machine, examples=20, steps=20)
