@@ -5,11 +5,21 @@ from the repo root): a brownie script on a private anvil. It deploys the
 protocol, drives each operation the issues name and prints the table.
 
 Keys:
-- registry.*: one 10,000-GPU batch registered, attested and pledged; the
-  per-GPU figure is the sum of the three divided by 10,000.
+- registry.*: one 10,000-GPU batch: the header, the GPU keys in chunks of
+  500 (one transaction each), the attestation and the pledge.
+  `pledge_per_gpu_10000` is the sum of all of them divided by 10,000 (target
+  24,000: a new storage slot per GPU costs 22,100); `register_chunk_max` the
+  largest transaction (under the 16,777,216 cap of EIP-7825); `txs_10000`
+  the number of transactions. `... run bench/gas.py registry_only` runs this
+  section alone.
+- note.create: the factory transaction that creates a two-tranche note:
+  opens it in the registry, clones and initialises both tranches and the
+  servicer and binds them (must stay under the 16,777,216 per-tx gas cap).
 - note.*: a senior tranche's subscription, claim, transfer between two
   existing holders, coupon claim and redemption.
-- oracle.submit_report_3of5: a 3-of-5 signed report.
+- oracle.submit_report_3of4 / _5of7: a report of a fleet with 4 signers and
+  f = 1 (3 observations) / 7 signers and f = 2 (5 observations), the smallest
+  sets for one and two faulty signers (quorum 2f + 1, n >= 3f + 1).
 - servicer.close_period_{10,1000}: a period close that steps the coupon
   (covenants, coupon step, waterfall, both tranches paid) on a note with 10
   or 1,000 holders and GPUs: it must not grow with either. `_first_` is the
@@ -23,35 +33,41 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from brownie import accounts, chain, network, web3
+from brownie import TrancheStub, accounts, chain, network, web3
 from eth_account import Account
 from rich.console import Console
 from rich.table import Table
 
-from gpucredit.merkle import MerkleTree, text_id
+from gpucredit.merkle import MerkleTree, key_chunks, text_id
 from gpucredit.protocol import (
+    CHUNK,
     DAY,
     USD,
     CovenantSpec,
     DealSpec,
     TrancheSpec,
+    bind_note,
     deploy_core,
     grant_roles,
     make_fleet,
+    note_params,
     open_deal,
+    open_note,
     pledge_fleet,
     sign_report,
     wait_for_period_end,
 )
 
 OUT = Path(__file__).resolve().parent / "gas.json"
-SIGNER_KEYS = [f"0x{(0xB0B0 + i):064x}" for i in range(5)]
+SIGNER_KEYS = [f"0x{(0xB0B0 + i):064x}" for i in range(7)]
 TARGETS = {
-    "registry.register_batch_per_gpu_10000": 2_000,
+    "note.create": 16_777_216,
+    "registry.pledge_per_gpu_10000": 24_000,
+    "registry.register_chunk_max": 16_777_215,  # EIP-7825: under 2^24 gas per transaction
     "note.transfer": 90_000,
     "note.claim_coupon": 80_000,
     "note.request_deposit": 120_000,
-    "oracle.submit_report_3of5": 90_000,
+    "oracle.submit_report_3of4": 90_000,
     "servicer.close_period_10": 250_000,
     "servicer.close_period_1000": 250_000,
 }
@@ -200,6 +216,8 @@ def _deal(core, gpus: int, holders: int, signer_count: int, quorum: int, seed: i
         SEND.many((core.usd, "mint", (x.address, share), admin) for x in holders_t)
         SEND.many((core.usd, "approve", (tranche.address, share), x) for x in holders_t)
         SEND.many((tranche, "requestDeposit", (share, x.address, x.address), x) for x in holders_t)
+    _wait_for_window_end(deal.senior)
+    for tranche, holders_t in zip(deal.tranches, [lenders, lenders[:1]], strict=True):
         SEND.tx(tranche, "closeSubscription", sender=issuer)
         chunks = [
             [x.address for x in holders_t[i : i + 100]] for i in range(0, len(holders_t), 100)
@@ -211,6 +229,14 @@ def _deal(core, gpus: int, holders: int, signer_count: int, quorum: int, seed: i
     SEND.send(core.usd, "approve", deal.servicer.address, 2**256 - 1, sender=operator)
     SEND.wait()
     return deal, lenders
+
+
+def _wait_for_window_end(tranche) -> None:
+    """The window closes only at its end: move the clock there."""
+    end = tranche.terms()[5]
+    if chain[-1].timestamp < end:
+        chain.sleep(end - chain[-1].timestamp + 1)
+        chain.mine()
 
 
 def _report(core, deal, period, keys, utilization=9_200, uptime=9_950, revenue=None):
@@ -233,29 +259,35 @@ def _close(core, deal, period, keys, utilization, revenue):
 
 
 def bench_registry(gas: dict) -> None:
+    """A 10,000-GPU fleet: the header, the keys in chunks of CHUNK (one new
+    storage slot per GPU), the attestation and the pledge."""
     core = _new_core()
-    _, issuer, operator, attestor, _, _ = _roles()
-    note_id = core.registry.openNote(issuer, {"from": issuer}).return_value
-    tree = MerkleTree(make_fleet(10_000, in_service_at=chain[-1].timestamp - 1))
-    leaf = make_fleet(1, in_service_at=chain[-1].timestamp - 1)[0]
-    registration = (
-        issuer.address,
-        tree.root,
-        10_000,
-        10_000 * leaf.cost,
-        leaf.model,
-        leaf.class_id,
-    )
+    admin, issuer, operator, attestor, _, _ = _roles()
+    note_id = open_note(core, admin, issuer)
+    stub = TrancheStub.deploy({"from": admin})
+    bind_note(core, admin, note_id, admin, [stub], [operator])
+    leaves = make_fleet(10_000, in_service_at=chain[-1].timestamp - 1)
+    tree = MerkleTree(leaves)
+    leaf = leaves[0]
+    registration = (issuer.address, tree.root, 10_000, 10_000 * leaf.cost, leaf.model)
     registration += (leaf.in_service_at, text_id("attestation-set"))
     register = SEND.tx(core.registry, "registerBatch", registration, sender=operator)
     batch_id = 1  # the first batch of a fresh registry
+    chunks = []
+    for _, keys in key_chunks([x.gpu_key for x in leaves], CHUNK):
+        SEND.send(core.registry, "registerGpus", batch_id, keys, sender=operator, gas=11_990_000)
+        chunks.append(SEND.wait()[0])
     attest = SEND.tx(core.registry, "attestBatch", batch_id, text_id("attested"), sender=attestor)
     pledge = SEND.tx(core.registry, "pledgeBatch", batch_id, note_id, sender=operator)
+    receipts = [register, *chunks, attest, pledge]
     gas["registry.register_batch"] = register["gasUsed"]
+    gas["registry.register_chunk_max"] = max(r["gasUsed"] for r in receipts)
+    gas["registry.register_chunk_keys"] = CHUNK
     gas["registry.attest_batch"] = attest["gasUsed"]
     gas["registry.pledge_batch"] = pledge["gasUsed"]
-    total = register["gasUsed"] + attest["gasUsed"] + pledge["gasUsed"]
-    gas["registry.register_batch_per_gpu_10000"] = -(-total // 10_000)
+    gas["registry.txs_10000"] = len(receipts)
+    total = sum(r["gasUsed"] for r in receipts)
+    gas["registry.pledge_per_gpu_10000"] = -(-total // 10_000)
 
 
 def bench_note(gas: dict) -> None:
@@ -265,7 +297,7 @@ def bench_note(gas: dict) -> None:
     spec = DealSpec(
         tranches=[TrancheSpec("GPU Senior", "GPU-A", 0, 1_200_000 * USD, spread_bps=450)]
     )
-    signers = [accounts.add(key) for key in SIGNER_KEYS[:3]]
+    signers = [accounts.add(key) for key in SIGNER_KEYS[:4]]
     deal = open_deal(
         core,
         spec,
@@ -295,6 +327,7 @@ def bench_note(gas: dict) -> None:
     request = SEND.tx(senior, "requestDeposit", 400_000 * USD, b.address, b.address, sender=b)
     gas["note.request_deposit"] = request["gasUsed"]
     SEND.tx(senior, "requestDeposit", 400_000 * USD, c.address, c.address, sender=c)
+    _wait_for_window_end(senior)
     SEND.tx(senior, "closeSubscription", sender=issuer)
     SEND.tx(senior, "fulfil", [x.address for x in lenders], sender=issuer)
     SEND.tx(senior, "drawdown", sender=issuer)
@@ -328,10 +361,29 @@ def bench_note(gas: dict) -> None:
     gas["note.redeem"] = SEND.tx(senior, "redeem", sender=a)["gasUsed"]
 
 
+def bench_create(gas: dict) -> None:
+    """The factory transaction of a two-tranche note, every contract wired."""
+    core = _new_core()
+    _, issuer, operator, _, trustee, fees = _roles()
+    spec = DealSpec(
+        tranches=[
+            TrancheSpec("GPU Senior", "GPU-A", 0, 14_000_000 * USD, spread_bps=450),
+            TrancheSpec("GPU Junior", "GPU-B", 1, 3_000_000 * USD, spread_bps=900),
+        ]
+    )
+    params = note_params(
+        spec, chain[-1].timestamp + 60, operator=operator, fee_recipient=fees, trustee=trustee
+    )
+    tx = core.factory.createNote(params, {"from": issuer})
+    gas["note.create"] = tx.gas_used
+
+
 def bench_oracle(gas: dict) -> None:
     core = _new_core()
-    deal, _ = _deal(core, gpus=10, holders=1, signer_count=5, quorum=3, seed=11)
-    gas["oracle.submit_report_3of5"] = _report(core, deal, 0, SIGNER_KEYS[:3])["gasUsed"]
+    deal, _ = _deal(core, gpus=10, holders=1, signer_count=4, quorum=3, seed=11)
+    gas["oracle.submit_report_3of4"] = _report(core, deal, 0, SIGNER_KEYS[:3])["gasUsed"]
+    deal, _ = _deal(core, gpus=10, holders=1, signer_count=7, quorum=5, seed=12)
+    gas["oracle.submit_report_5of7"] = _report(core, deal, 0, SIGNER_KEYS[:5])["gasUsed"]
 
 
 def bench_servicer(gas: dict, size: int) -> None:
@@ -343,7 +395,7 @@ def bench_servicer(gas: dict, size: int) -> None:
     a close below 60 %: step-up, top-up requirement, sweep, equity blocked.
     """
     core = _new_core()
-    deal, _ = _deal(core, gpus=size, holders=size, signer_count=3, quorum=2, seed=size)
+    deal, _ = _deal(core, gpus=size, holders=size, signer_count=4, quorum=3, seed=size)
     revenue = deal.senior.originalPrincipal() // 20
     closes = [
         _close(core, deal, period, SIGNER_KEYS[:3], utilization, revenue)
@@ -363,8 +415,9 @@ def main() -> None:
     with console.status("registry: 10,000-GPU batch"):
         bench_registry(gas)
     with console.status("note flows"):
+        bench_create(gas)
         bench_note(gas)
-    with console.status("oracle: 3-of-5 report"):
+    with console.status("oracle: 3-of-4 and 5-of-7 reports"):
         bench_oracle(gas)
     for size in (10, 1_000):
         with console.status(f"servicer: close_period with {size} holders and GPUs"):
@@ -372,7 +425,23 @@ def main() -> None:
     gas["servicer.close_period"] = max(
         gas["servicer.close_period_10"], gas["servicer.close_period_1000"]
     )
+    _write(gas, console)
 
+
+def registry_only() -> None:
+    """`python -m gpucredit.localchain run bench/gas.py registry_only`: the
+    registry figures alone, merged into bench/gas.json."""
+    network.gas_price(GAS_PRICE)
+    gas: dict[str, int] = {}
+    console = Console()
+    with console.status("registry: 10,000 GPUs"):
+        bench_registry(gas)
+    previous = json.loads(OUT.read_text()) if OUT.exists() else {}
+    kept = {k: v for k, v in previous.items() if not k.startswith("registry.")}
+    _write({**kept, **gas}, console)
+
+
+def _write(gas: dict[str, int], console: Console) -> None:
     OUT.write_text(json.dumps(dict(sorted(gas.items())), indent=2) + "\n")
     table = Table(title="gpucredit gas per operation (receipt gasUsed)")
     table.add_column("operation")

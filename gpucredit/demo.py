@@ -1,7 +1,7 @@
 """`make demo`: a year of a GPU-backed note, end to end, on a local chain.
 
 Everything is real and runs on this machine: an anvil chain (its own process,
-a free port), the protocol deployed by `scripts/deploy.py`, three oracle
+a free port), the protocol deployed by `scripts/deploy.py`, four oracle
 nodes (`python -m oracle`, each with its own key and SQLite database, on
 loopback), and the `gpucredit` CLI's commands for every step a person takes:
 
@@ -16,8 +16,11 @@ loopback), and the `gpucredit` CLI's commands for every step a person takes:
    collateral top-up is required, cash is swept to senior principal, equity
    is blocked), the operator pledges 250 more GPUs (the cure), recovery, and
    redemption at maturity. Each period the operator pushes signed telemetry
-   to the three nodes and pays the revenue in; the nodes sign the period,
-   gather a 2-of-3 quorum, post the report and close the period on-chain.
+   to the four nodes and pays the revenue in; the nodes sign the period,
+   gather a 3-of-4 quorum (f = 1), post the report and close the period
+   on-chain. In the first demand-shock period node-d lies (it signs 95 %
+   utilization: outvoted, the stored figures are the honest ones); in a
+   recovery period node-c is down (the other three still post).
 
 A period lasts 30 days of *chain* time: the demo moves anvil's clock
 (`evm_increaseTime` + `evm_mine`) and the nodes run with
@@ -67,7 +70,10 @@ from gpucredit.cli_common import breach_names
 from gpucredit.deployment import GpucreditError, repo_root
 from gpucredit.story import (  # the story the demo tells: gpucredit/story.py
     CURE_GPUS,
+    DOWN_PERIOD,
     GPUS,
+    LIE,
+    LYING_PERIOD,
     REFINANCING,
     STORY,
     SUBSCRIPTIONS,
@@ -79,12 +85,15 @@ REPO = repo_root()
 BIN = Path(sys.executable).parent
 ANVIL = REPO / "node_modules" / ".bin" / "anvil"
 DAY = 86_400
+CHALLENGE_WINDOW = 3 * DAY  # CollateralRegistry.CHALLENGE_WINDOW
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
 
-NODE_NAMES = ("node-a", "node-b", "node-c")
+NODE_NAMES = ("node-a", "node-b", "node-c", "node-d")  # 4 signers, quorum 3: f = 1
+LYING_NODE = "node-d"  # signs doctored figures in LYING_PERIOD
+DOWN_NODE = "node-c"  # stopped for DOWN_PERIOD, restarted after its report
 # Oracle node settings: chain time, and short waits (the demo's periods pass in seconds).
 SETTLE_SECONDS = 30  # chain seconds after a period's end in which telemetry is still taken
-QUORUM_WAIT_SECONDS = 5  # chain seconds the nodes wait for every signer before a 2-of-3 report
+QUORUM_WAIT_SECONDS = 5  # chain seconds the nodes wait for every signer before a 3-of-4 report
 QUORUM_NUDGE_AFTER = 10.0  # wall seconds after which the demo lets that wait pass
 NODE_SETTINGS = {
     "CLOCK": "chain",
@@ -200,6 +209,13 @@ class Supervisor:
     def stop_all(self) -> None:
         for child in reversed(self.children):
             self.stop(child)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(url + "/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def tail(path: Path, lines: int = 25) -> str:
@@ -486,6 +502,7 @@ class Demo:
         ports = [free_port() for _ in NODE_NAMES]
         self.node_urls = [f"http://127.0.0.1:{p}" for p in ports]
         self.nodes: list[Child] = []
+        self.node_launch: dict[str, tuple[list[str], Path, dict[str, str]]] = {}
         for i, name in enumerate(NODE_NAMES):
             account = self.node_accounts[i]
             self.chain.rpc("anvil_setBalance", account.address, hex(100 * 10**18))  # gas money
@@ -505,17 +522,12 @@ class Demo:
             }
             env = child_env(**{f"GPUCREDIT_ORACLE_{k}": v for k, v in settings.items()})
             argv = [sys.executable, "-m", "oracle"]
+            self.node_launch[name] = (argv, workdir, env)
             self.nodes.append(self.supervisor.start(name, argv, workdir, env, workdir / "node.log"))
 
     def wait_for_nodes(self) -> None:
-        def healthy(url: str) -> bool:
-            try:
-                return httpx.get(url + "/health", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
         for name, url, account in zip(NODE_NAMES, self.node_urls, self.node_accounts, strict=True):
-            wait_for(lambda u=url: healthy(u), 60, f"{name} to serve", check=self.supervisor.check)
+            wait_for(lambda u=url: _healthy(u), 60, f"{name} to serve", check=self.supervisor.check)
             self.step(f"oracle {name} on {url}, signer {account.address}")
 
     def fund(self) -> None:
@@ -632,12 +644,14 @@ class Demo:
             "operator", "pledge", str(batch["batch_id"]), "--note", str(self.note_id)
         )
         self.step(
-            f"operator registered {batch['gpus']:,} GPUs from {batch['csv']} (one Merkle batch, "
-            f"root {batch['root'][:12]}...), attestor attested, operator pledged: collateral "
+            f"operator registered {batch['gpus']:,} GPUs from {batch['csv']} (one batch, root "
+            f"{batch['root'][:12]}..., {batch['transactions']} transactions), attestor attested, "
+            f"operator pledged (counts after the 3-day challenge window): collateral "
             f"{usd(pledged['note_collateral_value'])}"
         )
-        # the issuer closes the window shortly before its end and draws down
-        self.chain.warp_to(self.genesis - 3600)
+        # the window closes only at its end (fixed once lenders commit): the
+        # issuer closes it then and draws down
+        self.chain.warp_to(self.genesis)
         closed = self.cli("issuer", "close", str(self.note_id))
         drawn = ", ".join(
             f"{s} {usd(t['principal'])}" for s, t in closed["tranches"].items() if t["drawn"]
@@ -678,20 +692,22 @@ class Demo:
         path = self.run_dir / "telemetry" / f"period-{period:02d}.json"
         path.parent.mkdir(exist_ok=True)
         path.write_text(json.dumps(telemetry_batch(period, start, utilization, uptime), indent=1))
-        nodes = [arg for url in self.node_urls for arg in ("--node", url)]
-        pushed = self.cli(
-            "operator",
-            "push-telemetry",
-            str(path),
-            "--note",
-            str(self.note_id),
-            *nodes,
-            "--timeout",
-            "10",
-            partial=True,
-        )
         events = list(pending_events)
-        refused = [r for r in pushed["results"] if not r["ok"]]
+        if period == DOWN_PERIOD:
+            self.stop_node(DOWN_NODE)
+            events.append(f"{DOWN_NODE} down")
+        lying = period == LYING_PERIOD
+        honest_urls = [
+            u
+            for n, u in zip(NODE_NAMES, self.node_urls, strict=True)
+            if not lying or n != LYING_NODE
+        ]
+        results = self.push(path, honest_urls)
+        if lying:  # node-d holds doctored metering and signs what it says
+            lie = self.run_dir / "telemetry" / f"{LYING_NODE}-lie-period-{period:02d}.json"
+            lie.write_text(json.dumps(telemetry_batch(period, start, *LIE), indent=1))
+            results += self.push(lie, [self.node_urls[NODE_NAMES.index(LYING_NODE)]])
+        refused = [r for r in results if not r["ok"]]
         if len(refused) > len(NODE_NAMES) - self.quorum:  # fewer than a quorum hold the telemetry
             raise DemoError(f"period {period}: telemetry refused: {refused}")
         for r in refused:
@@ -712,12 +728,58 @@ class Demo:
         # the settle window ends: the nodes sign, reach a quorum, post and close
         self.chain.warp_to(end + SETTLE_SECONDS + 1)
         self.wait_closed(period, end)
+        if lying:
+            events.append(self.outvoted(period))
+        if period == DOWN_PERIOD:
+            self.restart_node(DOWN_NODE)
+            events.append(f"{DOWN_NODE} restarted")
         return self.row(period, story, events, time.monotonic() - started)
+
+    def push(self, path: Path, urls: list[str]) -> list[dict[str, Any]]:
+        nodes = [arg for url in urls for arg in ("--node", url)]
+        pushed = self.cli(
+            "operator",
+            "push-telemetry",
+            str(path),
+            "--note",
+            str(self.note_id),
+            *nodes,
+            "--timeout",
+            "10",
+            partial=True,
+        )
+        return pushed["results"]
+
+    def stop_node(self, name: str) -> None:
+        child = self.nodes[NODE_NAMES.index(name)]
+        self.supervisor.stop(child)
+        self.supervisor.children.remove(child)  # stopped on purpose: not a crash
+        self.step(f"{name} stopped: the other three nodes must still report")
+
+    def restart_node(self, name: str) -> None:
+        argv, workdir, env = self.node_launch[name]
+        child = self.supervisor.start(name, argv, workdir, env, workdir / "node.log")
+        self.nodes[NODE_NAMES.index(name)] = child
+        url = self.node_urls[NODE_NAMES.index(name)]
+        wait_for(lambda: _healthy(url), 60, f"{name} to serve again", check=self.supervisor.check)
+
+    def outvoted(self, period: int) -> str:
+        """What the lying node signed against what was stored: the lie was outvoted."""
+        url = self.node_urls[NODE_NAMES.index(LYING_NODE)]
+        path = f"/v1/fleets/{self.note_id}/periods/{period}/observation"
+        signed = httpx.get(url + path, timeout=5).json()
+        stored = self.oracle.functions.report(self.note_id, period).call()
+        if stored[1] == signed["utilization_bps"]:
+            raise DemoError(f"period {period}: {LYING_NODE}'s figures were stored: {signed}")
+        return (
+            f"{LYING_NODE} signed {pct(signed['utilization_bps'])} utilization: outvoted, "
+            f"{pct(stored[1])} stored"
+        )
 
     def wait_closed(self, period: int, end: int) -> None:
         """Waits until the nodes have posted the period's report and closed it. The
-        nodes first wait for all three signers' observations; if one is slow, chain
-        time is moved past the quorum wait, so two of three post."""
+        nodes first wait for all four signers' observations; if one is slow, chain
+        time is moved past the quorum wait, so three of four post."""
         deadline = time.monotonic() + self.period_timeout
         nudge_at: float | None = time.monotonic() + QUORUM_NUDGE_AFTER
         while self.servicer.functions.nextPeriodToClose().call() <= period:
@@ -815,8 +877,11 @@ class Demo:
         return row
 
     def cure(self) -> str:
-        """The operator answers the top-up: 250 more GPUs, registered, attested, pledged."""
+        """The operator answers the top-up: 250 more GPUs, registered, attested, pledged
+        once their challenge window (3 days after attestation) has passed: collateral that
+        can still be voided cures nothing."""
         batch = self.pledge(CURE_GPUS, "H100-CURE-", "fleet-cure")
+        self.chain.warp_to(self.chain.now() + CHALLENGE_WINDOW + 1)
         topped = self.cli(
             "operator", "top-up", "--note", str(self.note_id), "--batch", str(batch["batch_id"])
         )
@@ -838,7 +903,7 @@ class Demo:
             dscr = "max" if row.dscr_bps >= 2**32 - 1 else f"{row.dscr_bps / 10_000:.2f}x"
             self.step(
                 f"period {period:>2} ({row.story}): utilization {pct(row.utilization_bps)}, "
-                f"report by {row.report_by} ({row.observations} of 3 signatures), closed by "
+                f"report by {row.report_by} ({row.observations} of 4 signatures), closed by "
                 f"{row.closed_by}; DSCR {dscr}, senior {pct(row.senior_rate_bps, 2)} "
                 f"[{row.seconds:.1f} s]"
             )
@@ -942,7 +1007,7 @@ class Demo:
                 pct(row.ltv_bps, 1),
                 pct(row.senior_rate_bps, 2),
                 pct(row.junior_rate_bps, 2),
-                f"{row.report_by} {row.observations}/3",
+                f"{row.report_by} {row.observations}/4",
                 "; ".join(row.events),
             )
         self.console.print(table)
@@ -966,8 +1031,9 @@ class Demo:
             )
         self.console.print(lenders)
         self.console.print(
-            "oracle = the node that posted the period's report and how many of the 3 signers' "
-            "observations it carried (quorum 2); the close was sent by a node too. Revenue is the "
+            "oracle = the node that posted the period's report and how many of the 4 signers' "
+            "observations it carried (quorum 3, f = 1: one node may lie or be down); the close "
+            "was sent by a node too. Revenue is the "
             "oracle's (signed invoices); the waterfall runs on the cash paid in."
         )
 
@@ -998,7 +1064,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m gpucredit.demo",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
-        epilog="Runs anvil, scripts/deploy.py, three `python -m oracle` nodes and the gpucredit "
+        epilog="Runs anvil, scripts/deploy.py, four `python -m oracle` nodes and the gpucredit "
         "CLI; stops them all at the end. See the module docstring (gpucredit/demo.py).",
     )
     parser.add_argument(

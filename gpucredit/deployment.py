@@ -51,6 +51,11 @@ CORE_CONTRACTS: dict[str, str] = {
     "identity_registry": "IdentityRegistry",
     "collateral_registry": "CollateralRegistry",
     "telemetry_oracle": "TelemetryOracle",
+    # The implementations every note clones, and the factory that clones and
+    # wires them in one transaction (it holds the registry's NOTE_FACTORY_ROLE).
+    "note_tranche_implementation": "NoteTranche",
+    "servicer_implementation": "Servicer",
+    "note_factory": "NoteFactory",
 }
 
 

@@ -3,8 +3,8 @@
 One place knows how the pieces fit together, so the tests, the benchmarks and
 the scripts deploy the protocol the same way:
 
-    core = deploy_core(admin)                      # stablecoin, registries, oracle
-    deal = open_deal(core, DealSpec(...), ...)      # note, tranches, servicer, fleet
+    core = deploy_core(admin)                      # stablecoin, registries, oracle, factory
+    deal = open_deal(core, DealSpec(...), ...)      # one factory tx; then the oracle fleet
     pledge_fleet(core, deal, make_fleet(1_000, ...), operator, attestor)
 
 Needs a loaded brownie project (inside `brownie test` / `brownie run`).
@@ -15,14 +15,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gpucredit.merkle import GpuLeaf, MerkleTree, gpu_key, text_id
+from gpucredit.merkle import GpuLeaf, MerkleTree, gpu_key, key_chunks, text_id
 
 DAY = 86_400
 YEAR = 365 * DAY
 PERIOD = 30 * DAY
 USD = 10**6  # the stablecoin has 6 decimals
 
-H100 = text_id("NVIDIA H100 SXM5 80GB")
+H100 = text_id("NVIDIA H100 SXM5 80GB")  # a default model of the registry: class 1
+B200 = text_id("NVIDIA B200 SXM 180GB")  # class 0
+A100 = text_id("NVIDIA A100 80GB")  # class 2
+# Keys per `registerGpus` call: about 11.5 M gas with every slot new, under
+# the dev chain's 12 M block and the 16,777,216 per-transaction cap.
+CHUNK = 500
+CHALLENGE_WINDOW = 3 * DAY  # CollateralRegistry.CHALLENGE_WINDOW
 
 
 def _containers() -> Any:
@@ -39,6 +45,7 @@ class Core:
     identities: Any
     registry: Any
     oracle: Any
+    factory: Any = None  # NoteFactory; deployed by deploy_core or on first open_deal
 
 
 @dataclass
@@ -108,7 +115,7 @@ class DealSpec:
     covenants: CovenantSpec = field(default_factory=CovenantSpec)
     period_length: int = PERIOD
     heartbeat: int = 7 * DAY
-    quorum: int = 2
+    quorum: int = 3  # 2f + 1 with f = 1: needs at least 4 signers
     # Exact lengths in seconds; when set they take precedence over the days above.
     subscription_seconds: int | None = None
     term_seconds: int | None = None
@@ -186,7 +193,80 @@ def deploy_core(admin: Any) -> Core:
     identities = c.IdentityRegistry.deploy(admin, tx)
     registry = c.CollateralRegistry.deploy(admin, tx)
     oracle = c.TelemetryOracle.deploy(admin, tx)
-    return Core(usd=usd, identities=identities, registry=registry, oracle=oracle)
+    core = Core(usd=usd, identities=identities, registry=registry, oracle=oracle)
+    deploy_factory(core, admin)
+    return core
+
+
+def deploy_factory(core: Core, admin: Any) -> Any:
+    """Deploys the tranche and servicer implementations and the note factory,
+    and grants the factory the registry's NOTE_FACTORY_ROLE."""
+    c = _containers()
+    tx = {"from": admin}
+    tranche = c.NoteTranche.deploy(core.usd, core.identities, core.registry, tx)
+    servicer = c.Servicer.deploy(core.usd, core.registry, core.oracle, tx)
+    factory = c.NoteFactory.deploy(
+        tranche, servicer, core.usd, core.identities, core.registry, core.oracle, tx
+    )
+    core.registry.grantRole(core.registry.NOTE_FACTORY_ROLE(), factory, tx)
+    core.factory = factory
+    return factory
+
+
+def clone_tranche(
+    core: Core,
+    admin: Any,
+    issuer: Any,
+    servicer: Any,
+    terms: tuple,
+    name: str = "GPU Senior",
+    symbol: str = "GPU-A",
+    schedule: tuple[list[int], list[int]] = ([], []),
+) -> Any:
+    """Test helper: a bare NoteTranche clone of `core` wired by hand to
+    `servicer` (a plain wallet in tests that pay it directly). Real notes
+    come from the factory (`open_deal`); `CloneMaker` is a test contract."""
+    c = _containers()
+    tx = {"from": admin}
+    cached = getattr(core, "_bare_tranche", None)
+    if cached is None:
+        implementation = c.NoteTranche.deploy(core.usd, core.identities, core.registry, tx)
+        cached = (c.CloneMaker.deploy(tx), implementation)
+        object.__setattr__(core, "_bare_tranche", cached)
+    maker, implementation = cached
+    address = maker.clone(implementation, tx).events["Cloned"]["instance"]
+    tranche = c.NoteTranche.at(address)
+    tranche.init_tx = tranche.initialize(name, symbol, issuer, servicer, terms, *schedule, tx)
+    return tranche
+
+
+def note_params(
+    spec: DealSpec, start: int, *, operator: Any, fee_recipient: Any, trustee: Any
+) -> tuple:
+    """The `INoteFactory.NoteParams` tuple of `spec` (the factory sets each noteId)."""
+    tranches = []
+    for t in spec.tranches:
+        due, cumulative = amortization_schedule(spec, t, start)
+        tranches.append((t.name, t.symbol, tranche_terms(spec, t, 0, start), due, cumulative))
+    return (
+        tranches,
+        str(operator),
+        str(fee_recipient),
+        str(trustee),
+        spec.covenants.as_tuple(),
+    )
+
+
+def close_subscription(tranche: Any, issuer: Any) -> Any:
+    """Waits (dev chain) for the end of the tranche's window, then closes it."""
+    from brownie import chain, web3
+
+    end = tranche.terms()[5]
+    if chain[-1].timestamp < end:
+        # a block exactly at the end (works whether or not the chain follows the wall clock)
+        web3.provider.make_request("evm_setNextBlockTimestamp", [end])
+        chain.mine()
+    return tranche.closeSubscription({"from": issuer})
 
 
 def grant_roles(core: Core, admin: Any, issuer: Any, operator: Any, attestor: Any) -> None:
@@ -195,6 +275,29 @@ def grant_roles(core: Core, admin: Any, issuer: Any, operator: Any, attestor: An
     core.registry.grantRole(core.registry.ISSUER_ROLE(), issuer, tx)
     core.registry.grantRole(core.registry.OPERATOR_ROLE(), operator, tx)
     core.registry.grantRole(core.registry.ATTESTOR_ROLE(), attestor, tx)
+
+
+def open_note(core: Core, factory: Any, issuer: Any) -> int:
+    """Opens a note for `issuer` from `factory`, granting `factory` the
+    registry's NOTE_FACTORY_ROLE first if it lacks it (the admin may grant
+    itself the role on a dev chain; in production only the NoteFactory holds
+    it)."""
+    role = core.registry.NOTE_FACTORY_ROLE()
+    if not core.registry.hasRole(role, factory):
+        core.registry.grantRole(role, factory, {"from": factory})
+    return core.registry.openNote(issuer, {"from": factory}).events["NoteOpened"]["noteId"]
+
+
+def bind_note(
+    core: Core,
+    factory: Any,
+    note_id: int,
+    servicer: Any,
+    tranches: list[Any],
+    operators: list[Any],
+) -> Any:
+    """Fixes the note's servicer, tranches and operators, once (`bindNote`)."""
+    return core.registry.bindNote(note_id, servicer, tranches, operators, {"from": factory})
 
 
 def whitelist(core: Core, admin: Any, accounts: list[Any], days: int = 5 * 365) -> None:
@@ -217,7 +320,8 @@ def open_deal(
     signers: list[Any],
     start: int | None = None,
 ) -> Deal:
-    """Opens a note and deploys its tranches and servicer, wired together.
+    """Creates a note through the factory (one transaction: tranches and
+    servicer cloned and wired) and registers its oracle fleet.
 
     The oracle fleet's period 0 starts at the end of the subscription window.
     """
@@ -228,37 +332,15 @@ def open_deal(
     start = chain[-1].timestamp if start is None else start
     sub_end, _ = deal_timeline(spec, start)
 
-    note_id = core.registry.openNote(issuer, tx).return_value
-    tranches = []
-    for t in spec.tranches:
-        terms = tranche_terms(spec, t, note_id, start)
-        tranche = c.NoteTranche.deploy(
-            t.name, t.symbol, core.usd, core.identities, core.registry, issuer, issuer, terms, tx
-        )
-        if t.amortization:
-            tranche.setAmortizationSchedule(*amortization_schedule(spec, t, start), tx)
-        tranches.append(tranche)
-
-    junior = tranches[1] if len(tranches) > 1 else "0x" + "00" * 20
-    servicer = c.Servicer.deploy(
-        core.usd,
-        core.registry,
-        core.oracle,
-        note_id,
-        tranches[0],
-        junior,
-        issuer,
-        operator,
-        fee_recipient,
-        trustee,
-        spec.covenants.as_tuple(),
-        tx,
+    if core.factory is None:
+        deploy_factory(core, admin)
+    params = note_params(
+        spec, start, operator=operator, fee_recipient=fee_recipient, trustee=trustee
     )
-    for tranche in tranches:
-        tranche.setSpv(servicer, tx)
-        tranche.grantRole(tranche.COVENANT_ROLE(), servicer, tx)
-    core.registry.setNoteTranches(note_id, tranches, tx)
-    core.registry.setNoteManager(note_id, servicer, tx)
+    created = core.factory.createNote(params, tx).events["NoteCreated"]
+    note_id = created["noteId"]
+    tranches = [c.NoteTranche.at(address) for address in created["tranches"]]
+    servicer = c.Servicer.at(created["servicer"])
 
     fleet_admin = core.oracle.FLEET_ADMIN_ROLE()
     if not core.oracle.hasRole(fleet_admin, admin):
@@ -283,12 +365,11 @@ def make_fleet(
     cost: int = 25_000 * USD,
     in_service_at: int,
     model: bytes = H100,
-    class_id: int = 1,
     site: str = "ashburn-1",
     vendor: str = "NVIDIA",
     serial_prefix: str = "H100-",
 ) -> list[GpuLeaf]:
-    """`count` GPU leaves of one model, class and in-service date."""
+    """`count` GPU leaves of one model and in-service date (the class is the model's)."""
     site_id = text_id(site)
     return [
         GpuLeaf(
@@ -299,16 +380,16 @@ def make_fleet(
             attestation_hash=text_id(f"attestation:{serial_prefix}{i:06d}"),
             cost=cost,
             in_service_at=in_service_at,
-            class_id=class_id,
         )
         for i in range(count)
     ]
 
 
 def register_batch(
-    core: Core, issuer: Any, operator: Any, leaves: list[GpuLeaf]
+    core: Core, issuer: Any, operator: Any, leaves: list[GpuLeaf], *, chunk: int = CHUNK
 ) -> tuple[int, MerkleTree, Any]:
-    """Registers `leaves` as one batch; returns (batch id, tree, tx)."""
+    """Registers `leaves` as one batch: the header, then the keys in chunks
+    of `chunk`; returns (batch id, tree, the header's tx)."""
     tree = MerkleTree(leaves)
     first = leaves[0]
     registration = (
@@ -317,22 +398,48 @@ def register_batch(
         len(leaves),
         sum(leaf.cost for leaf in leaves),
         first.model,
-        first.class_id,
         min(leaf.in_service_at for leaf in leaves),
         text_id(f"attestation-set:{tree.root.hex()}"),
     )
     tx = core.registry.registerBatch(registration, {"from": operator})
-    return tx.return_value, tree, tx
+    batch_id = tx.events["BatchRegistered"]["batchId"]
+    for _, keys in key_chunks([leaf.gpu_key for leaf in leaves], chunk):
+        core.registry.registerGpus(batch_id, keys, {"from": operator})
+    return batch_id, tree, tx
+
+
+def wait_challenge_window() -> None:
+    """Moves the dev chain's clock past the challenge window of a batch
+    attested now: from then on it counts as collateral."""
+    from brownie import chain, web3
+
+    # an explicit next timestamp: also right when anvil runs with a fixed
+    # block-timestamp interval (where `evm_increaseTime` does nothing)
+    target = chain[-1].timestamp + CHALLENGE_WINDOW + 1
+    response = web3.provider.make_request("evm_setNextBlockTimestamp", [target])
+    if "error" in response:
+        raise RuntimeError(f"evm_setNextBlockTimestamp: {response['error']}")
+    chain.mine()
 
 
 def pledge_fleet(
-    core: Core, deal: Deal, leaves: list[GpuLeaf], issuer: Any, operator: Any, attestor: Any
+    core: Core,
+    deal: Deal,
+    leaves: list[GpuLeaf],
+    issuer: Any,
+    operator: Any,
+    attestor: Any,
+    *,
+    wait: bool = True,
 ) -> tuple[int, MerkleTree]:
-    """Registers, attests and pledges one batch to the deal's note."""
+    """Registers, attests and pledges one batch to the deal's note; with
+    `wait`, then lets its challenge window pass so that it counts."""
     batch_id, tree, _ = register_batch(core, issuer, operator, leaves)
     batch = core.registry.batchInfo(batch_id)
     core.registry.attestBatch(batch_id, batch["attestationHash"], {"from": attestor})
     core.registry.pledgeBatch(batch_id, deal.note_id, {"from": operator})
+    if wait:
+        wait_challenge_window()
     return batch_id, tree
 
 

@@ -6,9 +6,15 @@ Each oracle signer signs its own observation of a fleet period as typed data
                 uint16 utilizationBps,uint16 uptimeBps,uint128 revenue)
 
 in the domain {name: "gpucredit TelemetryOracle", version: "1", chainId,
-verifyingContract}. `submitReport` wants at least `quorum` of them, ordered by
-ascending signer address (`order_by_signer`), and stores the lower median of
-each field (`median`).
+verifyingContract}. `submitReport` wants at least `quorum` of them from
+distinct signers, in any order (`order_by_signer` sorts them by address, which
+nodes use so that every node posts the same bytes), and stores the lower median
+of each field (`median`).
+
+Fault rule (`quorum_rule_violation`): a fleet of n signers tolerates f lying
+or silent signers when quorum = 2f + 1 and n >= 3f + 1; the contract refuses
+anything else, and the term sheet and the CLI say why before a transaction is
+sent. A note's term sheet also asks for f >= 1 (`NOTE_MIN_FAULT_BOUND`).
 
 These helpers only encode, sign and recover; the protocol rules (bps <= 10,000,
 signer membership, quorum) are enforced on-chain, so the tests can prove it.
@@ -49,6 +55,41 @@ EIP712_DOMAIN_TYPE: list[dict[str, str]] = [
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 T = TypeVar("T")
+
+
+def fault_bound(quorum: int) -> int:
+    """The f of a quorum 2f + 1 (rounding down: an even quorum breaks the rule)."""
+    return (quorum - 1) // 2
+
+
+NOTE_MIN_FAULT_BOUND = 1
+
+
+def quorum_rule_violation(signers: int, quorum: int, min_fault_bound: int = 0) -> str | None:
+    """Why `signers` with `quorum` breaks the oracle's fault rule, or None.
+
+    The same checks as `TelemetryOracle._validateSigners` (QuorumRuleBroken):
+    quorum = 2f + 1 (odd) and n >= 3f + 1, so that f liars cannot carry the
+    median past the honest values and f silent signers still leave a quorum;
+    plus f >= `min_fault_bound` (a note asks for 1).
+    """
+    if signers > 16:
+        return f"at most 16 signers, got {signers}"
+    if quorum < 2 * min_fault_bound + 1:
+        return (
+            f"quorum {quorum} tolerates no lying or silent signer: a note's oracle needs "
+            f"f >= {min_fault_bound}, so a quorum 2f + 1 of at least {2 * min_fault_bound + 1} "
+            f"and at least {3 * min_fault_bound + 1} signers"
+        )
+    if quorum % 2 == 0:
+        return f"quorum {quorum} is even: the quorum must be 2f + 1 (3 for f = 1, 5 for f = 2, ...)"
+    f = fault_bound(quorum)
+    if signers < 3 * f + 1:
+        return (
+            f"quorum {quorum} means f = {f} tolerated lying or silent signers, which needs "
+            f"at least 3f + 1 = {3 * f + 1} signers, got {signers}"
+        )
+    return None
 
 
 class SignedObservation(NamedTuple):
@@ -183,11 +224,12 @@ def recover_observation_signer(
 
 
 def order_by_signer(signed: Iterable[tuple[str, T]]) -> list[T]:
-    """Orders `(signer_address, observation)` pairs the way `submitReport` wants them.
+    """Orders `(signer_address, observation)` pairs canonically for `submitReport`.
 
     Returns the observations sorted by ascending signer address (as a 160-bit
-    number, so checksum case does not matter). Raises ValueError on a duplicate
-    signer, which the contract would reject as SignersNotAscending.
+    number, so checksum case does not matter): the contract takes any order,
+    and a canonical one makes every node post the same bytes. Raises ValueError
+    on a duplicate signer, which the contract would reject as SignerRepeated.
     """
     keyed = sorted(((int(address, 16), item) for address, item in signed), key=lambda p: p[0])
     for (previous, _), (current, _) in zip(keyed, keyed[1:], strict=False):

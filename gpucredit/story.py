@@ -10,6 +10,12 @@ oracle reports twelve 30-day periods of (utilization, uptime):
     the operator pledges 250 more GPUs (cure) -> the step is removed;
     maturity -> refinancing repays the principal, lenders redeem and claim.
 
+Four oracle signers, quorum 3 (f = 1). In the first demand-shock period one
+signer lies (it signs 95 % utilization and full uptime, which would dodge the
+step-up): the lie is submitted with the honest observations and outvoted, the
+stored figures are the honest ones. In a recovery period another signer is
+down: the other three still make the quorum and the report lands.
+
 `make demo` (gpucredit/demo.py) tells it through the oracle nodes and the
 CLI; `scripts/demo.py` and the auditor's replay test play it directly on the
 contracts with `play_year` (brownie; needs a loaded project).
@@ -40,6 +46,10 @@ STORY: list[tuple[int, int, str]] = [  # (utilization bps, uptime bps, what happ
     (9_300, 9_980, "strong demand"),
     (9_400, 9_980, "strong demand, maturity"),
 ]
+QUORUM = 3  # 2f + 1 of four signers: one may lie or be down (f = 1)
+LYING_SIGNER, LYING_PERIOD = 3, 4  # signer index, period: claims the shock never happened
+LIE = (9_500, 10_000)  # utilization, uptime the lying signer signs
+DOWN_SIGNER, DOWN_PERIOD = 2, 7  # this signer is down for this period's report
 SENIOR_FACE = 14_000_000 * USD
 JUNIOR_FACE = 3_000_000 * USD
 # (lender number, tranche, amount asked): the junior tranche is cut pro rata
@@ -48,6 +58,14 @@ SUBSCRIPTIONS = [
     (1, "senior", 6_000_000 * USD),
     (2, "junior", 4_500_000 * USD),
 ]
+
+
+def honest_signers(period: int) -> list[int]:
+    """Indices of the signers whose honest observation of `period` is submitted."""
+    absent = {LYING_SIGNER} if period == LYING_PERIOD else set()
+    if period == DOWN_PERIOD:
+        absent.add(DOWN_SIGNER)
+    return [i for i in range(4) if i not in absent]
 
 
 def period_revenue(utilization: int) -> int:
@@ -78,22 +96,28 @@ def play_year(
 
     Roles are brownie's accounts 0-5 (admin, issuer, operator, attestor,
     trustee, fee recipient), lenders 6-8, anyone 9; `signer_keys` are the
-    oracle signers (quorum 2). `on_close(deal, period, story row, tx)` sees
-    every period's close before the operator reacts to it.
+    four oracle signers (quorum 3, f = 1; see the module notes for the lying
+    and the down signer). `on_close(deal, period, story row, tx)` sees every
+    period's close before the operator reacts to it.
     """
     from brownie import accounts, chain
 
     from gpucredit.protocol import (
         DealSpec,
         TrancheSpec,
+        close_subscription,
         deploy_core,
         grant_roles,
         make_fleet,
         open_deal,
         pledge_fleet,
-        submit_report,
+        sign_report,
+        wait_for_period_end,
         whitelist,
     )
+
+    if len(signer_keys) != 4:
+        raise ValueError(f"the story has four oracle signers (quorum 3), got {len(signer_keys)}")
 
     start_block = chain.height + 1
     admin, issuer, operator, attestor, trustee, fees = accounts[:6]
@@ -111,7 +135,7 @@ def play_year(
             TrancheSpec("GPU Fleet Junior 2027", "GPUJ-27", 1, JUNIOR_FACE, spread_bps=900),
         ],
         term_days=360,
-        quorum=2,
+        quorum=QUORUM,
     )
     deal = open_deal(
         core,
@@ -137,7 +161,7 @@ def play_year(
         core.usd.approve(tranche, amount, {"from": lender})
         tranche.requestDeposit(amount, lender, lender, {"from": lender})
     for tranche in (senior, junior):
-        tranche.closeSubscription({"from": issuer})
+        close_subscription(tranche, issuer)
         tranche.fulfil(lenders, {"from": issuer})
         tranche.drawdown({"from": issuer})
     for tranche, lender, amount in asked:
@@ -152,16 +176,28 @@ def play_year(
         deal.servicer.payRevenue(revenue, {"from": operator})
         if period == len(STORY) - 1:
             deal.servicer.payRevenue(REFINANCING, {"from": operator})
-        submit_report(
+        wait_for_period_end(deal, period)
+        observations = sign_report(
             core,
             deal,
             period,
-            signer_keys,
+            [signer_keys[i] for i in honest_signers(period)],
             utilization=utilization,
             uptime=uptime,
             revenue=revenue,
-            sender=anyone,
         )
+        if period == LYING_PERIOD:  # submitted with the honest ones, and outvoted
+            lie_utilization, lie_uptime = LIE
+            observations += sign_report(
+                core,
+                deal,
+                period,
+                [signer_keys[LYING_SIGNER]],
+                utilization=lie_utilization,
+                uptime=lie_uptime,
+                revenue=period_revenue(lie_utilization),
+            )
+        core.oracle.submitReport(deal.note_id, period, observations, {"from": anyone})
         tx = deal.servicer.closePeriod({"from": anyone})
         if on_close is not None:
             on_close(deal, period, row, tx)

@@ -43,6 +43,7 @@ from pydantic import (
 from gpucredit import yamltext
 from gpucredit.deployment import GpucreditError
 from gpucredit.protocol import USD, CovenantSpec, DealSpec, TrancheSpec
+from gpucredit.reports import NOTE_MIN_FAULT_BOUND, fault_bound, quorum_rule_violation
 
 __all__ = [
     "TermSheet",
@@ -416,19 +417,28 @@ class Steps(_Model):
 
 
 class Oracle(_Model):
+    """n signers tolerate f lying or silent ones when quorum = 2f + 1 and n >= 3f + 1."""
+
     signers: list[Address] | None = None  # default: the deployment's oracle_signers
-    quorum: int = Field(default=2, ge=1, le=16)
+    quorum: int = Field(default=3, ge=1, le=16)  # 2f + 1: 3 tolerates one faulty signer
 
     @model_validator(mode="after")
     def _consistent(self) -> Oracle:
         if self.signers is not None:
-            if len(self.signers) > 16:
-                raise ValueError("at most 16 signers")
             if len(set(self.signers)) != len(self.signers):
                 raise ValueError("a signer is listed twice")
-            if self.quorum > len(self.signers):
-                raise ValueError(f"quorum {self.quorum} exceeds the {len(self.signers)} signers")
+            count = len(self.signers)
+        else:
+            count = 16  # the deployment's signers are checked when the note is opened
+        problem = quorum_rule_violation(count, self.quorum, NOTE_MIN_FAULT_BOUND)
+        if problem is not None:
+            raise ValueError(problem)
         return self
+
+    @property
+    def fault_bound(self) -> int:
+        """f: how many signers may lie or stay silent without moving or stopping a report."""
+        return fault_bound(self.quorum)
 
 
 class Parties(_Model):

@@ -40,6 +40,8 @@ class FleetConfig:
     quorum: int
     next_period: int
     signer_version: int
+    signer_count: int = 0  # n
+    fault_bound: int = 0  # f: quorum = 2f + 1, n >= 3f + 1
 
     def bounds(self, period: int) -> tuple[int, int]:
         start = self.genesis + period * self.period_length
@@ -115,7 +117,8 @@ class Chain:
             cfg = self._call(lambda: self.oracle.functions.fleet(fleet_id).call())
         except ContractLogicError as exc:
             raise FleetNotServed(f"fleet {fleet_id} is not registered on-chain") from exc
-        operator, consumer, genesis, length, heartbeat, quorum, next_period, version = cfg
+        operator, consumer, genesis, length, heartbeat, quorum, next_period, version = cfg[:8]
+        signer_count, fault_bound = cfg[8], cfg[9]
         if length == 0 or operator == ZERO_ADDRESS:
             raise FleetNotServed(f"fleet {fleet_id} is not registered on-chain")
         return FleetConfig(
@@ -128,6 +131,8 @@ class Chain:
             quorum=quorum,
             next_period=next_period,
             signer_version=version,
+            signer_count=signer_count,
+            fault_bound=fault_bound,
         )
 
     def signers(self, fleet_id: int) -> list[str]:

@@ -23,11 +23,15 @@ One background thread runs rounds every ``poll_interval_seconds``. A round:
    d. **Gather.** Observations of the other signers are fetched from the
       peers (``GET /v1/fleets/{id}/periods/{p}/observation``) and verified
       (signature recovers to a current signer of the fleet).
-   e. **Post.** With every signer's observation, or with a quorum once
-      ``quorum_wait_seconds`` passed (so a slow honest peer is waited for and
-      a lone dissenter cannot become the lower median), ``submitReport`` is
-      simulated, signed, recorded and broadcast. A report already on-chain
-      makes the simulation revert (``PeriodNotNext``): a no-op.
+   e. **Post.** With every signer's observation, or with a quorum (``2f + 1``
+      of the fleet's ``n >= 3f + 1`` signers; 3 of 4 by default) once
+      ``quorum_wait_seconds`` passed (so a slow honest peer is waited for),
+      ``submitReport`` is simulated, signed, recorded and broadcast with every
+      observation held. The contract stores each field's lower median of at
+      least ``2f + 1`` distinct signers, so up to ``f`` lying peers cannot
+      move it outside the honest range and up to ``f`` silent ones cannot
+      stop it (docs/threat-model.md). A report already on-chain makes the
+      simulation revert (``PeriodNotNext``): a no-op.
    f. **Missed.** Without a quorum once the period is stale on-chain,
       ``markMissed`` (a missing report is a covenant event).
 """

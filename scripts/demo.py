@@ -16,7 +16,7 @@ from rich.table import Table
 
 from gpucredit.story import GPUS, USD, play_year
 
-SIGNER_KEYS = [f"0x{(0xD3110 + i):064x}" for i in range(3)]
+SIGNER_KEYS = [f"0x{(0xD3110 + i):064x}" for i in range(4)]  # quorum 3: f = 1
 BREACH_NAMES = {
     1: "DSCR",
     2: "LTV",

@@ -266,10 +266,27 @@ def _deploy(name: str, args: list[Any], deployer: Any) -> ContractRecord:
     )
 
 
-def _constructor_args(key: str, deployer: Any) -> list[Any]:
+def _constructor_args(key: str, deployer: Any, manifest: Manifest | None = None) -> list[Any]:
     if key == "stablecoin":
         return ["Mock USD Coin", "mUSDC"]
+    if manifest is not None and key in _SHARED_ARGS:
+        return [manifest.contracts[k].address for k in _SHARED_ARGS[key]]
     return [deployer.address]
+
+
+# The implementations and the factory are built on the shared contracts.
+_SHARED_ARGS = {
+    "note_tranche_implementation": ("stablecoin", "identity_registry", "collateral_registry"),
+    "servicer_implementation": ("stablecoin", "collateral_registry", "telemetry_oracle"),
+    "note_factory": (
+        "note_tranche_implementation",
+        "servicer_implementation",
+        "stablecoin",
+        "identity_registry",
+        "collateral_registry",
+        "telemetry_oracle",
+    ),
+}
 
 
 def _contract(record: ContractRecord) -> Any:
@@ -388,6 +405,11 @@ def wire_roles(manifest: Manifest, config: DeployConfig, deployer: Any) -> RoleS
         else sorted(set(previous.fleet_admins) | set(issuers)),
     }
     granted = 0
+    # Only the note factory opens and binds notes in the registry.
+    registry = _contract(manifest.contracts["collateral_registry"])
+    factory = manifest.contracts["note_factory"].address
+    role = registry.NOTE_FACTORY_ROLE()
+    granted += _grant(registry, "NOTE_FACTORY_ROLE", role, factory, deployer)
     for key, role_name, list_key in GRANTS:
         contract = _contract(manifest.contracts[key])
         role = getattr(contract, role_name)()
@@ -453,7 +475,7 @@ def deploy(config: DeployConfig, deployer: Any, directory: Path | None = None) -
             continue
         if record is not None:
             print(f"{key}: no {name} code at {record.address} any more: deploying a new one")
-        record = _deploy(name, _constructor_args(key, deployer), deployer)
+        record = _deploy(name, _constructor_args(key, deployer, manifest), deployer)
         print(f"{key}: deployed {name} at {record.address}")
         manifest.contracts[key] = record
         save()

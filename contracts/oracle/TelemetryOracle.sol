@@ -9,14 +9,16 @@ import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 
 import {ITelemetryOracle} from "../interfaces/ITelemetryOracle.sol";
 
-/// @title Telemetry oracle: one m-of-n signed median report per fleet and period
+/// @title Telemetry oracle: one (2f + 1)-of-n signed median report per fleet and period
 /// @notice See {ITelemetryOracle}. Storage follows Chainlink's OffchainAggregator:
 ///         the fields `submitReport` reads and writes for a fleet live in one slot
 ///         (`FleetState`), and each period's report is one slot (`Report` packs
 ///         into 27 bytes).
-/// @dev Signer membership is a mapping keyed by (fleetId, signerVersion, signer):
-///      `executeSignerChange` bumps the version, so every earlier set stops counting
-///      at once without deleting anything, and each look-up is one SLOAD.
+/// @dev Signer membership is a mapping keyed by (fleetId, signerVersion, signer) to
+///      the signer's 1-based position in its set: `executeSignerChange` bumps the
+///      version, so every earlier set stops counting at once without deleting
+///      anything, each look-up is one SLOAD, and the position marks the signer in a
+///      bitmap so a repeated signer is refused whatever the observations' order.
 ///      `DEFAULT_ADMIN_ROLE` moves in two steps (OpenZeppelin
 ///      AccessControlDefaultAdminRules, initial delay `_ADMIN_TRANSFER_DELAY`).
 contract TelemetryOracle is ITelemetryOracle, AccessControlDefaultAdminRules, EIP712 {
@@ -64,6 +66,12 @@ contract TelemetryOracle is ITelemetryOracle, AccessControlDefaultAdminRules, EI
         address consumer;
     }
 
+    /// @dev A queued operator-key change; `eta == 0` means none. One slot.
+    struct OperatorChange {
+        uint40 eta;
+        address operator;
+    }
+
     /// @dev A queued signer-set change; `eta == 0` means none.
     struct SignerChange {
         uint40 eta;
@@ -74,9 +82,11 @@ contract TelemetryOracle is ITelemetryOracle, AccessControlDefaultAdminRules, EI
     mapping(uint256 fleetId => FleetState) private _fleets;
     mapping(uint256 fleetId => FleetParties) private _parties;
     mapping(uint256 fleetId => address[]) private _signerLists;
-    mapping(uint256 fleetId => mapping(uint32 signerVersion => mapping(address account => bool))) private _isSignerAt;
+    mapping(uint256 fleetId => mapping(uint32 signerVersion => mapping(address account => uint256 position)))
+        private _signerPositionAt;
     mapping(uint256 fleetId => mapping(uint32 period => Report)) private _reports;
     mapping(uint256 fleetId => SignerChange) private _signerChanges;
+    mapping(uint256 fleetId => OperatorChange) private _operatorChanges;
 
     /// @param admin Receives DEFAULT_ADMIN_ROLE and FLEET_ADMIN_ROLE.
     constructor(address admin)
@@ -150,11 +160,29 @@ contract TelemetryOracle is ITelemetryOracle, AccessControlDefaultAdminRules, EI
     }
 
     /// @inheritdoc ITelemetryOracle
-    function setOperator(uint256 fleetId, address operator) external onlyRole(FLEET_ADMIN_ROLE) {
+    function queueOperatorChange(uint256 fleetId, address operator) external onlyRole(FLEET_ADMIN_ROLE) {
         _requireFleet(fleetId);
         if (operator == address(0)) revert FleetConfigInvalid("operator is zero");
-        _parties[fleetId].operator = operator;
-        emit FleetOperatorChanged(fleetId, operator);
+        uint40 eta = uint40(block.timestamp + SIGNER_CHANGE_DELAY);
+        _operatorChanges[fleetId] = OperatorChange({eta: eta, operator: operator});
+        emit OperatorChangeQueued(fleetId, operator, eta);
+    }
+
+    /// @inheritdoc ITelemetryOracle
+    function executeOperatorChange(uint256 fleetId) external onlyRole(FLEET_ADMIN_ROLE) {
+        OperatorChange memory change = _operatorChanges[fleetId];
+        if (change.eta == 0) revert OperatorChangeNotQueued(fleetId);
+        if (block.timestamp < change.eta) revert OperatorChangeNotReady(fleetId, change.eta, block.timestamp);
+        delete _operatorChanges[fleetId];
+        _parties[fleetId].operator = change.operator;
+        emit FleetOperatorChanged(fleetId, change.operator);
+    }
+
+    /// @inheritdoc ITelemetryOracle
+    function cancelOperatorChange(uint256 fleetId) external onlyRole(FLEET_ADMIN_ROLE) {
+        if (_operatorChanges[fleetId].eta == 0) revert OperatorChangeNotQueued(fleetId);
+        delete _operatorChanges[fleetId];
+        emit OperatorChangeCancelled(fleetId);
     }
 
     // ------------------------------------------------------------------
@@ -174,7 +202,7 @@ contract TelemetryOracle is ITelemetryOracle, AccessControlDefaultAdminRules, EI
             _checkSubmittable(state, fleetId, period, observations.length);
         Report memory median = _verifiedMedian(
             _observationPrefix(fleetId, period, periodStart, periodEnd),
-            _isSignerAt[fleetId][signerVersion],
+            _signerPositionAt[fleetId][signerVersion],
             observations
         );
 
@@ -225,6 +253,8 @@ contract TelemetryOracle is ITelemetryOracle, AccessControlDefaultAdminRules, EI
         FleetState memory state = _requireFleet(fleetId);
         FleetParties memory parties = _parties[fleetId];
         return FleetConfig({
+            signerCount: uint8(_signerLists[fleetId].length), // <= MAX_SIGNERS
+            faultBound: (state.quorum - 1) / 2, // quorum = 2f + 1 >= 1 (_validateSigners)
             operator: parties.operator,
             consumer: parties.consumer,
             genesis: state.genesis,
@@ -245,7 +275,7 @@ contract TelemetryOracle is ITelemetryOracle, AccessControlDefaultAdminRules, EI
     /// @inheritdoc ITelemetryOracle
     /// @dev False for an unregistered fleet.
     function isSigner(uint256 fleetId, address account) external view returns (bool) {
-        return _isSignerAt[fleetId][_fleets[fleetId].signerVersion][account];
+        return _signerPositionAt[fleetId][_fleets[fleetId].signerVersion][account] != 0;
     }
 
     /// @inheritdoc ITelemetryOracle
@@ -256,6 +286,12 @@ contract TelemetryOracle is ITelemetryOracle, AccessControlDefaultAdminRules, EI
     {
         SignerChange storage change = _signerChanges[fleetId];
         return (change.signers, change.quorum, change.eta);
+    }
+
+    /// @inheritdoc ITelemetryOracle
+    function pendingOperatorChange(uint256 fleetId) external view returns (address operator, uint40 eta) {
+        OperatorChange memory change = _operatorChanges[fleetId];
+        return (change.operator, change.eta);
     }
 
     /// @inheritdoc ITelemetryOracle
@@ -303,12 +339,19 @@ contract TelemetryOracle is ITelemetryOracle, AccessControlDefaultAdminRules, EI
     // Internals
     // ------------------------------------------------------------------
 
-    /// @dev Reverts FleetConfigInvalid unless 1 <= quorum <= n <= 16 and no signer is
-    ///      zero or repeated (pairwise: n <= 16, so at most 120 comparisons).
+    /// @dev The fault rule: quorum = 2f + 1 and n >= 3f + 1, else QuorumRuleBroken;
+    ///      n <= 16 and no signer zero or repeated, else FleetConfigInvalid (pairwise:
+    ///      n <= 16, so at most 120 comparisons). f = 0 (quorum 1) is a fleet that
+    ///      tolerates no faulty signer and says so (`fleet().faultBound`); notes'
+    ///      term sheets ask for f >= 1.
     function _validateSigners(address[] calldata signerSet, uint8 quorum) private pure {
         uint256 count = signerSet.length;
         if (count > MAX_SIGNERS) revert FleetConfigInvalid("more than 16 signers");
-        if (quorum == 0 || quorum > count) revert FleetConfigInvalid("quorum out of range");
+        if (quorum % 2 == 0) revert QuorumRuleBroken(count, quorum, "quorum must be 2f + 1: odd");
+        // f = (quorum - 1) / 2 exactly (quorum is odd), so 3f + 1 = 3 * (quorum - 1) / 2 + 1.
+        if (count < (3 * (uint256(quorum) - 1)) / 2 + 1) {
+            revert QuorumRuleBroken(count, quorum, "signers must be at least 3f + 1");
+        }
         for (uint256 i; i < count; ++i) {
             address signer = signerSet[i];
             if (signer == address(0)) revert FleetConfigInvalid("signer is zero");
@@ -322,10 +365,10 @@ contract TelemetryOracle is ITelemetryOracle, AccessControlDefaultAdminRules, EI
     function _installSigners(uint256 fleetId, address[] memory signerSet, uint8 quorum) private {
         FleetState storage state = _fleets[fleetId];
         uint32 signerVersion = state.signerVersion + 1;
-        mapping(address => bool) storage isSignerAt = _isSignerAt[fleetId][signerVersion];
+        mapping(address => uint256) storage positionAt = _signerPositionAt[fleetId][signerVersion];
         uint256 count = signerSet.length;
         for (uint256 i; i < count; ++i) {
-            isSignerAt[signerSet[i]] = true;
+            positionAt[signerSet[i]] = i + 1;
         }
         _signerLists[fleetId] = signerSet;
         state.quorum = quorum;
@@ -352,20 +395,26 @@ contract TelemetryOracle is ITelemetryOracle, AccessControlDefaultAdminRules, EI
     /// @dev Verifies every observation and returns the Reported median of each field.
     ///      Median rule: the lower median, element (n - 1) / 2 of the ascending
     ///      values (the index rounds down), so with an even count the smaller middle
-    ///      value counts, the conservative side for lenders.
+    ///      value counts, the conservative side for lenders. With n >= quorum = 2f + 1,
+    ///      (n - 1) / 2 >= f values lie below it and n - 1 - (n - 1) / 2 >= f above it,
+    ///      so f liars on one side cannot carry it past the honest values.
+    ///      Distinct signers: each signer's position sets one bit of `seen`, so a
+    ///      repeat is refused in any order.
     function _verifiedMedian(
         bytes memory prefix,
-        mapping(address => bool) storage isCurrentSigner,
+        mapping(address => uint256) storage positionOf,
         SignedObservation[] calldata observations
     ) private view returns (Report memory median) {
         uint256 n = observations.length;
         SortedValues memory sorted = SortedValues(new uint256[](n), new uint256[](n), new uint256[](n));
-        address previous = address(0);
+        uint256 seen = 0; // bit i: the signer at position i was seen
         for (uint256 i; i < n;) {
             address signer = _verifyObservation(prefix, observations[i], i, sorted);
-            if (!isCurrentSigner[signer]) revert SignerUnknown(signer);
-            if (signer <= previous) revert SignersNotAscending(previous, signer);
-            previous = signer;
+            uint256 position = positionOf[signer];
+            if (position == 0) revert SignerUnknown(signer);
+            uint256 bit = 1 << position; // position <= MAX_SIGNERS
+            if (seen & bit != 0) revert SignerRepeated(signer);
+            seen |= bit;
             unchecked {
                 ++i; // i < n <= calldata size
             }

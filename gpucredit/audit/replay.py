@@ -26,6 +26,7 @@ from eth_utils import keccak
 
 from gpucredit.audit.errors import AuditInputError
 from gpucredit.audit.export import (
+    FACTORY,
     IDENTITIES,
     ORACLE,
     REGISTRY,
@@ -42,19 +43,27 @@ from gpucredit.audit.model import (
     BATCH_ATTESTED,
     BATCH_PLEDGED,
     BATCH_REGISTERED,
+    BATCH_REGISTERING,
+    BATCH_REJECTED,
     BATCH_VOIDED,
     BPS,
     CANCELLED,
+    CHALLENGE_WINDOW,
     CLOSED,
     DEFAULTED,
+    MAX_KEYS_PER_CHUNK,
     NOTE_OPEN,
     NOTE_RELEASED,
     NOTE_STEPPED_IN,
     PERFORMING,
+    PLEDGE_WINDOW,
+    REGISTRATION_WINDOW,
+    RELEASED,
     REPAID,
     REPORTED,
     STEPPED_IN,
     SUBSCRIPTION,
+    WRITTEN_OFF,
     ZERO_ADDRESS,
     Batch,
     CovenantTerms,
@@ -70,8 +79,10 @@ from gpucredit.audit.model import (
     TrancheTerms,
     ceil_div,
 )
+from gpucredit.reports import quorum_rule_violation
 
 ISSUER_ROLE = "0x" + keccak(text="ISSUER_ROLE").hex()
+NOTE_FACTORY_ROLE = "0x" + keccak(text="NOTE_FACTORY_ROLE").hex()
 OPERATOR_ROLE = "0x" + keccak(text="OPERATOR_ROLE").hex()
 ATTESTOR_ROLE = "0x" + keccak(text="ATTESTOR_ROLE").hex()
 TRUSTEE_ROLE = "0x" + keccak(text="TRUSTEE_ROLE").hex()
@@ -97,8 +108,12 @@ def _waited(pending: tuple[Any, int] | None, value: Any, ev: Event) -> bool:
 
 
 def _raises_class_values(current: tuple[int, int] | None, value: tuple[int, int]) -> bool:
-    """A slower markdown or a higher floor for an existing class (the registry queues it)."""
-    return current is not None and (value[0] < current[0] or value[1] > current[1])
+    """A curve worth more than the existing `current` at some age: a slower
+    markdown or a higher floor, unless `current` never depreciates (the
+    registry queues such a change)."""
+    if current is None or current[0] == 0:
+        return False
+    return value[0] < current[0] or value[1] > current[1]
 
 
 # Events that change nothing the model decides (ERC-20 allowances, EIP-712
@@ -287,6 +302,7 @@ class Replayer:
                 )
             )
         self.roles: dict[str, dict[str, set[str]]] = {}
+        self._registry_born_tx: str | None = None
         self.mismatches: list[Mismatch] = []
         self.periods: list[PeriodRow] = []
         self.fields_checked = 0
@@ -299,20 +315,20 @@ class Replayer:
         self._tx_repaid: set[str] = set()
         self._handlers: dict[tuple[str, str], Callable[[Event], None]] = {
             (REGISTRY, "DepreciationClassSet"): self._depreciation_class_set,
-            (REGISTRY, "ModelHaircutSet"): self._model_haircut_set,
+            (REGISTRY, "ModelSet"): self._model_set,
             (REGISTRY, "DepreciationClassQueued"): self._depreciation_class_queued,
             (REGISTRY, "DepreciationClassCancelled"): self._depreciation_class_cancelled,
-            (REGISTRY, "ModelHaircutQueued"): self._model_haircut_queued,
-            (REGISTRY, "ModelHaircutCancelled"): self._model_haircut_cancelled,
+            (REGISTRY, "ModelQueued"): self._model_queued,
+            (REGISTRY, "ModelCancelled"): self._model_cancelled,
             (REGISTRY, "NoteOpened"): self._note_opened,
-            (REGISTRY, "NoteManagerSet"): self._note_manager_set,
-            (REGISTRY, "NoteTranchesSet"): self._note_tranches_set,
+            (REGISTRY, "NoteBound"): self._note_bound,
             (REGISTRY, "BatchRegistered"): self._batch_registered,
+            (REGISTRY, "GpusRegistered"): self._gpus_registered,
             (REGISTRY, "BatchAttested"): self._batch_attested,
+            (REGISTRY, "BatchRejected"): self._batch_rejected,
             (REGISTRY, "BatchPledged"): self._batch_pledged,
             (REGISTRY, "BatchVoided"): self._batch_voided,
-            (REGISTRY, "DoublePledgeProven"): self._double_pledge_proven,
-            (REGISTRY, "NoteCollateralDeficient"): self._note_collateral_deficient,
+            (REGISTRY, "NoteDefectProven"): self._note_defect_proven,
             (REGISTRY, "NoteReleased"): self._registry_note_released,
             (REGISTRY, "LiensTransferred"): self._liens_transferred,
             (IDENTITIES, "IdentityRegistered"): self._identity_registered,
@@ -322,6 +338,8 @@ class Replayer:
             (ORACLE, "SignersChanged"): self._signers_changed,
             (ORACLE, "SignerChangeQueued"): self._signer_change_queued,
             (ORACLE, "SignerChangeCancelled"): self._signer_change_cancelled,
+            (ORACLE, "OperatorChangeQueued"): self._operator_change_queued,
+            (ORACLE, "OperatorChangeCancelled"): self._operator_change_cancelled,
             (ORACLE, "FleetOperatorChanged"): self._fleet_operator_changed,
             (ORACLE, "ReportSubmitted"): self._report_submitted,
             (ORACLE, "ReportMissed"): self._report_missed,
@@ -343,6 +361,13 @@ class Replayer:
             (TRANCHE, "CouponClaimed"): self._coupon_claimed,
             (TRANCHE, "PrincipalRedeemed"): self._principal_redeemed,
             (TRANCHE, "AmortizationScheduleSet"): self._amortization_schedule_set,
+            (TRANCHE, "WrittenOff"): self._written_off,
+            (FACTORY, "NoteCreated"): self._note_created,
+            (SERVICER, "TrusteeSet"): self._trustee_set,
+            (SERVICER, "WoundUp"): self._wound_up,
+            (SERVICER, "LateCashTrapped"): self._late_cash_trapped,
+            (SERVICER, "LateCashSettled"): self._late_cash_settled,
+            (SERVICER, "DefectsRecorded"): self._defects_recorded,
             (TRANCHE, "Transfer"): self._tranche_transfer,
             (SERVICER, "RevenueReceived"): self._revenue_received,
             (SERVICER, "CashCollateralPosted"): self._cash_collateral_posted,
@@ -355,7 +380,7 @@ class Replayer:
             (SERVICER, "PeriodClosed"): self._outside_close,
             (SERVICER, "WaterfallDistributed"): self._outside_close,
             (SERVICER, "CouponStepped"): self._outside_close,
-            (SERVICER, "TopUpRequired"): self._outside_close,
+            (SERVICER, "TopUpRequired"): self._defect_top_up,
         }
         self.known_events: dict[str, set[str]] = {}
         for contract, name in self._handlers:
@@ -806,6 +831,8 @@ class Replayer:
         class_id = int(a["classId"])
         markdown, floor = int(a["quarterlyMarkdownBps"]), int(a["floorBps"])
         self._require(ev, "bps <= 10,000", markdown <= BPS and floor <= BPS, "BpsOutOfRange")
+        if self._registry_born_tx is None:
+            self._registry_born_tx = ev["tx"]  # the constructor sets the first classes
         pending = self.registry.pending_classes.pop(class_id, None)
         if _raises_class_values(self.registry.classes.get(class_id), (markdown, floor)):
             waited = _waited(pending, (markdown, floor), ev)
@@ -826,67 +853,92 @@ class Replayer:
         dropped = self.registry.pending_classes.pop(int(ev["args"]["classId"]), None)
         self._require(ev, "a change was queued", dropped, "ValuationChangeNotQueued")
 
-    def _model_haircut_set(self, ev: Event) -> None:
+    def _model_set(self, ev: Event) -> None:
+        """At once only when it lowers the model's values at every age (the
+        constructor's catalog is set before any role exists); a new model or
+        any other change only after its timelock."""
         a = ev["args"]
         model = str(a["model"]).lower()
-        haircut = int(a["haircutBps"])
-        self._require(ev, "haircut <= 10,000", haircut <= BPS, "BpsOutOfRange")
-        pending = self.registry.pending_haircuts.pop(model, None)
-        if haircut < self.registry.haircuts.get(model, 0):
-            waited = _waited(pending, haircut, ev)
-            self._require(ev, "haircut cut after its timelock", waited, "ValuationChangeNotReady")
-        self.registry.haircuts[model] = haircut
+        value = (int(a["classId"]), int(a["haircutBps"]))
+        self._require(ev, "haircut <= 10,000", value[1] <= BPS, "BpsOutOfRange")
+        self._require(ev, "class exists", value[0] in self.registry.classes, "ClassUnknown")
+        pending = self.registry.pending_models.pop(model, None)
+        constructor = ev["tx"] == self._registry_born_tx  # the constructor's catalog
+        if not constructor and self._raises_model_values(model, value):
+            waited = _waited(pending, value, ev)
+            self._require(ev, "model change after its timelock", waited, "ValuationChangeNotReady")
+        self.registry.models[model] = value
 
-    def _model_haircut_queued(self, ev: Event) -> None:
+    def _raises_model_values(self, model: str, value: tuple[int, int]) -> bool:
+        current = self.registry.models.get(model)
+        if current is None:
+            return True
+        if value[1] < current[1]:
+            return True
+        if value[0] == current[0]:
+            return False
+        new_class = self.registry.classes.get(value[0], (0, 0))
+        return _raises_class_values(self.registry.classes.get(current[0]), new_class)
+
+    def _model_queued(self, ev: Event) -> None:
         a = ev["args"]
         model = str(a["model"]).lower()
-        haircut = int(a["haircutBps"])
-        cut = haircut < self.registry.haircuts.get(model, 0)
-        self._require(ev, "only a haircut cut is queued", cut, NOT_VALUE_RAISING)
+        value = (int(a["classId"]), int(a["haircutBps"]))
+        raises = self._raises_model_values(model, value)
+        self._require(ev, "only a value-raising change is queued", raises, NOT_VALUE_RAISING)
         self._check(ev, {"eta": ev["timestamp"] + VALUATION_CHANGE_DELAY})
-        self.registry.pending_haircuts[model] = (haircut, int(a["eta"]))
+        self.registry.pending_models[model] = (value, int(a["eta"]))
 
-    def _model_haircut_cancelled(self, ev: Event) -> None:
-        dropped = self.registry.pending_haircuts.pop(str(ev["args"]["model"]).lower(), None)
-        self._require(ev, "a cut was queued", dropped, "ValuationChangeNotQueued")
+    def _model_cancelled(self, ev: Event) -> None:
+        dropped = self.registry.pending_models.pop(str(ev["args"]["model"]).lower(), None)
+        self._require(ev, "a change was queued", dropped, "ValuationChangeNotQueued")
 
     def _note_opened(self, ev: Event) -> None:
         a = ev["args"]
         note_id = int(a["noteId"])
         self._check(ev, {"noteId": self.registry.note_count + 1})
+        self._need_role(ev, NOTE_FACTORY_ROLE, "NOTE_FACTORY_ROLE", str(a["factory"]))
         self._need_role(ev, ISSUER_ROLE, "ISSUER_ROLE", str(a["issuer"]))
         self.registry.note_count = max(self.registry.note_count + 1, note_id)
-        self.registry.notes[note_id] = NoteCollateral(note_id, str(a["issuer"]), str(a["manager"]))
+        self.registry.notes[note_id] = NoteCollateral(note_id, str(a["issuer"]))
 
     def _note(self, ev: Event, note_id: int) -> NoteCollateral | None:
         note = self.registry.notes.get(note_id)
         self._require(ev, "note exists", note, f"NoteUnknown: {note_id}")
         return note
 
-    def _note_manager_set(self, ev: Event) -> None:
+    def _note_bound(self, ev: Event) -> None:
+        """Once per note, while Open: 1..4 tranches, at least one operator,
+        no zero address; nothing about the note changes afterwards."""
         a = ev["args"]
         note = self._note(ev, int(a["noteId"]))
-        if note is not None:
-            self._require(ev, "note open", note.status == NOTE_OPEN, "NoteNotOpen")
-            note.manager = str(a["manager"])
-
-    def _note_tranches_set(self, ev: Event) -> None:
-        a = ev["args"]
-        note = self._note(ev, int(a["noteId"]))
-        if note is not None:
-            note.tranches = [str(t).lower() for t in a["tranches"]]
+        if note is None:
+            return
+        tranches = [str(t).lower() for t in a["tranches"]]
+        operators = [str(o).lower() for o in a["operators"]]
+        servicer = str(a["servicer"]).lower()
+        self._require(ev, "bound once", not note.bound, "NoteAlreadyBound")
+        self._require(ev, "note open", note.status == NOTE_OPEN, "NoteNotOpen")
+        count_ok = 1 <= len(tranches) <= Registry.MAX_TRANCHES_PER_NOTE
+        self._require(ev, "1..4 tranches", count_ok, "NoteTranchesCount")
+        self._require(ev, "an operator", bool(operators), "NoteOperatorsEmpty")
+        zero = ZERO_ADDRESS.lower()
+        no_zero = zero not in (servicer, *tranches, *operators)
+        self._require(ev, "no zero address", no_zero, "ZeroAddress")
+        note.bound = True
+        note.servicer = servicer
+        note.tranches = tranches
+        note.operators = operators
 
     def _batch_registered(self, ev: Event) -> None:
         a = ev["args"]
         batch_id = int(a["batchId"])
         self._check(ev, {"batchId": self.registry.batch_count + 1})
         self._need_role(ev, OPERATOR_ROLE, "OPERATOR_ROLE", str(a["operator"]))
-        class_id = int(a["classId"])
+        model = str(a["model"]).lower()
         in_service = int(a["inServiceAt"])
         self._require(ev, "count > 0", int(a["count"]) > 0, "BatchEmpty")
-        self._require(
-            ev, "class exists", class_id in self.registry.classes, "DepreciationClassUnknown"
-        )
+        self._require(ev, "a registered model", model in self.registry.models, "ModelUnknown")
         self._require(
             ev, "inServiceAt <= block time", in_service <= ev["timestamp"], "BatchInServiceInFuture"
         )
@@ -897,15 +949,53 @@ class Replayer:
             operator=str(a["operator"]).lower(),
             count=int(a["count"]),
             total_cost=int(a["totalCost"]),
-            model=str(a["model"]).lower(),
-            class_id=class_id,
+            model=model,
             in_service_at=in_service,
+            opened_at=ev["timestamp"],
         )
 
     def _batch(self, ev: Event, batch_id: int) -> Batch | None:
         batch = self.registry.batches.get(batch_id)
         self._require(ev, "batch exists", batch, f"BatchUnknown: {batch_id}")
         return batch
+
+    def _gpus_registered(self, ev: Event) -> None:
+        """The next chunk, in order, within the registration window; every
+        key free (its holder no longer blocks) and new to the batch; the
+        chunk hash as the registry computes it. Rebuilds the holder map."""
+        a = ev["args"]
+        batch = self._batch(ev, int(a["batchId"]))
+        if batch is None:
+            return
+        ts = ev["timestamp"]
+        keys = [
+            "0x" + bytes(k).hex() if isinstance(k, bytes | bytearray) else str(k).lower()
+            for k in a["keys"]
+        ]
+        first = int(a["firstIndex"])
+        registering = batch.status == BATCH_REGISTERING
+        self._require(ev, "batch Registering", registering, f"BatchNotInStatus: {batch.status}")
+        in_window = ts < batch.opened_at + REGISTRATION_WINDOW
+        self._require(ev, "within the registration window", in_window, "BatchExpired")
+        fits = first == batch.keys_registered and 0 < len(keys) <= MAX_KEYS_PER_CHUNK
+        fits = fits and first + len(keys) <= batch.count
+        self._require(ev, "the next chunk", fits, "ChunkInvalid")
+        packed = first.to_bytes(32, "big") + b"".join(bytes.fromhex(k[2:]) for k in keys)
+        self._check(ev, {"chunkHash": "0x" + keccak(packed).hex()})
+        for key in keys:
+            holder = self.registry.holders.get(key)
+            if holder is not None:
+                self._require(
+                    ev, "a key new to the batch", holder != batch.batch_id, "GpuDuplicate"
+                )
+                held = holder != batch.batch_id and self.registry.blocks(
+                    self.registry.batches[holder], ts
+                )
+                self._require(ev, f"GPU {key} free", not held, f"GpuHeld: {key}, {holder}")
+            self.registry.holders[key] = batch.batch_id
+        batch.keys_registered = first + len(keys)
+        if batch.keys_registered == batch.count:
+            batch.status = BATCH_REGISTERED
 
     def _batch_attested(self, ev: Event) -> None:
         a = ev["args"]
@@ -914,7 +1004,19 @@ class Replayer:
         if batch is not None:
             ok = batch.status == BATCH_REGISTERED
             self._require(ev, "batch Registered", ok, f"BatchNotInStatus: {batch.status}")
+            in_window = ev["timestamp"] < batch.opened_at + REGISTRATION_WINDOW
+            self._require(ev, "within the registration window", in_window, "BatchExpired")
             batch.status = BATCH_ATTESTED
+            batch.attested_at = ev["timestamp"]
+
+    def _batch_rejected(self, ev: Event) -> None:
+        a = ev["args"]
+        self._need_role(ev, ATTESTOR_ROLE, "ATTESTOR_ROLE", str(a["attestor"]))
+        batch = self._batch(ev, int(a["batchId"]))
+        if batch is not None:
+            ok = batch.status in (BATCH_REGISTERING, BATCH_REGISTERED, BATCH_ATTESTED)
+            self._require(ev, "batch not pledged", ok, f"BatchNotInStatus: {batch.status}")
+            batch.status = BATCH_REJECTED
 
     def _batch_pledged(self, ev: Event) -> None:
         a = ev["args"]
@@ -925,7 +1027,12 @@ class Replayer:
             return
         ok = batch.status == BATCH_ATTESTED
         self._require(ev, "batch Attested", ok, f"BatchNotInStatus: {batch.status}")
+        in_window = ev["timestamp"] < batch.attested_at + PLEDGE_WINDOW
+        self._require(ev, "within the pledge window", in_window, "BatchExpired")
         self._require(ev, "note open", note.status == NOTE_OPEN, "NoteNotOpen")
+        self._require(ev, "note bound", note.bound, "NoteNotBound")
+        consent = batch.operator in note.operators
+        self._require(ev, "an operator of the note", consent, "CallerNotNoteOperator")
         same_issuer = batch.issuer == note.issuer.lower()
         self._require(ev, "same issuer", same_issuer, "BatchIssuerMismatch")
         room = len(note.batch_ids) < Registry.MAX_BATCHES_PER_NOTE
@@ -937,35 +1044,55 @@ class Replayer:
         self._check(ev, {"collateralValue": value})
 
     def _batch_voided(self, ev: Event) -> None:
+        """Only within the challenge window (or before attestation), on a
+        batch not yet pledged or pledged to a live note; a pledged one leaves
+        its note's live batches, keeps its lien and counts a defect."""
         a = ev["args"]
         batch = self._batch(ev, int(a["batchId"]))
         if batch is None:
             return
-        live = batch.status == BATCH_PLEDGED and self.registry.is_live_note(batch.note_id)
-        self._require(ev, "batch live", live, "BatchNotLive")
+        open_statuses = (BATCH_REGISTERING, BATCH_REGISTERED, BATCH_ATTESTED)
+        pledged = batch.status == BATCH_PLEDGED and self.registry.is_live_note(batch.note_id)
+        ok = batch.status in open_statuses or pledged
+        self._require(ev, "batch challengeable", ok, "BatchNotChallengeable")
+        in_window = not batch.attested_at or ev["timestamp"] < batch.attested_at + CHALLENGE_WINDOW
+        self._require(ev, "within the challenge window", in_window, "ChallengeWindowClosed")
         self._check(ev, {"noteId": batch.note_id})
         batch.status = BATCH_VOIDED
-        note = self.registry.notes.get(batch.note_id)
+        note = self.registry.notes.get(batch.note_id) if pledged else None
         if note is not None:
-            note.deficient = True
+            note.batch_ids.remove(batch.batch_id)
+            note.defects += 1
 
-    def _double_pledge_proven(self, ev: Event) -> None:
-        a = ev["args"]
-        kept, voided = int(a["keptBatchId"]), int(a["voidedBatchId"])
-        self._require(ev, "the later batch is voided", kept < voided, "kept >= voided")
-
-    def _note_collateral_deficient(self, ev: Event) -> None:
+    def _note_defect_proven(self, ev: Event) -> None:
+        """Right after the BatchVoided of one of the note's batches; the
+        count is the note's running total (never reset)."""
         a = ev["args"]
         note = self._note(ev, int(a["noteId"]))
         if note is not None:
-            self._require(ev, "a voided batch", note.deficient, "no batch voided")
+            self._check(ev, {"defects": note.defects})
+            batch = self.registry.batches.get(int(a["batchId"]))
+            voided = batch is not None and batch.status == BATCH_VOIDED
+            self._require(ev, "a voided batch of the note", voided, "no batch voided")
 
     def _registry_note_released(self, ev: Event) -> None:
+        """Anyone once every tranche is Repaid or Cancelled; otherwise only
+        the lienholder (trustee) of a stepped-in note."""
         note = self._note(ev, int(ev["args"]["noteId"]))
-        if note is not None:
-            live = note.status in (NOTE_OPEN, NOTE_STEPPED_IN)
-            self._require(ev, "note live", live, "NoteNotOpen")
-            note.status = NOTE_RELEASED
+        if note is None:
+            return
+        live = note.status in (NOTE_OPEN, NOTE_STEPPED_IN)
+        self._require(ev, "note live", live, "NoteNotOpen")
+        self._require(ev, "note bound", note.bound, "NoteNotBound")
+        by = str(ev["args"]["by"]).lower()
+        by_lienholder = note.status == NOTE_STEPPED_IN and by == note.lienholder.lower()
+        settled = all(
+            address in self.tranches and self.tranches[address].state in (REPAID, CANCELLED)
+            for address in note.tranches
+        )
+        ok = by_lienholder or settled
+        self._require(ev, "tranches settled or by the lienholder", ok, "NoteNotRepaid")
+        note.status = NOTE_RELEASED
 
     def _liens_transferred(self, ev: Event) -> None:
         note = self._note(ev, int(ev["args"]["noteId"]))
@@ -1027,8 +1154,9 @@ class Replayer:
         signers = list(a["signers"])
         quorum = int(a["quorum"])
         self._check(ev, {"signerVersion": fleet.signer_version + 1})
-        ok = 0 < quorum <= len(signers) <= 16
-        self._require(ev, "1 <= quorum <= signers <= 16", ok, "FleetConfigInvalid")
+        problem = quorum_rule_violation(len(signers), quorum)
+        rule = "quorum = 2f + 1, 3f + 1 <= signers <= 16"
+        self._require(ev, rule, problem is None, problem or "QuorumRuleBroken")
         if fleet.signer_version > 0:  # after registration: only through the timelock
             pending, fleet.pending_signers = fleet.pending_signers, None
             waited = _waited(pending, (signers, quorum), ev)
@@ -1051,10 +1179,30 @@ class Replayer:
             self._require(ev, "a change was queued", fleet.pending_signers, "SignerChangeNotQueued")
             fleet.pending_signers = None
 
-    def _fleet_operator_changed(self, ev: Event) -> None:
+    def _operator_change_queued(self, ev: Event) -> None:
+        fleet = self._fleet(ev)
+        if fleet is None:
+            return
+        self._check(ev, {"eta": ev["timestamp"] + SIGNER_CHANGE_DELAY})
+        fleet.pending_operator = (str(ev["args"]["operator"]), int(ev["args"]["eta"]))
+
+    def _operator_change_cancelled(self, ev: Event) -> None:
         fleet = self._fleet(ev)
         if fleet is not None:
-            fleet.operator = str(ev["args"]["operator"])
+            queued = fleet.pending_operator
+            self._require(ev, "a change was queued", queued, "OperatorChangeNotQueued")
+            fleet.pending_operator = None
+
+    def _fleet_operator_changed(self, ev: Event) -> None:
+        """Whose telemetry the nodes accept: only a queued change, after its timelock."""
+        fleet = self._fleet(ev)
+        if fleet is None:
+            return
+        operator = str(ev["args"]["operator"])
+        pending, fleet.pending_operator = fleet.pending_operator, None
+        waited = _waited(pending, operator, ev)
+        self._require(ev, "operator change after its timelock", waited, "OperatorChangeNotReady")
+        fleet.operator = operator
 
     def _report_submitted(self, ev: Event) -> None:
         fleet = self._fleet(ev)
@@ -1092,14 +1240,38 @@ class Replayer:
 
     def _tranche_initialised(self, ev: Event) -> None:
         """The terms a tranche announced at deployment are the ones replayed."""
+        self.__dict__.setdefault("_initialised_in", {})[ev["address"].lower()] = ev["tx"]
         t = self._tranche(ev)
         rate = t.terms.reference_rate_bps + t.terms.spread_bps
         rate = min(max(rate, t.terms.floor_rate_bps), t.terms.cap_rate_bps)
         terms = dict(self._raw_tranche_terms[ev["address"].lower()])
         self._check(ev, {"terms": terms, "rateBps": rate})
 
+    def _note_created(self, ev: Event) -> None:
+        """The factory's creation event: the note's servicer and tranches are
+        the manifest's, and each was initialised in this same transaction (so
+        nothing was wired, or rewired, later: none of them has a setter)."""
+        a = ev["args"]
+        note_id = _as_int(a["noteId"])
+        servicer = str(a["servicer"]).lower()
+        tranches = [str(t).lower() for t in a["tranches"]]
+        s = self.servicers.get(servicer)
+        if s is None or s.note_id != note_id:
+            self._mismatch(ev, "servicer", "the manifest's servicer of the note", servicer)
+            return
+        expected = [t.escrow for t in s.tranches]
+        if tranches != expected:
+            self._mismatch(ev, "tranches", expected, tranches)
+        inits = getattr(self, "_initialised_in", {})
+        for address in [servicer, *tranches]:
+            same_tx = inits.get(address) == ev["tx"]
+            self._require(ev, f"{address} wired at creation", same_tx, "initialised elsewhere")
+        trustee = str(a["trustee"]).lower()
+        self._require(ev, "trustee set", trustee == s.trustee, f"trustee {s.trustee}")
+
     def _servicer_initialised(self, ev: Event) -> None:
         """The covenant terms a servicer announced at deployment are the ones replayed."""
+        self.__dict__.setdefault("_initialised_in", {})[ev["address"].lower()] = ev["tx"]
         servicer = self.servicers[ev["address"].lower()]
         terms = dict(self._raw_covenant_terms[ev["address"].lower()])
         junior = servicer.junior.address if servicer.junior is not None else "0x" + "00" * 20
@@ -1174,7 +1346,7 @@ class Replayer:
         elif t.state == CLOSED:
             shares, refunded = 0, fill[1]
             fill[1] = 0
-        elif t.state in (ACTIVE, REPAID):
+        elif t.state in (ACTIVE, REPAID, WRITTEN_OFF):
             shares, refunded = fill[0], fill[1]
             t.fills.pop(controller, None)
         else:
@@ -1192,7 +1364,10 @@ class Replayer:
         holder = str(ev["args"]["holder"]).lower()
         fill = t.fills.get(holder, [0, 0])
         self._require(
-            ev, "state Active or Repaid", t.state in (ACTIVE, REPAID), f"StateIs: {t.state}"
+            ev,
+            "state Active, Repaid or WrittenOff",
+            t.state in (ACTIVE, REPAID, WRITTEN_OFF),
+            f"StateIs: {t.state}",
         )
         self._check(ev, {"shares": fill[0]})
         released = self._tx_releases.pop((t.escrow, holder), 0)
@@ -1285,7 +1460,7 @@ class Replayer:
         amount = t.redeemable(ts, holder)
         burned = self._tx_burns.pop((t.escrow, holder), 0)
         h = t.holder(holder)
-        face = h.balance + burned if t.state == REPAID else 0
+        face = h.balance + burned if t.state in (REPAID, WRITTEN_OFF) else 0
         self._require(ev, "something to redeem", amount or face, "NothingToClaim")
         self._check(ev, {"amount": amount, "faceBurned": face})
         if face > burned:
@@ -1335,7 +1510,8 @@ class Replayer:
             ev, "balance covers the transfer", balance >= value, "ERC20InsufficientBalance"
         )
         if receiver == ZERO_ADDRESS:  # redeem burns the face of a repaid tranche
-            self._require(ev, "burn only once repaid", t.state == REPAID, f"StateIs: {t.state}")
+            ended = t.state in (REPAID, WRITTEN_OFF)
+            self._require(ev, "burn only once repaid", ended, f"StateIs: {t.state}")
             t.move(ts, sender, ZERO_ADDRESS, value)
             key = (t.escrow, sender)
             self._tx_burns[key] = self._tx_burns.get(key, 0) + value
@@ -1423,7 +1599,8 @@ class Replayer:
     def _stepped_in(self, ev: Event) -> None:
         s = self._servicer(ev)
         self._require(ev, "defaulted", s.status == DEFAULTED, f"NotDefaulted: {s.status}")
-        self._need_role(ev, TRUSTEE_ROLE, "TRUSTEE_ROLE", str(ev["args"]["trustee"]))
+        trustee = str(ev["args"]["trustee"]).lower()
+        self._require(ev, "the note's trustee", trustee == s.trustee, f"NotTrustee: {trustee}")
         note = self.registry.notes.get(s.note_id)
         moved = note is not None and note.status == NOTE_STEPPED_IN
         self._require(ev, "liens transferred", moved, "LiensTransferred missing")
@@ -1449,6 +1626,9 @@ class Replayer:
             else:
                 expected = s.fees_payable
             s.fees_payable = 0
+        elif s.recovery_payable and amount == s.recovery_payable != s.equity_payable:
+            expected = s.recovery_payable  # the trustee after a wind-down
+            s.recovery_payable = 0
         else:
             expected = s.equity_payable
             s.equity_payable = 0
@@ -1456,13 +1636,91 @@ class Replayer:
         self._check(ev, {"amount": expected})
 
     def _servicer_note_released(self, ev: Event) -> None:
+        """`releaseCollateral()`: every tranche Repaid or Cancelled (a cancelled
+        junior never blocks); all the cash held goes through `WoundUp` next."""
         s = self._servicer(ev)
-        repaid = all(t.state == REPAID for t in s.tranches)
-        self._require(ev, "every tranche repaid", repaid, "NoteNotRepaid")
-        returned = s.cash_collateral + s.reserve + s.trapped
-        self._check(ev, {"cashCollateralReturned": returned})
-        s.cash_collateral = s.reserve = s.trapped = 0
-        s.equity_payable += returned
+        ended = all(t.state in (REPAID, CANCELLED) for t in s.tranches)
+        self._require(ev, "every tranche repaid or cancelled", ended, "NoteNotRepaid")
+        self._require(ev, "not released yet", s.status != RELEASED, f"NotPerforming: {s.status}")
+        self._check(ev, {"cashCollateralReturned": s.cash_collateral})
+        s.status = RELEASED
+        s.topup_deadline = s.topup_required = 0
+
+    def _wound_up(self, ev: Event) -> None:
+        """The terminal split of everything the servicer held: it must add
+        up, cover at least the modelled buckets, pay at most the fee arrears
+        and leave nothing behind (`residual` is the operator's)."""
+        s = self._servicer(ev)
+        a = {k: _as_int(v) for k, v in ev["args"].items()}
+        self._require(ev, "released", s.status == RELEASED, f"NotPerforming: {s.status}")
+        parts = ("fees", "seniorInterest", "seniorPrincipal", "juniorInterest", "juniorPrincipal")
+        total = sum(a[k] for k in parts) + a["residual"]
+        if total != a["cashIn"]:
+            self._mismatch(ev, "cashIn", total, a["cashIn"])
+        held = s.period_revenue + s.trapped + s.reserve + s.cash_collateral
+        if a["cashIn"] < held:
+            self._mismatch(ev, "cashIn", f">= {held} (the buckets held)", a["cashIn"])
+        if a["fees"] > s.fee_arrears:
+            self._mismatch(ev, "fees", f"<= {s.fee_arrears} (arrears)", a["fees"])
+        s.fee_arrears -= min(a["fees"], s.fee_arrears)
+        s.period_revenue = s.trapped = s.reserve = s.cash_collateral = 0
+        s.fees_payable += a["fees"]
+        s.equity_payable += a["residual"]
+
+    def _written_off(self, ev: Event) -> None:
+        t = self._tranche(ev)
+        ok = t.state in (ACTIVE, REPAID)
+        self._require(ev, "state Active or Repaid", ok, f"StateIs: {t.state}")
+        lost, interest_lost, held = t.write_off(ev["timestamp"])
+        self._check(
+            ev, {"principalLost": lost, "interestLost": interest_lost, "heldReleased": held}
+        )
+
+    def _trustee_set(self, ev: Event) -> None:
+        s = self._servicer(ev)
+        trustee = str(ev["args"]["trustee"]).lower()
+        self._require(ev, "trustee not zero", trustee != ZERO_ADDRESS.lower(), "TermsInvalid")
+        s.trustee = trustee
+
+    def _late_cash_trapped(self, ev: Event) -> None:
+        s = self._servicer(ev)
+        ok = s.status in (DEFAULTED, STEPPED_IN)
+        self._require(ev, "defaulted or stepped in", ok, f"status {s.status}")
+        s.trapped += _as_int(ev["args"]["amount"])
+
+    def _late_cash_settled(self, ev: Event) -> None:
+        s = self._servicer(ev)
+        a = ev["args"]
+        amount, fees, rest = _as_int(a["amount"]), _as_int(a["fees"]), _as_int(a["rest"])
+        self._require(ev, "released", s.status == RELEASED, f"status {s.status}")
+        self._check(ev, {"fees": min(amount, s.fee_arrears), "rest": amount - fees})
+        s.fee_arrears -= min(fees, s.fee_arrears)
+        s.fees_payable += fees
+        if bool(a["toTrustee"]):
+            s.recovery_payable += rest
+        else:
+            s.equity_payable += rest
+
+    def _defects_recorded(self, ev: Event) -> None:
+        s = self._servicer(ev)
+        added = _as_int(ev["args"]["added"]) or 0
+        self._require(ev, "new defects", added > 0, "NoNewDefects")
+        s.defects_seen = _as_int(ev["args"]["total"]) or 0
+        self._defects_tx = ev["tx"]
+
+    def _defect_top_up(self, ev: Event) -> None:
+        """Outside a close a top-up is only raised by `recordDefects()`, and a
+        deadline already set never moves."""
+        if ev["tx"] != getattr(self, "_defects_tx", None):
+            self._outside_close(ev)
+            return
+        s = self._servicer(ev)
+        a = ev["args"]
+        deadline = _as_int(a["deadline"]) or 0
+        if s.topup_deadline and deadline != s.topup_deadline:
+            self._mismatch(ev, "deadline", s.topup_deadline, deadline)
+        s.topup_deadline = deadline
+        s.topup_required = _as_int(a["requiredCollateral"]) or 0
 
 
 def replay(loaded: Loaded) -> ReplayResult:

@@ -37,12 +37,12 @@ from gpucredit.audit.export import (
     _function_output,
     to_json_value,
 )
-from gpucredit.audit.model import ACTIVE, REPAID, ZERO_ADDRESS
+from gpucredit.audit.model import ACTIVE, CHALLENGE_WINDOW, REPAID, ZERO_ADDRESS
 from gpucredit.audit.replay import (
     ATTESTOR_ROLE,
     ISSUER_ROLE,
+    NOTE_FACTORY_ROLE,
     OPERATOR_ROLE,
-    TRUSTEE_ROLE,
     Replayer,
 )
 
@@ -256,10 +256,23 @@ class _Story:
             count=cost // (25_000 * USD),
             totalCost=cost,
             model=MODEL,
-            classId=1,
             inServiceAt=w.ts - 1,
             attestationHash=_hash(f"docs:{batch}"),
         )
+        keys = [_hash(f"gpu:{batch}:{i}") for i in range(cost // (25_000 * USD))]
+        for first in range(0, len(keys), 500):
+            chunk = keys[first : first + 500]
+            packed = first.to_bytes(32, "big") + b"".join(bytes.fromhex(k[2:]) for k in chunk)
+            w.transaction()
+            w.emit(
+                REGISTRY,
+                self.registry,
+                "GpusRegistered",
+                batchId=batch,
+                firstIndex=first,
+                chunkHash="0x" + keccak(packed).hex(),
+                keys=chunk,
+            )
         w.transaction()
         w.emit(
             REGISTRY,
@@ -269,7 +282,7 @@ class _Story:
             attestor=self.attestor,
             attestationHash=_hash(f"attested:{batch}"),
         )
-        w.transaction()
+        w.transaction(at=w.ts + CHALLENGE_WINDOW + 1)  # counts from the pledge on
         w.emit(REGISTRY, self.registry, "BatchPledged", batchId=batch, noteId=note.note_id)
 
     # ---- acts ----
@@ -294,8 +307,10 @@ class _Story:
                 quarterlyMarkdownBps=markdown,
                 floorBps=0,
             )
+        w.emit(REGISTRY, self.registry, "ModelSet", model=MODEL, classId=1, haircutBps=0)
         for role, account in (
             (ISSUER_ROLE, self.issuer),
+            (NOTE_FACTORY_ROLE, self.admin),  # the admin stands in for the NoteFactory
             (OPERATOR_ROLE, self.operator),
             (ATTESTOR_ROLE, self.attestor),
         ):
@@ -331,17 +346,10 @@ class _Story:
             "NoteOpened",
             noteId=note.note_id,
             issuer=self.issuer,
-            manager=self.issuer,
+            factory=self.admin,
         )
         w.transaction()
-        w.emit(
-            SERVICER,
-            note.servicer,
-            "RoleGranted",
-            role=TRUSTEE_ROLE,
-            account=self.trustee,
-            sender=self.issuer,
-        )
+        w.emit(SERVICER, note.servicer, "TrusteeSet", trustee=self.trustee)
         for tranche in (note.senior, note.junior):
             w.transaction()
             dues = [self.genesis + k * 3 * PERIOD for k in range(1, self.periods // 3)]
@@ -356,15 +364,14 @@ class _Story:
         w.emit(
             REGISTRY,
             self.registry,
-            "NoteTranchesSet",
+            "NoteBound",
             noteId=note.note_id,
+            servicer=note.servicer,
             tranches=[note.senior, note.junior],
-        )
-        w.emit(
-            REGISTRY, self.registry, "NoteManagerSet", noteId=note.note_id, manager=note.servicer
+            operators=[self.operator],
         )
         w.transaction()
-        signers = [_address(f"signer{k}") for k in range(3)]
+        signers = [_address(f"signer{k}") for k in range(4)]
         w.emit(
             ORACLE,
             self.oracle,
@@ -377,7 +384,7 @@ class _Story:
             heartbeat=HEARTBEAT,
         )
         w.emit(
-            ORACLE, self.oracle, "SignersChanged", fleetId=note.note_id, signers=signers, quorum=2
+            ORACLE, self.oracle, "SignersChanged", fleetId=note.note_id, signers=signers, quorum=3
         )
         self.pledge(note, 25_000_000 * USD)
         for tranche, lenders, total in (
@@ -595,6 +602,20 @@ class _Story:
                     REGISTRY, self.registry, "NoteReleased", noteId=note.note_id, by=note.servicer
                 )
                 w.emit(SERVICER, note.servicer, "NoteReleased")
+                cash = s.period_revenue + s.trapped + s.reserve + s.cash_collateral
+                fees = min(cash, s.fee_arrears)
+                w.emit(
+                    SERVICER,
+                    note.servicer,
+                    "WoundUp",
+                    cashIn=cash,
+                    fees=fees,
+                    seniorInterest=0,
+                    seniorPrincipal=0,
+                    juniorInterest=0,
+                    juniorPrincipal=0,
+                    residual=cash - fees,
+                )
 
     def run(self) -> Export:
         self.setup()

@@ -38,12 +38,12 @@ def deployments(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def signer_addresses(signers):
-    return [s.address for s in signers[:3]]
+    return [s.address for s in signers[:4]]
 
 
 @pytest.fixture(scope="module")
 def first(admin, deployments, signer_addresses):
-    """A first deployment with the development defaults plus three oracle signers."""
+    """A first deployment with the development defaults plus four oracle signers (f = 1)."""
     config = DeployConfig.parse({"oracle_signers": ",".join(signer_addresses)})
     return deploy(config, admin, deployments)
 
@@ -173,7 +173,7 @@ def test_termsheet_opens_a_deal_on_the_deployed_protocol(accounts, first, signer
         operator=operator,
         trustee=trustee,
         fee_recipient=accounts[8],
-        signers=signers[:3],
+        signers=signers[:4],
         start=start,
     )
     senior, junior = deal.tranches
@@ -192,4 +192,4 @@ def test_termsheet_opens_a_deal_on_the_deployed_protocol(accounts, first, signer
     covenants = deal.servicer.covenantTerms()
     assert int(covenants["stepUpBps"]) == 300 and int(covenants["stepDownBps"]) == -200
     assert int(covenants["feePerPeriod"]) == 5_000 * USD
-    assert int(core.oracle.fleet(deal.note_id)["quorum"]) == 2
+    assert int(core.oracle.fleet(deal.note_id)["quorum"]) == 3

@@ -74,11 +74,49 @@ def open_live_deal(
     for who in (lender, operator_addr):
         send(usd.functions.mint(who, 100_000_000 * USD), admin)
 
-    note_id = registry.functions.openNote(issuer).call({"from": issuer})
-    send(registry.functions.openNote(issuer), issuer)
-    sub_end = now + 3600
+    # Ten H100s registered and attested four days back in chain time: their
+    # challenge window (three days) has passed when the chain is back on the
+    # wall clock, so they count from the pledge on.
+    leaves = make_fleet(10, in_service_at=now - 5 * 86_400)
+    tree = MerkleTree(leaves)
+    attestation = text_id(f"attestation-set:{tree.root.hex()}")
+    w3.provider.make_request("anvil_setTime", [now - 4 * 86_400])
+    registration = (
+        issuer,
+        tree.root,
+        len(leaves),
+        sum(leaf.cost for leaf in leaves),
+        leaves[0].model,
+        now - 5 * 86_400,
+        attestation,
+    )
+    batch_id = registry.functions.registerBatch(registration).call({"from": operator_addr})
+    send(registry.functions.registerBatch(registration), operator_addr)
+    keys = [leaf.gpu_key for leaf in leaves]
+    send(registry.functions.registerGpus(batch_id, keys), operator_addr)
+    send(registry.functions.attestBatch(batch_id, attestation), attestor)
+    w3.provider.make_request("anvil_setTime", [int(__import__("time").time())])
+    w3.provider.make_request("evm_mine", [])
+
+    # The note factory creates and wires the note in one transaction.
+    tranche_impl = anvil.deploy("NoteTranche", usd.address, identities.address, registry.address)
+    servicer_impl = anvil.deploy("Servicer", usd.address, registry.address, oracle.address)
+    factory = anvil.deploy(
+        "NoteFactory",
+        tranche_impl.address,
+        servicer_impl.address,
+        usd.address,
+        identities.address,
+        registry.address,
+        oracle.address,
+    )
+    role = registry.functions.NOTE_FACTORY_ROLE().call()
+    send(registry.functions.grantRole(role, factory.address), admin)
+    # the window closes only at its end: a few seconds, waited for below
+    now = w3.eth.get_block("latest").timestamp
+    sub_end = now + 8
     terms = (
-        note_id,
+        0,
         0,
         180_000 * USD,
         1_000 * USD,
@@ -91,38 +129,18 @@ def open_live_deal(
         2_500,
         13_000,
     )
-    senior = anvil.deploy(
-        "NoteTranche",
-        "GPU Senior",
-        "GPU-A",
-        usd.address,
-        identities.address,
-        registry.address,
-        issuer,
-        issuer,
-        terms,
-    )
-    servicer = anvil.deploy(
-        "Servicer",
-        usd.address,
-        registry.address,
-        oracle.address,
-        note_id,
-        senior.address,
-        "0x" + "00" * 20,
-        issuer,
+    params = (
+        [("GPU Senior", "GPU-A", terms, [], [])],
         operator_addr,
         fee_recipient,
         trustee,
         CovenantSpec(fee_per_period=100 * USD).as_tuple(),
     )
-    send(senior.functions.setSpv(servicer.address), issuer)
-    send(
-        senior.functions.grantRole(senior.functions.COVENANT_ROLE().call(), servicer.address),
-        issuer,
-    )
-    send(registry.functions.setNoteTranches(note_id, [senior.address]), issuer)
-    send(registry.functions.setNoteManager(note_id, servicer.address), issuer)
+    receipt = send(factory.functions.createNote(params), issuer)
+    created = factory.events.NoteCreated().process_receipt(receipt)[0]["args"]
+    note_id = created["noteId"]
+    senior = w3.eth.contract(address=created["tranches"][0], abi=tranche_impl.abi)
+    servicer = w3.eth.contract(address=created["servicer"], abi=servicer_impl.abi)
 
     genesis = int(__import__("time").time() + first_period_left) - period_length
     send(
@@ -139,28 +157,15 @@ def open_live_deal(
         admin,
     )
 
-    # Ten H100s pledged, attested, then the senior tranche subscribed and drawn.
-    leaves = make_fleet(10, in_service_at=now - 1)
-    tree = MerkleTree(leaves)
-    attestation = text_id(f"attestation-set:{tree.root.hex()}")
-    registration = (
-        issuer,
-        tree.root,
-        len(leaves),
-        sum(leaf.cost for leaf in leaves),
-        leaves[0].model,
-        leaves[0].class_id,
-        now - 1,
-        attestation,
-    )
-    batch_id = registry.functions.registerBatch(registration).call({"from": operator_addr})
-    send(registry.functions.registerBatch(registration), operator_addr)
-    send(registry.functions.attestBatch(batch_id, attestation), attestor)
+    # The fleet pledged, then the senior tranche subscribed and drawn.
     send(registry.functions.pledgeBatch(batch_id, note_id), operator_addr)
 
     amount = 180_000 * USD  # LTV 72 %: above the 65 % limit of the low-utilization step
     send(usd.functions.approve(senior.address, amount), lender)
     send(senior.functions.requestDeposit(amount, lender, lender), lender)
+    while w3.eth.get_block("latest").timestamp < sub_end:
+        __import__("time").sleep(0.5)
+        w3.provider.make_request("evm_mine", [])
     send(senior.functions.closeSubscription(), issuer)
     send(senior.functions.fulfil([lender]), issuer)
     send(senior.functions.drawdown(), issuer)

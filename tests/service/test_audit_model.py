@@ -74,16 +74,26 @@ def test_depreciation_curve_markdown_floor_and_quarters():
 def _registry(cost=25_000_000 * USD, markdown=500, in_service=G - 1):
     registry = m.Registry()
     registry.classes[1] = (markdown, 0)
+    registry.models["0xh100"] = (1, 0)
     registry.notes[1] = m.NoteCollateral(1, ISSUER, SERVICER, batch_ids=[1])
     registry.batches[1] = m.Batch(
-        1, ISSUER, ISSUER, 1_000, cost, "0xh100", 1, in_service, m.BATCH_PLEDGED, 1
+        1,
+        ISSUER,
+        ISSUER,
+        1_000,
+        cost,
+        "0xh100",
+        in_service,
+        status=m.BATCH_PLEDGED,
+        attested_at=in_service - m.CHALLENGE_WINDOW,
+        note_id=1,
     )
     return registry
 
 
 def test_collateral_value_haircut_void_and_note_status():
     registry = _registry()
-    registry.haircuts["0xh100"] = 1_500
+    registry.models["0xh100"] = (1, 1_500)
     two_quarters = G - 1 + 2 * m.QUARTER
     # 25M x 90 % (two quarters at 5 %) x 85 % (haircut), rounded down
     assert registry.collateral_value(1, two_quarters) == 19_125_000 * USD
@@ -94,6 +104,11 @@ def test_collateral_value_haircut_void_and_note_status():
     registry.notes[1].status = m.NOTE_OPEN
     registry.batches[1].status = m.BATCH_VOIDED
     assert registry.collateral_value(1, two_quarters) == 0
+    # a batch counts only once its challenge window has passed
+    registry.batches[1].status = m.BATCH_PLEDGED
+    registry.batches[1].attested_at = two_quarters - m.CHALLENGE_WINDOW + 1
+    assert registry.collateral_value(1, two_quarters) == 0
+    assert registry.collateral_value(1, two_quarters + 1) > 0
 
 
 def test_batch_value_rounds_down():
@@ -293,7 +308,7 @@ class Note:
     def __init__(self, terms=TERMS, markdown=0):
         self.registry = _registry(markdown=markdown)
         self.oracle = m.Oracle()
-        self.fleet = m.Fleet(1, ISSUER, SERVICER, G, PERIOD, 7 * DAY, quorum=2)
+        self.fleet = m.Fleet(1, ISSUER, SERVICER, G, PERIOD, 7 * DAY, quorum=3)
         self.oracle.fleets[1] = self.fleet
         self.senior = _tranche(SENIOR, 14_000_000 * USD, 450, 0)
         self.junior = _tranche(JUNIOR, 3_000_000 * USD, 900, 1)
@@ -534,6 +549,22 @@ def test_an_altered_output_is_one_mismatch(lines):
     ]
 
 
+def test_a_signer_set_outside_the_fault_rule_is_a_mismatch(lines):
+    """A SignersChanged with 3 signers and quorum 2 (the review's 2-of-3) cannot
+    come from the contract: the replay names the broken rule."""
+    i = first_index(lines, "SignersChanged")
+    record = json.loads(lines[i])
+    record["args"]["signers"] = record["args"]["signers"][:3]
+    record["args"]["quorum"] = 2
+    lines[i] = json.dumps(record)
+    found = [(x.event, x.field, x.recorded) for x in replayed(lines).mismatches]
+    assert (
+        "SignersChanged",
+        "quorum = 2f + 1, 3f + 1 <= signers <= 16",
+        "quorum 2 is even: the quorum must be 2f + 1 (3 for f = 1, 5 for f = 2, ...)",
+    ) in found
+
+
 def test_a_payment_removed_from_a_close_is_missing(lines):
     i = first_index(lines, "Paid")
     record = json.loads(lines[i])
@@ -703,7 +734,7 @@ def test_manifest_written_by_the_deploy_script_is_read_as_is():
                 period_length=PERIOD,
                 heartbeat=7 * DAY,
                 signers=[],
-                quorum=2,
+                quorum=3,
             ),
             subscription_start=G - DAY,
             subscription_end=G,

@@ -59,7 +59,7 @@ class Env:
         self.issuer, self.operator, self.attestor = dev_account(1), dev_account(2), dev_account(3)
         self.trustee = dev_account(4)
         self.lender_a, self.lender_b, self.rando = dev_account(6), dev_account(7), dev_account(9)
-        self.signer_keys = [Account.create().key.hex() for _ in range(3)]
+        self.signer_keys = [Account.create().key.hex() for _ in range(4)]  # quorum 3: f = 1
         self.signers = [Account.from_key(k).address for k in self.signer_keys]
         self.net = LiveNetwork(self.anvil.url, CHAIN_ID, tmp / "net", f"gpucredit-cli-{CHAIN_ID}")
         config = tmp / "deploy.yaml"
@@ -247,6 +247,32 @@ def test_validate_reports_every_problem_with_its_field(tmp_path):
         assert expected in result.stderr, result.stderr
 
 
+@pytest.mark.parametrize(
+    "quorum, signers, reason",
+    [
+        (2, 3, "quorum 2 tolerates no lying or silent signer"),
+        (4, 4, "quorum 4 is even: the quorum must be 2f + 1"),
+        (3, 3, "quorum 3 means f = 1 tolerated lying or silent signers, which needs at least"),
+    ],
+)
+def test_validate_refuses_a_quorum_outside_the_fault_rule(tmp_path, quorum, signers, reason):
+    data = yaml.safe_load((REPO / "examples" / "termsheet.yaml").read_text())
+    data["oracle"] = {
+        "signers": [Account.create().address for _ in range(signers)],
+        "quorum": quorum,
+    }
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    result = runner.invoke(app, ["issuer", "validate", str(path)])
+    assert result.exit_code == 1
+    assert reason in result.stderr, result.stderr
+    four = {"signers": [Account.create().address for _ in range(4)], "quorum": 3}
+    path.write_text(yaml.safe_dump(data | {"oracle": four}))
+    ok = runner.invoke(app, ["issuer", "validate", str(path)])
+    assert ok.exit_code == 0, ok.output
+    assert "quorum 3 of 4 signers: tolerates f = 1 lying or silent" in ok.output
+
+
 # ---------------------------------------------------------------------------
 # a note's life
 # ---------------------------------------------------------------------------
@@ -298,7 +324,8 @@ def test_create_note_from_the_termsheet(env, termsheet):
     )
     fleet = oracle.functions.fleet(1).call()
     assert fleet[0] == env.operator.address and fleet[1] == servicer.address
-    assert fleet[2] == note["subscription_end"] and fleet[5] == 2
+    assert fleet[2] == note["subscription_end"] and fleet[5] == 3
+    assert tuple(fleet)[8:] == (4, 1)  # n signers, fault bound f
     assert servicer.functions.covenantTerms().call()[9] == 300
 
 
@@ -384,6 +411,12 @@ def test_subscribe_and_cancel(env):
 
 
 def test_close_before_collateral_is_pledged_names_the_conditions_precedent(env):
+    # the window closes only at its end: move the chain there first
+    end = env.note()["subscription_end"]
+    now = env.w3.eth.get_block("latest")["timestamp"]
+    if now < end:
+        env.anvil.rpc("evm_increaseTime", end - now + 1)
+        env.anvil.rpc("evm_mine")
     result = env.cli("issuer", "close", "1", ok=False)
     assert (
         "drawdown failed: ConditionsPrecedentNotMet(collateralValue=0, requiredValue="
@@ -439,7 +472,15 @@ def test_register_attest_and_pledge_1000_gpus(env, fleet_csv, tmp_path):
     )
     header = registry.functions.batchInfo(1).call()
     assert "0x" + bytes(header[0]).hex() == result["root"]
-    assert header[2] == 1_000 and header[5] == 1 and header[6] == env.issuer.address
+    # count, every key registered (two chunks of 500), Registered, the issuer
+    assert header[2] == 1_000 and header[3] == 1_000
+    assert header[4] == 2 and header[5] == env.issuer.address
+    assert result["transactions"] == 3  # the header and two chunks of keys
+    # a re-run finds the batch on chain and skips every chunk
+    again = env.json(
+        "operator", "register", str(fleet_csv), "--note", "1", "--out", str(batch_path)
+    )
+    assert again["batch_id"] == 1 and again["transactions"] == 0
     saved = json.loads(batch_path.read_text())
     assert len(saved["gpus"]) == 1_000 and saved["root"] == result["root"]
     # the root is the Merkle root of the CSV's leaves, attestation files hashed in
@@ -450,7 +491,7 @@ def test_register_attest_and_pledge_1000_gpus(env, fleet_csv, tmp_path):
     assert registry.functions.verifyGpu(1, leaves[7].as_tuple(), MerkleTree(leaves).proof(7)).call()
 
     result = env.cli("operator", "pledge", "1", "--note", "1", ok=False)
-    assert "batch 1 is Registered, not Attested yet" in result.stderr
+    assert "batch 1 is not Attested yet" in result.stderr
     result = env.cli(
         "attestor", "attest", "1", ok=False, GPUCREDIT_ATTESTOR_KEY=env.operator.key.hex()
     )
@@ -459,7 +500,11 @@ def test_register_attest_and_pledge_1000_gpus(env, fleet_csv, tmp_path):
     attested = env.json("attestor", "attest", "1", "--batch-file", str(batch_path))
     assert attested["attestation_hash"] == saved["registration"]["attestation_hash"]
     pledged = env.json("operator", "pledge", "1", "--note", "1")
-    assert pledged["note_collateral_value"] == registry.functions.collateralValue(1).call() > 0
+    # pledged, counted once the 3-day challenge window after the attestation has passed
+    assert pledged["note_collateral_value"] == registry.functions.collateralValue(1).call() == 0
+    env.anvil.rpc("evm_increaseTime", 3 * 86_400 + 1)
+    env.anvil.rpc("evm_mine")
+    assert registry.functions.collateralValue(1).call() > 0
 
 
 def test_close_fulfils_draws_down_and_lenders_claim(env):
@@ -592,7 +637,7 @@ def test_pay_revenue_close_a_period_and_explain_the_rate(env):
         "TelemetryOracle", env.manifest()["contracts"]["telemetry_oracle"]["address"]
     )
     signed = []
-    for key in env.signer_keys[:2]:
+    for key in env.signer_keys[:3]:
         signature = sign_observation(
             key, CHAIN_ID, oracle.address, 1, 0, start, end, 5_000, 9_950, 250_000 * USD
         )
@@ -659,8 +704,12 @@ def test_status_and_deployment(env):
         {"batch_id": 1, "count": 1_000, "status": "Pledged", "value": status["batches"][0]["value"]}
     ]
     assert status["fleet"]["operator"] == env.operator.address
+    fleet = status["fleet"]
+    assert (fleet["quorum"], fleet["signer_count"], fleet["fault_bound"]) == (3, 4, 1)
     table = env.cli("issuer", "status", "1")
     assert "GPUS-27" in table.stdout and "servicer (SPV account)" in table.stdout
+    flat = " ".join(table.stdout.split())  # rich wraps long lines at spaces
+    assert "quorum 3 of n = 4 signers, tolerating f = 1 lying or silent" in flat
     deployment = env.json("deployment")
     assert deployment["chain_id"] == CHAIN_ID
     assert set(deployment["notes"]) == {"1"}

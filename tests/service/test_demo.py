@@ -1,5 +1,5 @@
 """`make demo` end to end: `python -m gpucredit.demo` (the Makefile's entry) as a
-subprocess, with its real anvil, scripts/deploy.py, three oracle nodes and the CLI.
+subprocess, with its real anvil, scripts/deploy.py, four oracle nodes and the CLI.
 
 The timeline it writes (timeline.json, the same rows it prints) is checked
 against the seeds' story, step by step; then that nothing it started is still
@@ -21,6 +21,7 @@ import psutil
 import pytest
 
 from gpucredit.demo import NODE_NAMES, STORY
+from gpucredit.story import DOWN_PERIOD, LYING_PERIOD
 
 REPO = Path(__file__).resolve().parents[2]
 USD = 10**6
@@ -93,6 +94,7 @@ def test_demo_exits_0_prints_the_timeline_and_the_logs(demo_run):
         assert (run_dir / name / "oracle.db").exists()
     assert "manifest written" in (run_dir / "deploy.log").read_text()
     assert len(list((run_dir / "telemetry").glob("period-*.json"))) == 12
+    assert len(list((run_dir / "telemetry").glob("node-d-lie-period-*.json"))) == 1
     # the printed rows are the recorded ones
     for row in timeline["rows"]:
         assert "; ".join(row["events"])[:40] in stdout.replace("\n", " ") or not row["events"]
@@ -114,9 +116,16 @@ def test_demo_timeline_follows_the_story(demo_run):
             story,
         )
         assert row["revenue_reported"] == utilization * 28_800_000  # $0.40 x 1,000 GPUs x 720 h
-        # every period was reported by a 2-of-3 quorum of the nodes and closed by a node
-        assert row["observations"] >= 2
+        # every period was reported by a 3-of-4 quorum of the nodes (f = 1) and closed by a node;
+        # the stored utilization above is the honest one even when node-d lied
+        assert row["observations"] >= 3
         assert row["report_by"] in NODE_NAMES and row["closed_by"] in NODE_NAMES
+
+    lie = rows[LYING_PERIOD]["events"]
+    assert any("node-d signed 95% utilization: outvoted" in e for e in lie), lie
+    down = rows[DOWN_PERIOD]
+    assert "node-c down" in down["events"] and down["observations"] == 3, down
+    assert down["report_by"] != "node-c"
 
     steps = {
         r["period"]: (r["old_step_bps"], r["new_step_bps"])

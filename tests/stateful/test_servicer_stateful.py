@@ -102,6 +102,7 @@ from gpucredit.protocol import (
     YEAR,
     DealSpec,
     TrancheSpec,
+    close_subscription,
     make_fleet,
     open_deal,
     pledge_fleet,
@@ -183,7 +184,7 @@ def deal(
                 "GPU Junior", "GPU-B", 1, 3_000_000 * USD, spread_bps=900, cap_rate_bps=1_500
             ),
         ],
-        quorum=2,
+        quorum=3,
     )
     core.oracle.grantRole(core.oracle.FLEET_ADMIN_ROLE(), admin, {"from": admin})
     deal = open_deal(
@@ -194,7 +195,7 @@ def deal(
         operator=operator,
         trustee=trustee,
         fee_recipient=spv,
-        signers=signers[:3],
+        signers=signers[:4],
     )
     deal.signer_keys = signer_keys[:3]
     deal.in_service_at = chain[-1].timestamp - 1
@@ -207,12 +208,15 @@ def deal(
         attestor,
     )
     deal.drawn_at = []
-    for tranche, faces in ((deal.senior, SENIOR_FACES), (deal.junior, JUNIOR_FACES)):
+    pairs = ((deal.senior, SENIOR_FACES), (deal.junior, JUNIOR_FACES))
+    for tranche, faces in pairs:
+        for lender, face in zip(lenders, faces, strict=True):
+            if face:
+                core.usd.approve(tranche, face, {"from": lender})
+                tranche.requestDeposit(face, lender, lender, {"from": lender})
+    for tranche, faces in pairs:
         funded = [(lender, face) for lender, face in zip(lenders, faces, strict=True) if face]
-        for lender, face in funded:
-            core.usd.approve(tranche, face, {"from": lender})
-            tranche.requestDeposit(face, lender, lender, {"from": lender})
-        tranche.closeSubscription({"from": issuer})
+        close_subscription(tranche, issuer)
         tranche.fulfil([lender for lender, _ in funded], {"from": issuer})
         deal.drawn_at.append(tranche.drawdown({"from": issuer}).timestamp)
         for lender, _ in funded:

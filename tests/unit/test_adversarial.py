@@ -30,9 +30,11 @@ from gpucredit.protocol import (
     Core,
     DealSpec,
     TrancheSpec,
+    close_subscription,
     grant_roles,
     make_fleet,
     open_deal,
+    open_note,
     pledge_fleet,
     register_batch,
     submit_report,
@@ -91,7 +93,7 @@ def _spec():
         tranches=[
             TrancheSpec("GPU Senior", "GPU-S", 0, SIZE, 450, min_subscription=MIN_SUBSCRIPTION)
         ],
-        quorum=2,
+        quorum=3,
     )
 
 
@@ -104,14 +106,14 @@ def _open(hostile, prefix, admin, issuer, operator, attestor, trustee, spv, sign
         operator=operator,
         trustee=trustee,
         fee_recipient=spv,
-        signers=signers[:3],
+        signers=signers[:4],
     )
     fleet = make_fleet(100, in_service_at=chain[-1].timestamp - 1, serial_prefix=prefix)
     deal.batch_id, deal.tree = pledge_fleet(hostile, deal, fleet, issuer, operator, attestor)
     deal.fleet = fleet
     # The token may call everything a role protects, so only a guard can stop it.
-    for role in ("ISSUER_ROLE", "SERVICER_ROLE"):
-        deal.senior.grantRole(getattr(deal.senior, role)(), token, {"from": issuer})
+    # (pay and setRateStep answer to the servicer's address, not a role)
+    deal.senior.grantRole(deal.senior.ISSUER_ROLE(), token, {"from": issuer})
     return deal
 
 
@@ -125,13 +127,12 @@ def active(
     for lender in lenders[:2]:
         token.approve(senior, 2**256 - 1, {"from": lender})
         senior.requestDeposit(SIZE // 2, lender, lender, {"from": lender})
-    senior.closeSubscription({"from": issuer})
+    close_subscription(senior, issuer)
     senior.fulfil(lenders[:2], {"from": issuer})
     senior.drawdown({"from": issuer})
     for lender in lenders[:2]:
         senior.claimShares({"from": lender})
-    senior.grantRole(senior.SERVICER_ROLE(), rando, {"from": issuer})
-    token.approve(senior, 2**256 - 1, {"from": rando})
+    deal.payer = _servicer_account(deal, token, admin)
     token.approve(deal.servicer, 2**256 - 1, {"from": operator})
     return deal
 
@@ -182,6 +183,16 @@ def _assert_all_reentries_blocked(token, calls, tx):
         assert bytes(returned) == GUARD_ERROR
 
 
+def _servicer_account(deal, token, admin):
+    """The note's servicer as a sender (anvil impersonation), funded: only the
+    servicer may pay a tranche, and these tests pay it directly."""
+    address = deal.servicer.address
+    web3.provider.make_request("anvil_impersonateAccount", [address])
+    web3.provider.make_request("anvil_setBalance", [address, hex(10**21)])
+    token.mint(address, 10_000_000 * USD, {"from": admin})
+    return brownie.accounts.at(address, force=True)
+
+
 def _report_period_0(hostile, deal, signer_keys):
     return submit_report(
         hostile,
@@ -202,10 +213,10 @@ def _pay_all_due(tranche, payer, principal=0):
     return tranche.pay(tranche.interestDue(), principal, {"from": payer})
 
 
-def _fund_coupon(deal, rando):
+def _fund_coupon(deal):
     chain.sleep(30 * DAY)
     chain.mine()
-    _pay_all_due(deal.senior, rando)
+    _pay_all_due(deal.senior, deal.payer)
 
 
 def _money_moving_cases():
@@ -225,7 +236,7 @@ def _money_moving_cases():
         s = ctx.subscribing.senior
         for lender in ctx.lenders[:2]:
             s.requestDeposit(800_000 * USD, lender, lender, {"from": lender})
-        s.closeSubscription({"from": ctx.issuer})
+        close_subscription(s, ctx.issuer)
         s.fulfil(ctx.lenders[:2], {"from": ctx.issuer})
 
     def claim_shares(ctx):
@@ -234,7 +245,7 @@ def _money_moving_cases():
     def prep_drawdown(ctx):
         s = ctx.subscribing.senior
         s.requestDeposit(400_000 * USD, ctx.lenders[0], ctx.lenders[0], {"from": ctx.lenders[0]})
-        s.closeSubscription({"from": ctx.issuer})
+        close_subscription(s, ctx.issuer)
         s.fulfil([ctx.lenders[0]], {"from": ctx.issuer})
 
     def drawdown(ctx):
@@ -245,16 +256,16 @@ def _money_moving_cases():
         chain.mine()
 
     def pay(ctx):
-        return _pay_all_due(ctx.active.senior, ctx.rando, 10_000 * USD)
+        return _pay_all_due(ctx.active.senior, ctx.active.payer, 10_000 * USD)
 
     def prep_claim_coupon(ctx):
-        _fund_coupon(ctx.active, ctx.rando)
+        _fund_coupon(ctx.active)
 
     def claim_coupon(ctx):
         return ctx.active.senior.claimCoupon({"from": ctx.lenders[0]})
 
     def prep_redeem(ctx):
-        ctx.active.senior.pay(0, 100_000 * USD, {"from": ctx.rando})
+        ctx.active.senior.pay(0, 100_000 * USD, {"from": ctx.active.payer})
 
     def redeem(ctx):
         return ctx.active.senior.redeem({"from": ctx.lenders[0]})
@@ -385,7 +396,7 @@ def test_zero_signature_is_rejected(hostile, active, signer_keys, rando, reverts
     _wait_for_period_end(active, 0)
     values = (8_000, 9_950, 1_000)
     observations = order_by_signer(
-        _signed(hostile, active, key, active.note_id, 0, values) for key in signer_keys[:2]
+        _signed(hostile, active, key, active.note_id, 0, values) for key in signer_keys[:3]
     )
     observations[1] = observations[1]._replace(signature=bytes(64) + bytes([27]))  # r = s = 0
     with reverts_with("SignatureInvalid", 1):
@@ -400,7 +411,7 @@ def test_observation_replayed_for_another_period_or_fleet_is_rejected(
     _wait_for_period_end(active, 1)
     values = (9_500, 9_990, 5_000)
     period0 = order_by_signer(
-        _signed(hostile, active, key, active.note_id, 0, values) for key in signer_keys[:2]
+        _signed(hostile, active, key, active.note_id, 0, values) for key in signer_keys[:3]
     )
     hostile.oracle.submitReport(active.note_id, 0, period0, {"from": rando})
     # the same observations for the next period recover to strangers
@@ -436,10 +447,10 @@ def test_signer_change_racing_a_report(
     oracle, fleet = hostile.oracle, active.note_id
     removed = signers[0]
     _wait_for_period_end(active, 0)
-    oracle.queueSignerChange(fleet, [signers[1], signers[2], signers[3]], 2, {"from": admin})
+    oracle.queueSignerChange(fleet, signers[1:5], 3, {"from": admin})
 
     # period 0 lands during the delay, signed by the old set: accepted
-    old_pair = [signer_keys[0], signer_keys[1]]
+    old_pair = signer_keys[:3]
     oracle.submitReport(fleet, 0, _observations(hostile, active, old_pair, 0), {"from": rando})
 
     # the change cannot be pulled forward to sandwich a report
@@ -453,27 +464,31 @@ def test_signer_change_racing_a_report(
     # ... lands after the change: the removed signer no longer counts
     with reverts_with("SignerUnknown", removed.address):
         oracle.submitReport(fleet, 1, stale, {"from": rando})
-    fresh = _observations(hostile, active, [signer_keys[1], signer_keys[3]], 1)
+    fresh = _observations(hostile, active, [signer_keys[1], signer_keys[3], signer_keys[4]], 1)
     oracle.submitReport(fleet, 1, fresh, {"from": rando})
     assert oracle.report(fleet, 1)[0] == 1
 
 
-def test_quorum_raise_racing_a_report(
+def test_signer_change_outside_the_fault_rule_never_queues(
     hostile, active, admin, signer_keys, signers, rando, reverts_with
 ):
+    """A set that would let fewer than f + 1 honest signers decide is refused
+    when queued, so no race can install it: the fleet stays 3-of-4 (f = 1)."""
     oracle, fleet = hostile.oracle, active.note_id
     _wait_for_period_end(active, 0)
-    oracle.queueSignerChange(fleet, signers[:3], 3, {"from": admin})
+    with reverts_with("QuorumRuleBroken", 4, 2, "quorum must be 2f + 1: odd"):
+        oracle.queueSignerChange(fleet, signers[:4], 2, {"from": admin})
+    with reverts_with("QuorumRuleBroken", 5, 5, "signers must be at least 3f + 1"):
+        oracle.queueSignerChange(fleet, signers[:5], 5, {"from": admin})
+    assert oracle.pendingSignerChange(fleet)[2] == 0
     two = _observations(hostile, active, signer_keys[:2], 0)
-    oracle.submitReport(fleet, 0, two, {"from": rando})  # before execution: 2 of 3 suffice
-    _wait_for_period_end(active, 1)
-    oracle.executeSignerChange(fleet, {"from": admin})
-    two = _observations(hostile, active, signer_keys[:2], 1)
     with reverts_with("QuorumNotMet", 2, 3):
-        oracle.submitReport(fleet, 1, two, {"from": rando})
-    three = _observations(hostile, active, signer_keys[:3], 1)
-    oracle.submitReport(fleet, 1, three, {"from": rando})
-    assert oracle.report(fleet, 1)[5] == 3  # observations
+        oracle.submitReport(fleet, 0, two, {"from": rando})
+    three = _observations(hostile, active, signer_keys[:3], 0)
+    oracle.submitReport(fleet, 0, three, {"from": rando})
+    config = oracle.fleet(fleet)
+    assert (config["quorum"], config["signerCount"], config["faultBound"]) == (3, 4, 1)
+    assert oracle.report(fleet, 0)[5] == 3  # observations
 
 
 # ---------------------------------------------------------------- rounding, dust and inflation
@@ -492,7 +507,7 @@ def test_one_unit_transfers_never_farm_rounding(active, lenders, rando):
         chain.sleep(5 * 3_600 + 11)
         senior.transfer(farmer, 1, {"from": sybil})
     assert senior.balanceOf(farmer) == senior.balanceOf(passive)
-    _pay_all_due(senior, rando)
+    _pay_all_due(senior, active.payer)
     farmed = senior.couponClaimable(farmer) + senior.couponClaimable(sybil)
     honest = senior.couponClaimable(passive)
     assert farmed <= honest
@@ -514,7 +529,7 @@ def test_many_tiny_claims_never_exceed_the_entitlement(active, token, lenders, r
     for _ in range(12):
         chain.sleep(DAY + 13)
         chain.mine()
-        _pay_all_due(senior, rando)
+        _pay_all_due(senior, active.payer)
         total += _claimed(senior, eager)
         with reverts_with("NothingToClaim", eager.address):
             senior.claimCoupon({"from": eager})  # nothing twice
@@ -559,7 +574,7 @@ def test_donation_does_not_inflate_anything(subscribing, token, lenders, issuer,
     senior.requestDeposit(MIN_SUBSCRIPTION, attacker, attacker, {"from": attacker})
     token.transfer(senior, 900_000 * USD, {"from": attacker})  # the donation
     senior.requestDeposit(400_000 * USD, lender, lender, {"from": lender})
-    senior.closeSubscription({"from": issuer})
+    close_subscription(senior, issuer)
     senior.fulfil([attacker, lender], {"from": issuer})
     assert tuple(senior.fillOf(lender)) == (400_000 * USD, 0)
     senior.drawdown({"from": issuer})
@@ -584,7 +599,7 @@ def test_late_whale_before_the_close_gets_only_its_pro_rata_fill(
     early, whale = lenders[0], lenders[1]
     senior.requestDeposit(600_000 * USD, early, early, {"from": early})
     senior.requestDeposit(1_400_000 * USD, whale, whale, {"from": whale})  # just before the close
-    senior.closeSubscription({"from": issuer})
+    close_subscription(senior, issuer)
     with reverts_with("StateIs", 1, 0):
         senior.requestDeposit(MIN_SUBSCRIPTION, whale, whale, {"from": whale})
     senior.fulfil([whale, early], {"from": issuer})
@@ -618,67 +633,38 @@ def test_front_running_a_period_close_only_makes_it_stricter(
 
 
 def test_double_pledge_across_issuers(
-    hostile, active, operator, attestor, accounts, admin, rando, reverts_with
+    hostile, active, operator, attestor, accounts, admin, rando, reverts_with, TrancheStub
 ):
-    """Issuer B's operator registers GPUs already pledged to issuer A's note
-    and pledges them to B's note. The registry cannot see it at pledge time,
-    but anyone with the two proofs voids B's (later) batch and marks B's note
-    deficient; A's note keeps its collateral."""
+    """Issuer B's operator registers GPUs already pledged to issuer A's note:
+    the registration reverts at the first such GPU, naming it and A's batch,
+    so B's note never holds them and A's note keeps its collateral. B's
+    operator cannot pledge into A's note either (no consent)."""
     registry = hostile.registry
     issuer_b, operator_b = accounts.add(), accounts.add()
     for account in (issuer_b, operator_b):
         admin.transfer(account, "1 ether")
     registry.grantRole(registry.ISSUER_ROLE(), issuer_b, {"from": admin})
     registry.grantRole(registry.OPERATOR_ROLE(), operator_b, {"from": admin})
-    note_b = registry.openNote(issuer_b, {"from": issuer_b}).return_value
+    note_b = open_note(hostile, admin, issuer_b)
+    stub = TrancheStub.deploy({"from": admin})
+    registry.bindNote(note_b, rando, [stub], [operator_b], {"from": admin})
     value_a = registry.collateralValue(active.note_id)
 
     # B's batch re-uses 3 of A's GPUs (same vendor and serial) among new ones
     reused = active.fleet[10:13]
     fresh = make_fleet(5, in_service_at=chain[-1].timestamp - 1, serial_prefix="B-")
     leaves = [replace(leaf, index=i) for i, leaf in enumerate(fresh + reused)]
-    batch_b, tree_b, _ = register_batch(hostile, issuer_b, operator_b, leaves)
+    with reverts_with("GpuHeld", reused[0].gpu_key, active.batch_id):
+        register_batch(hostile, issuer_b, operator_b, leaves)
+    assert tuple(registry.holderOf(reused[0].gpu_key)) == (active.batch_id, True)
+
+    # its fresh GPUs alone go through; the wrong operator or note cannot take them
+    batch_b, _, _ = register_batch(hostile, issuer_b, operator_b, fresh)
     docs = registry.batchInfo(batch_b)["attestationHash"]
     registry.attestBatch(batch_b, docs, {"from": attestor})
-
-    # the wrong operator, or the wrong issuer's note, cannot take the batch
     with reverts_with("CallerNotBatchOperator", batch_b, operator.address):
         registry.pledgeBatch(batch_b, note_b, {"from": operator})
-    issuer_a = registry.noteInfo(active.note_id)[0]
-    with reverts_with("BatchIssuerMismatch", batch_b, issuer_b.address, issuer_a):
+    with reverts_with("CallerNotNoteOperator", active.note_id, operator_b.address):
         registry.pledgeBatch(batch_b, active.note_id, {"from": operator_b})
     registry.pledgeBatch(batch_b, note_b, {"from": operator_b})
-    assert registry.collateralValue(note_b) > 0
-
-    gpu_a = active.fleet[11]
-    gpu_b = leaves[6]
-    assert gpu_a.gpu_key == gpu_b.gpu_key
-    tx = registry.proveDoublePledge(
-        active.batch_id,
-        gpu_a.as_tuple(),
-        active.tree.proof(gpu_a.index),
-        batch_b,
-        gpu_b.as_tuple(),
-        tree_b.proof(gpu_b.index),
-        {"from": rando},
-    )
-    proven = tx.events["DoublePledgeProven"]
-    assert (proven["keptBatchId"], proven["voidedBatchId"]) == (active.batch_id, batch_b)
-    assert registry.noteInfo(note_b)[4]  # deficient
-    assert not registry.noteInfo(active.note_id)[4]
-    assert registry.collateralValue(note_b) == 0
     assert registry.collateralValue(active.note_id) == value_a
-    # the voided batch can never be pledged again
-    with reverts_with("BatchNotInStatus", batch_b, 4, 2):
-        registry.pledgeBatch(batch_b, note_b, {"from": operator_b})
-    # proving the same conflict twice fails: the voided batch is no longer live
-    with reverts_with("BatchNotLive", batch_b):
-        registry.proveDoublePledge(
-            active.batch_id,
-            gpu_a.as_tuple(),
-            active.tree.proof(gpu_a.index),
-            batch_b,
-            gpu_b.as_tuple(),
-            tree_b.proof(gpu_b.index),
-            {"from": rando},
-        )

@@ -18,6 +18,7 @@ from gpucredit.protocol import (
     USD,
     DealSpec,
     TrancheSpec,
+    close_subscription,
     make_fleet,
     open_deal,
     pledge_fleet,
@@ -51,7 +52,7 @@ def denied(typed_error):
 @pytest.fixture(scope="module")
 def deal(core, admin, issuer, operator, attestor, trustee, lenders, spv, signers):
     """A one-tranche note in its subscription window, with collateral pledged."""
-    spec = DealSpec(tranches=[TrancheSpec("GPU Senior", "GPU-S", 0, SIZE, 450)], quorum=2)
+    spec = DealSpec(tranches=[TrancheSpec("GPU Senior", "GPU-S", 0, SIZE, 450)], quorum=3)
     deal = open_deal(
         core,
         spec,
@@ -60,7 +61,7 @@ def deal(core, admin, issuer, operator, attestor, trustee, lenders, spv, signers
         operator=operator,
         trustee=trustee,
         fee_recipient=spv,
-        signers=signers[:3],
+        signers=signers[:4],
     )
     fleet = make_fleet(100, in_service_at=chain[-1].timestamp - 1, serial_prefix="EMG-")
     pledge_fleet(core, deal, fleet, issuer, operator, attestor)
@@ -83,7 +84,7 @@ def _subscribe_and_draw(deal, lenders, issuer, amounts=(600_000 * USD, 400_000 *
     senior = deal.senior
     for lender, amount in zip(lenders, amounts, strict=False):
         senior.requestDeposit(amount, lender, lender, {"from": lender})
-    senior.closeSubscription({"from": issuer})
+    close_subscription(senior, issuer)
     senior.fulfil(lenders[: len(amounts)], {"from": issuer})
     senior.drawdown({"from": issuer})
 
@@ -116,7 +117,7 @@ def test_pause_stops_drawdown_but_not_refunds_of_an_oversubscribed_fill(
     senior = deal.senior
     for lender in lenders[:2]:
         senior.requestDeposit(800_000 * USD, lender, lender, {"from": lender})
-    senior.closeSubscription({"from": issuer})
+    close_subscription(senior, issuer)
     senior.fulfil(lenders[:2], {"from": issuer})
     senior.pause({"from": guardian})
     with reverts_with("EnforcedPause"):
@@ -172,12 +173,14 @@ def test_redeem_and_the_burn_work_while_paused(deal, guardian, lenders, issuer, 
     _subscribe_and_draw(deal, lenders, issuer)
     senior.claimShares({"from": lenders[0]})
     senior.pause({"from": guardian})
-    # the SPV account (the servicer contract) pays; here its role goes to an EOA
-    senior.grantRole(senior.SERVICER_ROLE(), issuer, {"from": issuer})
-    core.usd.mint(issuer, SIZE * 2, {"from": core.usd.owner()})
-    core.usd.approve(senior, 2**256 - 1, {"from": issuer})
+    # only the note's servicer pays: impersonate it (anvil) and fund it
+    payer = deal.servicer.address
+    web3.provider.make_request("anvil_impersonateAccount", [payer])
+    web3.provider.make_request("anvil_setBalance", [payer, hex(10**21)])
+    payer = brownie.accounts.at(payer, force=True)
+    core.usd.mint(payer, SIZE * 2, {"from": core.usd.owner()})
     web3.provider.make_request("evm_setNextBlockTimestamp", [chain[-1].timestamp])
-    senior.pay(senior.interestDue(), SIZE, {"from": issuer})
+    senior.pay(senior.interestDue(), SIZE, {"from": payer})
     assert senior.isRepaid()
     before = core.usd.balanceOf(lenders[0])
     senior.redeem({"from": lenders[0]})
@@ -219,7 +222,6 @@ def _admin_contracts(core, deal):
         (core.registry, "admin"),
         (core.oracle, "admin"),
         (deal.senior, "issuer"),
-        (deal.servicer, "issuer"),
     ]
 
 
@@ -239,7 +241,7 @@ def test_every_contract_has_one_default_admin_moved_in_two_steps(
             contract.revokeRole(DEFAULT_ADMIN_ROLE, current, {"from": current})
 
 
-@pytest.mark.parametrize("index", range(5))
+@pytest.mark.parametrize("index", range(4))
 def test_admin_hand_over_waits_for_the_delay_and_the_new_key(
     core, deal, admin, issuer, rando, accounts, index, reverts_with, denied
 ):
@@ -277,18 +279,24 @@ def test_a_pending_hand_over_can_be_cancelled(core, admin, accounts, reverts_wit
 # ---------------------------------------------------------------- servicer: trustee and terms
 
 
-def test_only_a_trustee_appoints_a_trustee(deal, issuer, trustee, rando, denied):
+def test_the_servicer_has_no_admin(deal):
+    names = {item["name"] for item in deal.servicer.abi if item["type"] == "function"}
+    assert not names & {"defaultAdmin", "grantRole", "revokeRole", "beginDefaultAdminTransfer"}
+
+
+def test_only_a_trustee_appoints_a_trustee(deal, issuer, trustee, rando, reverts_with):
     servicer = deal.servicer
-    assert servicer.getRoleAdmin(TRUSTEE_ROLE) == TRUSTEE_ROLE
-    # the servicer's admin (the issuer) cannot make itself the lienholder
-    with denied(issuer, TRUSTEE_ROLE):
-        servicer.grantRole(TRUSTEE_ROLE, issuer, {"from": issuer})
-    with denied(issuer, TRUSTEE_ROLE):
-        servicer.revokeRole(TRUSTEE_ROLE, trustee, {"from": issuer})
-    servicer.grantRole(TRUSTEE_ROLE, rando, {"from": trustee})  # a successor trustee
-    servicer.renounceRole(TRUSTEE_ROLE, trustee, {"from": trustee})
-    assert servicer.hasRole(TRUSTEE_ROLE, rando)
-    assert not servicer.hasRole(TRUSTEE_ROLE, trustee)
+    assert servicer.trustee() == trustee
+    # the issuer cannot make itself the lienholder
+    with reverts_with("NotTrustee", issuer.address):
+        servicer.transferTrustee(issuer, {"from": issuer})
+    with reverts_with("TermsInvalid"):
+        servicer.transferTrustee("0x" + "00" * 20, {"from": trustee})  # never zero
+    tx = servicer.transferTrustee(rando, {"from": trustee})  # a successor trustee
+    assert tx.events["TrusteeSet"]["trustee"] == rando
+    assert servicer.trustee() == rando
+    with reverts_with("NotTrustee", trustee.address):
+        servicer.stepIn({"from": trustee})
 
 
 # ---------------------------------------------------------------- timelocked oracle changes
@@ -303,13 +311,13 @@ def test_compromised_fleet_admin_cannot_swap_signers_before_anyone_notices(
     oracle, fleet = core.oracle, deal.note_id
     thief = accounts[7]
     oracle.grantRole(oracle.FLEET_ADMIN_ROLE(), thief, {"from": admin})  # the key later stolen
-    forged_keys = [Account.create().key.hex() for _ in range(2)]
+    forged_keys = [Account.create().key.hex() for _ in range(4)]
     forged_set = sorted(
         (Account.from_key(k).address for k in forged_keys), key=lambda a: int(a, 16)
     )
     start, end = period_bounds(deal.genesis, deal.spec.period_length, 0)
     set_next_timestamp(max(end + 1, chain[-1].timestamp + 1))  # period 0 is reportable
-    tx = oracle.queueSignerChange(fleet, forged_set, 1, {"from": thief})
+    tx = oracle.queueSignerChange(fleet, forged_set, 3, {"from": thief})
     eta = tx.timestamp + TIMELOCK
     assert tx.events["SignerChangeQueued"]["eta"] == eta
 
@@ -337,7 +345,7 @@ def test_compromised_fleet_admin_cannot_swap_signers_before_anyone_notices(
     with denied(thief, FLEET_ADMIN_ROLE):
         oracle.executeSignerChange(fleet, {"from": thief})
     assert list(oracle.signers(fleet)) == sorted(
-        [s.address for s in signers[:3]], key=lambda a: int(a, 16)
+        [s.address for s in signers[:4]], key=lambda a: int(a, 16)
     )
     submit_report(
         core,
@@ -356,38 +364,38 @@ def test_compromised_fleet_admin_cannot_swap_signers_before_anyone_notices(
 
 def test_haircut_cut_waits_raise_applies_at_once(core, admin, reverts_with):
     registry = core.registry
-    registry.setModelHaircut(H100, 3_000, {"from": admin})  # a raise: immediate
-    assert registry.modelHaircutBps(H100) == 3_000
-    tx = registry.setModelHaircut(H100, 1_000, {"from": admin})  # a cut raises values
+    registry.setModel(H100, 1, 3_000, {"from": admin})  # a raise: immediate
+    assert registry.modelInfo(H100)["haircutBps"] == 3_000
+    tx = registry.setModel(H100, 1, 1_000, {"from": admin})  # a cut raises values
     eta = tx.timestamp + TIMELOCK
-    queued = tx.events["ModelHaircutQueued"]
-    assert (queued["haircutBps"], queued["eta"]) == (1_000, eta)
-    assert "ModelHaircutSet" not in tx.events
-    assert registry.modelHaircutBps(H100) == 3_000
-    assert tuple(registry.pendingModelHaircut(H100)) == (1_000, eta)
+    queued = tx.events["ModelQueued"]
+    assert (queued["classId"], queued["haircutBps"], queued["eta"]) == (1, 1_000, eta)
+    assert "ModelSet" not in tx.events
+    assert registry.modelInfo(H100)["haircutBps"] == 3_000
+    assert tuple(registry.pendingModel(H100)) == (1, 1_000, eta)
     set_next_timestamp(eta - 1)
     with reverts_with("ValuationChangeNotReady", eta, eta - 1):
-        registry.executeModelHaircut(H100, {"from": admin})
+        registry.executeModel(H100, {"from": admin})
     set_next_timestamp(eta)
-    tx = registry.executeModelHaircut(H100, {"from": admin})
-    assert tx.events["ModelHaircutSet"]["haircutBps"] == 1_000
-    assert registry.modelHaircutBps(H100) == 1_000
+    tx = registry.executeModel(H100, {"from": admin})
+    assert tx.events["ModelSet"]["haircutBps"] == 1_000
+    assert registry.modelInfo(H100)["haircutBps"] == 1_000
     with reverts_with("ValuationChangeNotQueued"):
-        registry.executeModelHaircut(H100, {"from": admin})
+        registry.executeModel(H100, {"from": admin})
 
 
 def test_conservative_change_drops_a_queued_weakening(core, admin, reverts_with):
     registry = core.registry
-    registry.setModelHaircut(H100, 3_000, {"from": admin})
-    registry.setModelHaircut(H100, 0, {"from": admin})  # queued cut
-    tx = registry.setModelHaircut(H100, 4_000, {"from": admin})  # later, a raise
-    assert "ModelHaircutCancelled" in tx.events
-    assert registry.modelHaircutBps(H100) == 4_000
+    registry.setModel(H100, 1, 3_000, {"from": admin})
+    registry.setModel(H100, 1, 0, {"from": admin})  # queued cut
+    tx = registry.setModel(H100, 1, 4_000, {"from": admin})  # later, a raise
+    assert "ModelCancelled" in tx.events
+    assert registry.modelInfo(H100)["haircutBps"] == 4_000
     chain.sleep(TIMELOCK + 1)
     with reverts_with("ValuationChangeNotQueued"):
-        registry.executeModelHaircut(H100, {"from": admin})
+        registry.executeModel(H100, {"from": admin})
     with reverts_with("ValuationChangeNotQueued"):
-        registry.cancelModelHaircut(H100, {"from": admin})
+        registry.cancelModel(H100, {"from": admin})
 
 
 @pytest.mark.parametrize(
@@ -434,12 +442,12 @@ def test_new_class_is_immediate_and_a_queued_class_change_can_be_cancelled(
 def test_collateral_value_moves_only_when_the_cut_executes(core, deal, admin):
     registry = core.registry
     full = registry.collateralValue(deal.note_id)  # no haircut yet
-    registry.setModelHaircut(H100, 2_000, {"from": admin})  # a raise: at once
+    registry.setModel(H100, 1, 2_000, {"from": admin})  # a raise: at once
     cut = registry.collateralValue(deal.note_id)
     assert cut < full
-    registry.setModelHaircut(H100, 0, {"from": admin})
+    registry.setModel(H100, 1, 0, {"from": admin})
     chain.sleep(TIMELOCK)
     chain.mine()
     assert registry.collateralValue(deal.note_id) == cut
-    registry.executeModelHaircut(H100, {"from": admin})
+    registry.executeModel(H100, {"from": admin})
     assert registry.collateralValue(deal.note_id) == full

@@ -212,7 +212,19 @@ def test_register_fleet_stores_config_and_emits(
         HEARTBEAT,
     ]
     assert list(tx.events["SignersChanged"].values()) == [7, fleet_signers, QUORUM, 1]
-    assert tuple(oracle.fleet(7)) == (operator, consumer, 1_000, PERIOD, HEARTBEAT, QUORUM, 0, 1)
+    # ... quorum, nextPeriod, signerVersion, n = 5 signers, f = 1
+    assert tuple(oracle.fleet(7)) == (
+        operator,
+        consumer,
+        1_000,
+        PERIOD,
+        HEARTBEAT,
+        QUORUM,
+        0,
+        1,
+        5,
+        1,
+    )
     assert list(oracle.signers(7)) == fleet_signers
     assert tuple(oracle.periodBounds(7, 2)) == (1_000 + 2 * PERIOD, 1_000 + 3 * PERIOD)
 
@@ -230,9 +242,6 @@ def test_register_fleet_twice_reverts(oracle, genesis, fleet_admin, operator, co
         ("operator", "operator is zero"),
         ("consumer", "consumer is zero"),
         ("period", "period length is zero"),
-        ("quorum_zero", "quorum out of range"),
-        ("quorum_above_signers", "quorum out of range"),
-        ("no_signers", "quorum out of range"),
         ("seventeen", "more than 16 signers"),
         ("zero_signer", "signer is zero"),
         ("duplicate", "duplicate signer"),
@@ -245,8 +254,8 @@ def test_register_fleet_rejects_invalid_config(
         "operator": operator,
         "consumer": consumer,
         "period": PERIOD,
-        "signers": signers[:3],
-        "quorum": 2,
+        "signers": signers[:4],
+        "quorum": 3,
     }
     if case == "operator":
         args["operator"] = ZERO_ADDRESS
@@ -254,18 +263,12 @@ def test_register_fleet_rejects_invalid_config(
         args["consumer"] = ZERO_ADDRESS
     elif case == "period":
         args["period"] = 0
-    elif case == "quorum_zero":
-        args["quorum"] = 0
-    elif case == "quorum_above_signers":
-        args["quorum"] = 4
-    elif case == "no_signers":
-        args["signers"], args["quorum"] = [], 1
     elif case == "seventeen":
         args["signers"] = [f"0x{i:040x}" for i in range(1, 18)]
     elif case == "zero_signer":
-        args["signers"] = [signers[0], ZERO_ADDRESS]
+        args["signers"] = [signers[0], signers[1], ZERO_ADDRESS, signers[2]]
     elif case == "duplicate":
-        args["signers"] = [signers[0], signers[1], signers[0]]
+        args["signers"] = [signers[0], signers[1], signers[2], signers[0]]
     with brownie.reverts(typed_error("FleetConfigInvalid", reason)):
         oracle.registerFleet(
             9,
@@ -280,10 +283,52 @@ def test_register_fleet_rejects_invalid_config(
         )
 
 
-def test_sixteen_signers_is_the_maximum(oracle, fleet_admin, operator, consumer):
-    sixteen = [f"0x{i:040x}" for i in range(1, 17)]
-    oracle.registerFleet(9, operator, consumer, 0, PERIOD, 0, sixteen, 16, {"from": fleet_admin})
-    assert len(oracle.signers(9)) == 16
+ODD = "quorum must be 2f + 1: odd"
+ENOUGH_SIGNERS = "signers must be at least 3f + 1"
+
+
+@pytest.mark.parametrize(
+    "count, quorum, reason",
+    [
+        (3, 2, ODD),  # the 2-of-3 the review broke: one liar becomes the lower median
+        (4, 0, ODD),
+        (0, 1, ENOUGH_SIGNERS),
+        (4, 4, ODD),
+        (6, 4, ODD),
+        (3, 3, ENOUGH_SIGNERS),  # f = 1 needs 4
+        (5, 5, ENOUGH_SIGNERS),  # f = 2 needs 7: 3-of-5 only tolerates one colluder
+        (6, 5, ENOUGH_SIGNERS),
+        (9, 7, ENOUGH_SIGNERS),  # f = 3 needs 10
+        (16, 13, ENOUGH_SIGNERS),  # f = 6 needs 19
+    ],
+)
+def test_register_fleet_refuses_a_quorum_outside_the_fault_rule(
+    oracle, fleet_admin, operator, consumer, count, quorum, reason
+):
+    members = [f"0x{i:040x}" for i in range(1, count + 1)]
+    with brownie.reverts(typed_error("QuorumRuleBroken", count, quorum, reason)):
+        oracle.registerFleet(
+            9, operator, consumer, 0, PERIOD, HEARTBEAT, members, quorum, {"from": fleet_admin}
+        )
+
+
+@pytest.mark.parametrize(
+    "count, quorum", [(1, 1), (3, 1), (4, 3), (6, 3), (7, 5), (10, 7), (16, 11), (16, 3)]
+)
+def test_register_fleet_accepts_every_quorum_inside_the_fault_rule(
+    oracle, fleet_admin, operator, consumer, count, quorum
+):
+    members = [f"0x{i:040x}" for i in range(1, count + 1)]
+    oracle.registerFleet(
+        9, operator, consumer, 0, PERIOD, HEARTBEAT, members, quorum, {"from": fleet_admin}
+    )
+    config = oracle.fleet(9)
+    assert (config["quorum"], config["signerCount"], config["faultBound"]) == (
+        quorum,
+        count,
+        (quorum - 1) // 2,
+    )
+    assert len(oracle.signers(9)) == count
 
 
 def test_unknown_fleet_reverts(oracle, rando, honest):
@@ -327,7 +372,7 @@ def test_report_3_of_5_stores_medians(oracle, genesis, rando, observe, fleet_sig
         observe(signer, 0, *value)
         for signer, value in zip(fleet_signers[: len(values)], values, strict=True)
     )
-    tx = oracle.submitReport(FLEET, 0, observations, {"from": rando})
+    tx = oracle.submitReport(FLEET, 0, observations[::-1], {"from": rando})  # any order
     print(f"submitReport 3-of-5 gasUsed: {tx.gas_used}")
 
     now = tx.timestamp
@@ -388,31 +433,28 @@ def test_lying_signer_cannot_move_median_past_honest_ones(
 
 
 def test_medians_match_python_reference(oracle, fleet_admin, operator, consumer, rando, signers):
-    """Quorum-1 fleet: periods 0..15 carry 1..5 random observations each."""
+    """5 signers, f = 1: periods 0..15 carry 3..5 random observations each, in any order."""
     rng = random.Random(20_240_601)
     start = web3.eth.get_block("latest").timestamp - 20 * PERIOD
     oracle.registerFleet(
-        2, operator, consumer, start, PERIOD, PERIOD, signers[:5], 1, {"from": fleet_admin}
+        2, operator, consumer, start, PERIOD, PERIOD, signers[:5], 3, {"from": fleet_admin}
     )
     for period in range(16):
         begin, end = period_bounds(start, PERIOD, period)
-        chosen = rng.sample(signers[:5], rng.randint(1, 5))
+        chosen = rng.sample(signers[:5], rng.randint(3, 5))
         values = [
             (rng.randint(0, 10_000), rng.randint(0, 10_000), rng.randint(0, 2**128 - 1))
             for _ in chosen
         ]
-        observations = order_by_signer(
-            (
-                signer.address,
-                SignedObservation(
-                    *value,
-                    sign_observation(
-                        signer.private_key, chain.id, oracle.address, 2, period, begin, end, *value
-                    ),
+        observations = [
+            SignedObservation(
+                *value,
+                sign_observation(
+                    signer.private_key, chain.id, oracle.address, 2, period, begin, end, *value
                 ),
             )
             for signer, value in zip(chosen, values, strict=True)
-        )
+        ]
         tx = oracle.submitReport(2, period, observations, {"from": rando})
         expected = tuple(median([value[field] for value in values]) for field in range(3))
         assert tuple(oracle.report(2, period)) == (REPORTED, *expected, tx.timestamp, len(chosen))
@@ -445,16 +487,17 @@ def test_duplicate_signer_reverts(oracle, rando, observe, fleet_signers):
     first = observe(fleet_signers[0], 0, 8_000, 9_900, 1)[1]
     again = observe(fleet_signers[0], 0, 8_100, 9_900, 1)[1]
     other = observe(fleet_signers[1], 0, 8_000, 9_900, 1)[1]
-    error = typed_error("SignersNotAscending", fleet_signers[0], fleet_signers[0])
-    with brownie.reverts(error):
-        oracle.submitReport(FLEET, 0, [first, again, other], {"from": rando})
+    error = typed_error("SignerRepeated", fleet_signers[0])
+    for order in ([first, again, other], [first, other, again], [other, again, first]):
+        with brownie.reverts(error):
+            oracle.submitReport(FLEET, 0, order, {"from": rando})
 
 
-def test_descending_signers_revert(oracle, rando, honest, fleet_signers):
+def test_signer_order_does_not_matter(oracle, rando, honest):
     observations = honest(0)
     observations[0], observations[1] = observations[1], observations[0]
-    with brownie.reverts(typed_error("SignersNotAscending", fleet_signers[1], fleet_signers[0])):
-        oracle.submitReport(FLEET, 0, observations, {"from": rando})
+    tx = oracle.submitReport(FLEET, 0, observations, {"from": rando})
+    assert tuple(oracle.report(FLEET, 0)) == (REPORTED, 8_100, 9_890, 1_000_001, tx.timestamp, 3)
 
 
 def test_unknown_signer_reverts(oracle, rando, observe, fleet_signers, outsider):
@@ -623,20 +666,20 @@ def test_late_report_accepted_until_marked_missed(oracle, genesis, rando, honest
 
 
 def test_signer_change_bumps_version_and_emits(oracle, genesis, fleet_admin, signers):
-    new_set = [signers[5], signers[1]]
-    queued = oracle.queueSignerChange(FLEET, new_set, 2, {"from": fleet_admin})
+    new_set = [signers[5], signers[1], signers[2], signers[3]]
+    queued = oracle.queueSignerChange(FLEET, new_set, 3, {"from": fleet_admin})
     eta = queued.timestamp + SIGNER_CHANGE_DELAY
-    assert list(queued.events["SignerChangeQueued"].values()) == [FLEET, new_set, 2, eta]
+    assert list(queued.events["SignerChangeQueued"].values()) == [FLEET, new_set, 3, eta]
     pending_set, quorum, pending_eta = oracle.pendingSignerChange(FLEET)
-    assert (list(pending_set), quorum, pending_eta) == (new_set, 2, eta)
+    assert (list(pending_set), quorum, pending_eta) == (new_set, 3, eta)
     assert oracle.fleet(FLEET)[7] == 1  # nothing changes before the delay
     assert oracle.isSigner(FLEET, signers[0])
     chain.sleep(SIGNER_CHANGE_DELAY)
     tx = oracle.executeSignerChange(FLEET, {"from": fleet_admin})
-    assert list(tx.events["SignersChanged"].values()) == [FLEET, new_set, 2, 2]
+    assert list(tx.events["SignersChanged"].values()) == [FLEET, new_set, 3, 2]
     assert oracle.pendingSignerChange(FLEET)[2] == 0
     config = oracle.fleet(FLEET)
-    assert (config[5], config[7]) == (2, 2)  # quorum, signerVersion
+    assert (config[5], config[7], config[8], config[9]) == (3, 2, 4, 1)  # quorum, version, n, f
     assert list(oracle.signers(FLEET)) == new_set
     assert oracle.isSigner(FLEET, signers[5])
     assert oracle.isSigner(FLEET, signers[1])
@@ -644,16 +687,20 @@ def test_signer_change_bumps_version_and_emits(oracle, genesis, fleet_admin, sig
 
 
 def test_signer_change_validates_when_queued(oracle, genesis, fleet_admin, signers):
+    four = signers[:4]
     with brownie.reverts(typed_error("FleetConfigInvalid", "duplicate signer")):
-        oracle.queueSignerChange(FLEET, [signers[0], signers[0]], 1, {"from": fleet_admin})
-    with brownie.reverts(typed_error("FleetConfigInvalid", "quorum out of range")):
-        oracle.queueSignerChange(FLEET, [signers[0]], 2, {"from": fleet_admin})
-    with brownie.reverts(typed_error("FleetConfigInvalid", "quorum out of range")):
-        oracle.queueSignerChange(FLEET, [signers[0]], 0, {"from": fleet_admin})
+        oracle.queueSignerChange(FLEET, [*four[:3], four[0]], 3, {"from": fleet_admin})
+    with brownie.reverts(typed_error("QuorumRuleBroken", 3, 2, ODD)):
+        oracle.queueSignerChange(FLEET, four[:3], 2, {"from": fleet_admin})
+    with brownie.reverts(typed_error("QuorumRuleBroken", 4, 4, ODD)):
+        oracle.queueSignerChange(FLEET, four, 4, {"from": fleet_admin})
+    with brownie.reverts(typed_error("QuorumRuleBroken", 3, 3, ENOUGH_SIGNERS)):
+        oracle.queueSignerChange(FLEET, four[:3], 3, {"from": fleet_admin})
     with brownie.reverts(typed_error("FleetConfigInvalid", "signer is zero")):
-        oracle.queueSignerChange(FLEET, [signers[0], ZERO_ADDRESS], 1, {"from": fleet_admin})
+        oracle.queueSignerChange(FLEET, [*four[:3], ZERO_ADDRESS], 3, {"from": fleet_admin})
     with brownie.reverts(typed_error("FleetUnknown", 99)):
-        oracle.queueSignerChange(99, [signers[0]], 1, {"from": fleet_admin})
+        oracle.queueSignerChange(99, four, 3, {"from": fleet_admin})
+    assert oracle.pendingSignerChange(FLEET)[2] == 0
 
 
 def test_signer_change_waits_for_its_eta_and_can_be_cancelled(
@@ -661,7 +708,7 @@ def test_signer_change_waits_for_its_eta_and_can_be_cancelled(
 ):
     with brownie.reverts(typed_error("SignerChangeNotQueued", FLEET)):
         oracle.executeSignerChange(FLEET, {"from": fleet_admin})
-    queued = oracle.queueSignerChange(FLEET, signers[1:4], 2, {"from": fleet_admin})
+    queued = oracle.queueSignerChange(FLEET, signers[1:5], 3, {"from": fleet_admin})
     eta = queued.timestamp + SIGNER_CHANGE_DELAY
     set_next_timestamp(eta - 1)
     with brownie.reverts(typed_error("SignerChangeNotReady", FLEET, eta, eta - 1)):
@@ -681,17 +728,17 @@ def test_signer_change_waits_for_its_eta_and_can_be_cancelled(
 def test_queueing_again_replaces_the_change_and_restarts_the_delay(
     oracle, genesis, fleet_admin, signers
 ):
-    first = oracle.queueSignerChange(FLEET, signers[1:4], 2, {"from": fleet_admin})
+    first = oracle.queueSignerChange(FLEET, signers[1:5], 3, {"from": fleet_admin})
     first_eta = first.timestamp + SIGNER_CHANGE_DELAY
     set_next_timestamp(first_eta - 60)
-    again = oracle.queueSignerChange(FLEET, signers[2:5], 3, {"from": fleet_admin})
+    again = oracle.queueSignerChange(FLEET, signers[2:6], 3, {"from": fleet_admin})
     eta = again.timestamp + SIGNER_CHANGE_DELAY
     set_next_timestamp(first_eta + 1)  # the first change would be due by now
     with brownie.reverts(typed_error("SignerChangeNotReady", FLEET, eta, first_eta + 1)):
         oracle.executeSignerChange(FLEET, {"from": fleet_admin})
     set_next_timestamp(eta)
     oracle.executeSignerChange(FLEET, {"from": fleet_admin})
-    assert list(oracle.signers(FLEET)) == signers[2:5]
+    assert list(oracle.signers(FLEET)) == signers[2:6]
     assert oracle.fleet(FLEET)[5] == 3
 
 
@@ -710,12 +757,49 @@ def test_signer_readded_counts_again(oracle, genesis, fleet_admin, rando, honest
     assert oracle.fleet(FLEET)[7] == 3
 
 
-def test_set_operator(oracle, genesis, fleet_admin, rando):
-    tx = oracle.setOperator(FLEET, rando, {"from": fleet_admin})
+def test_operator_change_waits_out_the_timelock(oracle, genesis, fleet_admin, operator, rando):
+    with brownie.reverts(typed_error("FleetConfigInvalid", "operator is zero")):
+        oracle.queueOperatorChange(FLEET, ZERO_ADDRESS, {"from": fleet_admin})
+    with brownie.reverts(typed_error("FleetUnknown", 99)):
+        oracle.queueOperatorChange(99, rando, {"from": fleet_admin})
+    with brownie.reverts(typed_error("OperatorChangeNotQueued", FLEET)):
+        oracle.executeOperatorChange(FLEET, {"from": fleet_admin})
+    queued = oracle.queueOperatorChange(FLEET, rando, {"from": fleet_admin})
+    eta = queued.timestamp + SIGNER_CHANGE_DELAY
+    assert list(queued.events["OperatorChangeQueued"].values()) == [FLEET, rando, eta]
+    assert tuple(oracle.pendingOperatorChange(FLEET)) == (rando, eta)
+    assert oracle.fleet(FLEET)[0] == operator  # nodes keep accepting the old key meanwhile
+    set_next_timestamp(eta - 1)
+    with brownie.reverts(typed_error("OperatorChangeNotReady", FLEET, eta, eta - 1)):
+        oracle.executeOperatorChange(FLEET, {"from": fleet_admin})
+    set_next_timestamp(eta)
+    tx = oracle.executeOperatorChange(FLEET, {"from": fleet_admin})
     assert list(tx.events["FleetOperatorChanged"].values()) == [FLEET, rando]
     assert oracle.fleet(FLEET)[0] == rando
-    with brownie.reverts(typed_error("FleetConfigInvalid", "operator is zero")):
-        oracle.setOperator(FLEET, ZERO_ADDRESS, {"from": fleet_admin})
+    assert tuple(oracle.pendingOperatorChange(FLEET)) == (ZERO_ADDRESS, 0)
+    with brownie.reverts(typed_error("OperatorChangeNotQueued", FLEET)):
+        oracle.executeOperatorChange(FLEET, {"from": fleet_admin})
+
+
+def test_operator_change_can_be_cancelled_and_requeued(
+    oracle, genesis, fleet_admin, operator, rando, consumer
+):
+    first = oracle.queueOperatorChange(FLEET, rando, {"from": fleet_admin})
+    first_eta = first.timestamp + SIGNER_CHANGE_DELAY
+    set_next_timestamp(first_eta - 60)
+    again = oracle.queueOperatorChange(FLEET, consumer, {"from": fleet_admin})
+    eta = again.timestamp + SIGNER_CHANGE_DELAY
+    set_next_timestamp(first_eta + 1)  # the first change would be due: the delay restarted
+    with brownie.reverts(typed_error("OperatorChangeNotReady", FLEET, eta, first_eta + 1)):
+        oracle.executeOperatorChange(FLEET, {"from": fleet_admin})
+    tx = oracle.cancelOperatorChange(FLEET, {"from": fleet_admin})
+    assert list(tx.events["OperatorChangeCancelled"].values()) == [FLEET]
+    chain.sleep(SIGNER_CHANGE_DELAY)
+    with brownie.reverts(typed_error("OperatorChangeNotQueued", FLEET)):
+        oracle.executeOperatorChange(FLEET, {"from": fleet_admin})
+    with brownie.reverts(typed_error("OperatorChangeNotQueued", FLEET)):
+        oracle.cancelOperatorChange(FLEET, {"from": fleet_admin})
+    assert oracle.fleet(FLEET)[0] == operator
 
 
 # ---------------------------------------------------------------- access control
@@ -728,7 +812,9 @@ def test_set_operator(oracle, genesis, fleet_admin, rando):
         ("queueSignerChange", FLEET_ADMIN_ROLE),
         ("executeSignerChange", FLEET_ADMIN_ROLE),
         ("cancelSignerChange", FLEET_ADMIN_ROLE),
-        ("setOperator", FLEET_ADMIN_ROLE),
+        ("queueOperatorChange", FLEET_ADMIN_ROLE),
+        ("executeOperatorChange", FLEET_ADMIN_ROLE),
+        ("cancelOperatorChange", FLEET_ADMIN_ROLE),
         ("grantRole", DEFAULT_ADMIN_ROLE),
         ("revokeRole", DEFAULT_ADMIN_ROLE),
     ],
@@ -737,11 +823,13 @@ def test_rando_cannot_call_role_restricted_functions(
     oracle, genesis, rando, operator, consumer, signers, call, role
 ):
     args = {
-        "registerFleet": (2, operator, consumer, 0, PERIOD, HEARTBEAT, signers[:3], 2),
-        "queueSignerChange": (FLEET, signers[:3], 2),
+        "registerFleet": (2, operator, consumer, 0, PERIOD, HEARTBEAT, signers[:4], 3),
+        "queueSignerChange": (FLEET, signers[:4], 3),
         "executeSignerChange": (FLEET,),
         "cancelSignerChange": (FLEET,),
-        "setOperator": (FLEET, rando),
+        "queueOperatorChange": (FLEET, rando),
+        "executeOperatorChange": (FLEET,),
+        "cancelOperatorChange": (FLEET,),
         "grantRole": (FLEET_ADMIN_ROLE, rando),
         "revokeRole": (FLEET_ADMIN_ROLE, operator),
     }[call]
