@@ -36,9 +36,10 @@ lint: install
 # of their time waiting (nodes, periods, block times: ~230 s of CPU in ~500 s),
 # while the contract tests (brownie, CPU-bound Python) and Slither use the
 # cores. Each part's output is printed in one piece when it ends
-# (--output-sync); `make test-contracts` etc. run one part alone.
+# (--output-sync); `make test-contracts` etc. run one part alone. On a fresh
+# clone the set-up runs in the same `make -j`: pip and npm side by side.
 TEST_JOBS ?= 4
-test: install
+test:
 	$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=target \
 		lint slither test-contracts test-service test-web
 

@@ -7,7 +7,7 @@ the scripts deploy the protocol the same way:
     deal = open_deal(core, DealSpec(...), ...)      # one factory tx; then the oracle fleet
     pledge_fleet(core, deal, make_fleet(1_000, ...), operator, attestor)
 
-Needs a loaded brownie project (inside `brownie test` / `brownie run`).
+Needs a loaded brownie project (inside `brownie test` or a script run by `python -m gpucredit.run`).
 """
 
 from __future__ import annotations
