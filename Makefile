@@ -52,12 +52,13 @@ test-contracts: install
 	$(BIN)/brownie test tests/unit tests/integration tests/stateful
 
 test-service: install
-	$(BIN)/python -m pytest -p no:pytest-brownie tests/service
+	$(BIN)/python -m pytest -p no:pytest-brownie tests/service tests/risk
 
 bench: install
-	$(BIN)/python -m gpucredit.localchain run $(CURDIR)/bench/gas.py
+	$(BIN)/python -m gpucredit.run $(CURDIR)/bench/gas.py
 	$(BIN)/python bench/oracle_bench.py
 	$(BIN)/python bench/audit_bench.py
+	$(BIN)/python bench/risk.py
 
 clean:
 	rm -rf build $(VENV) node_modules

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gpucredit import cli_issuer, cli_lender, cli_operator
+from gpucredit import cli_issuer, cli_lender, cli_operator, cli_risk
 from gpucredit.audit import cli as audit_cli
 from gpucredit.cli_common import (
     DEFAULT_RPC_URL,
@@ -57,8 +57,9 @@ def main(
         typer.Option(
             "--manifest",
             envvar="GPUCREDIT_MANIFEST",
+            # in backticks: the markdown help renderer drops a bare <chain-id> as HTML
             help="Deployment manifest to use (env GPUCREDIT_MANIFEST). Default: "
-            "deployments/<chain-id>.json, or $GPUCREDIT_DEPLOYMENTS_DIR/<chain-id>.json.",
+            "`deployments/<chain-id>.json`, or `$GPUCREDIT_DEPLOYMENTS_DIR/<chain-id>.json`.",
         ),
     ] = None,
     artifacts: Annotated[
@@ -85,6 +86,7 @@ app.add_typer(cli_lender.app, name="lender")
 app.add_typer(cli_operator.app, name="operator")
 app.add_typer(cli_operator.attestor_app, name="attestor")
 app.add_typer(audit_cli.app, name="audit")
+app.add_typer(cli_risk.app, name="risk")
 
 
 @app.command()

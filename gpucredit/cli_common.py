@@ -55,7 +55,7 @@ KeyEnv = Annotated[
         "--key-env",
         metavar="VAR",
         help="Environment variable that holds the signing key (hex). "
-        "Default: GPUCREDIT_<ROLE>_KEY, e.g. GPUCREDIT_LENDER_KEY.",
+        "Default: `GPUCREDIT_<ROLE>_KEY`, e.g. GPUCREDIT_LENDER_KEY.",
     ),
 ]
 Keystore = Annotated[

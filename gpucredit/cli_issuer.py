@@ -34,8 +34,8 @@ from gpucredit.cli_common import (
     when,
 )
 from gpucredit.cli_inputs import read_lenders
-from gpucredit.deployment import FleetRecord, NoteRecord
-from gpucredit.protocol import amortization_schedule, deal_timeline, signer_order, tranche_terms
+from gpucredit.deployment import ContractRecord, FleetRecord, NoteRecord
+from gpucredit.protocol import deal_timeline, note_params, signer_order
 from gpucredit.reports import NOTE_MIN_FAULT_BOUND, quorum_rule_violation
 from gpucredit.termsheet import TermSheet, load_termsheet, termsheet_hash
 
@@ -239,59 +239,47 @@ def create_note(
     spec = sheet.to_deal_spec(now)
     start = sheet.start(now)
     sub_end, maturity = deal_timeline(spec, start)
-    usd, identities = c.core("stablecoin"), c.core("identity_registry")
 
-    steps = 3 + 2 * len(spec.tranches) + sum(1 for t in spec.tranches if t.amortization) + 2
+    factory = c.core("note_factory")
+    params = note_params(
+        spec,
+        start,
+        operator=parties["operator"],
+        fee_recipient=parties["fee_recipient"],
+        trustee=parties["trustee"],
+    )
     with progress(json_out) as bar:
-        task = bar.add_task("creating the note", total=steps + 1)
+        task = bar.add_task("creating the note", total=2)
 
         def step(fn: Any, action: str) -> Any:
             receipt = c.send(fn, issuer, action)
             bar.advance(task)
             return receipt
 
-        receipt = step(registry.functions.openNote(issuer.address), "open the note")
-        note_id = registry.events.NoteOpened().process_receipt(receipt, errors=DISCARD)[0]["args"][
-            "noteId"
-        ]
-        tranches = {}
-        for t in spec.tranches:
-            terms = tranche_terms(spec, t, note_id, start)
-            args = [t.name, t.symbol, usd.address, identities.address, registry.address]
-            record = c.deploy("NoteTranche", [*args, issuer.address, issuer.address, terms], issuer)
-            bar.advance(task)
-            if t.amortization:
-                contract = c.record(record)
-                schedule = amortization_schedule(spec, t, start)
-                step(contract.functions.setAmortizationSchedule(*schedule), f"{t.symbol} schedule")
-            tranches[t.symbol] = record
-        addresses = [r.address for r in tranches.values()]
-        junior = addresses[1] if len(addresses) > 1 else ZERO_ADDRESS
-        servicer = c.deploy(
-            "Servicer",
-            [
-                usd.address,
-                registry.address,
-                oracle.address,
-                note_id,
-                addresses[0],
-                junior,
-                issuer.address,
-                parties["operator"],
-                parties["fee_recipient"],
-                parties["trustee"],
-                spec.covenants.as_tuple(),
-            ],
-            issuer,
+        # One transaction: the note opened, its tranches and servicer cloned,
+        # initialised and bound; nothing is left to set afterwards.
+        receipt = step(
+            factory.functions.createNote(params),
+            "create the note (tranches, servicer, wiring) through the factory",
         )
-        bar.advance(task)
-        for symbol, record in tranches.items():
-            contract = c.record(record)
-            step(contract.functions.setSpv(servicer.address), f"{symbol}: set the servicer")
-            role = contract.functions.COVENANT_ROLE().call()
-            step(contract.functions.grantRole(role, servicer.address), f"{symbol}: covenant role")
-        step(registry.functions.setNoteTranches(note_id, addresses), "register the tranches")
-        step(registry.functions.setNoteManager(note_id, servicer.address), "set the note manager")
+        created = factory.events.NoteCreated().process_receipt(receipt, errors=DISCARD)[0]["args"]
+        note_id = created["noteId"]
+        tx_hash = "0x" + bytes(receipt["transactionHash"]).hex()
+
+        def clone(name: str, address: str) -> ContractRecord:
+            return ContractRecord(
+                contract=name,
+                address=address,
+                tx=tx_hash,
+                block=receipt["blockNumber"],
+                deployer=factory.address,
+            )
+
+        tranches = {
+            t.symbol: clone("NoteTranche", address)
+            for t, address in zip(spec.tranches, created["tranches"], strict=True)
+        }
+        servicer = clone("Servicer", created["servicer"])
         step(
             oracle.functions.registerFleet(
                 note_id,
@@ -536,7 +524,7 @@ def note_status(c: Client, note: NoteRecord) -> dict[str, Any]:
     registry = c.core("collateral_registry")
     oracle = c.core("telemetry_oracle")
     servicer = c.record(note.servicer)
-    issuer, manager, status, lienholder, deficient, batch_ids = registry.functions.noteInfo(
+    issuer, _servicer, status, lienholder, defects, batch_ids = registry.functions.noteInfo(
         note.note_id
     ).call()
     now = c.now()
@@ -580,7 +568,8 @@ def note_status(c: Client, note: NoteRecord) -> dict[str, Any]:
         "name": note.name,
         "issuer": issuer,
         "collateral_status": NOTE_STATUS[status],
-        "deficient": deficient,
+        "deficient": defects > 0,
+        "defects": defects,
         "lienholder": lienholder if lienholder != ZERO_ADDRESS else None,
         "subscription": {
             "start": note.subscription_start,
@@ -629,9 +618,10 @@ def status(note_id: NoteId, json_out: JsonOut = False) -> None:
     def render(r: dict[str, Any]) -> None:
         sub = r["subscription"]
         window = "open" if sub["open_now"] else "closed"
+        defects = f", {r['defects']} DEFECT(S)" if r["deficient"] else ""
         out.print(
             f"[bold]note {r['note_id']}[/]: {r['name']} (collateral {r['collateral_status']}"
-            f"{', DEFICIENT' if r['deficient'] else ''}); subscriptions {window} "
+            f"{defects}); subscriptions {window} "
             f"{when(sub['start'])} - {when(sub['end'])}; maturity {when(r['maturity'])}"
         )
         rows = [

@@ -77,7 +77,7 @@ def register(
         typer.Option(
             "--out",
             help="Where to write the batch file (every GPU leaf, to prove any GPU later). "
-            "Default: <csv>.batch-<id>.json next to the CSV.",
+            "Default: `<csv>.batch-<id>.json` next to the CSV.",
         ),
     ] = None,
     json_out: JsonOut = False,
@@ -348,7 +348,7 @@ def push_telemetry(
     """Sign telemetry with the fleet operator's key (EIP-712 TelemetryBatch, exactly as the
     oracle service checks it; see docs/oracle-service.md) and push it to every node. A
     batch without a batch_id gets a random one; re-pushing the same batch is safe."""
-    from oracle.batchsig import new_batch_id, sign_batch
+    from gpucredit.telemetry_signing import new_batch_id, sign_batch
 
     text = sys.stdin.read() if source == "-" else _read(Path(source))
     batches = read_telemetry(text, "stdin" if source == "-" else source)

@@ -289,15 +289,12 @@ class Chain:
 
 
 def deploy_script(port: int, args: list[str]) -> None:
-    """Runs `brownie run scripts/deploy.py main ARGS` on brownie's development
-    network, attached to the anvil already listening on `port` (the demo's)."""
-    from brownie._config import CONFIG
+    """Runs `scripts/deploy.py main ARGS` on brownie's development network, attached
+    to the anvil already listening on `port` (the demo's), through `gpucredit.run`
+    (`brownie run` cannot import a script under a path with a dot in a folder name)."""
+    from gpucredit.run import run_script
 
-    CONFIG.networks["development"].setdefault("cmd_settings", {})["port"] = port
-    from brownie._cli.__main__ import main as brownie_main
-
-    sys.argv = ["brownie", "run", "scripts/deploy.py", "main", *args, "--network", "development"]
-    brownie_main()
+    run_script(REPO / "scripts" / "deploy.py", "main", args, network="development", port=port)
 
 
 # ---------------------------------------------------------------------------
@@ -650,8 +647,9 @@ class Demo:
             f"root {batch['root'][:12]}...), attestor attested, operator pledged: collateral "
             f"{usd(pledged['note_collateral_value'])}"
         )
-        # the issuer closes the window shortly before its end and draws down
-        self.chain.warp_to(self.genesis - 3600)
+        # the window closes only at its end (fixed once lenders commit): the
+        # issuer closes it then and draws down
+        self.chain.warp_to(self.genesis)
         closed = self.cli("issuer", "close", str(self.note_id))
         drawn = ", ".join(
             f"{s} {usd(t['principal'])}" for s, t in closed["tranches"].items() if t["drawn"]

@@ -51,6 +51,11 @@ CORE_CONTRACTS: dict[str, str] = {
     "identity_registry": "IdentityRegistry",
     "collateral_registry": "CollateralRegistry",
     "telemetry_oracle": "TelemetryOracle",
+    # The implementations every note clones, and the factory that clones and
+    # wires them in one transaction (it holds the registry's NOTE_FACTORY_ROLE).
+    "note_tranche_implementation": "NoteTranche",
+    "servicer_implementation": "Servicer",
+    "note_factory": "NoteFactory",
 }
 
 
@@ -213,9 +218,8 @@ class Manifest(_Model):
             data = json.loads(Path(path).read_text())
         except FileNotFoundError:
             raise ManifestError(
-                f"no deployment manifest at {path}: deploy first "
-                "(`brownie run scripts/deploy.py --network <network>`, see docs/deploy.md) "
-                "or pass --manifest"
+                f"no deployment manifest at {path}: deploy first (`python -m gpucredit.run "
+                "scripts/deploy.py --network <network>`, see docs/deploy.md) or pass --manifest"
             ) from None
         except ValueError as exc:
             raise ManifestError(f"{path} is not valid JSON: {exc}") from None

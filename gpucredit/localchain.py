@@ -2,8 +2,10 @@
 
 Brownie's `development` network launches anvil on port 8545 and silently
 *attaches* to whatever already listens there. `python -m gpucredit.localchain
-run scripts/demo.py` picks a free port first, then hands over to brownie's own
-command line, so the demo and the benchmarks never touch a foreign chain.
+run scripts/demo.py` picks a free port first, so the demo and the benchmarks
+never touch a foreign chain. `run` goes through `gpucredit.run` (which imports
+the script from its file, so the checkout may sit under any path); any other
+command (`test`, `console`) is handed over to brownie's own command line.
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ def use_free_port_for_development() -> int:
 
 
 def main(argv: list[str]) -> None:
+    if argv[:1] == ["run"]:
+        from gpucredit.run import main as run_main
+
+        run_main(argv[1:])
+        return
     from brownie._cli.__main__ import main as brownie_main
 
     use_free_port_for_development()

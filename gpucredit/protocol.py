@@ -3,8 +3,8 @@
 One place knows how the pieces fit together, so the tests, the benchmarks and
 the scripts deploy the protocol the same way:
 
-    core = deploy_core(admin)                      # stablecoin, registries, oracle
-    deal = open_deal(core, DealSpec(...), ...)      # note, tranches, servicer, fleet
+    core = deploy_core(admin)                      # stablecoin, registries, oracle, factory
+    deal = open_deal(core, DealSpec(...), ...)      # one factory tx; then the oracle fleet
     pledge_fleet(core, deal, make_fleet(1_000, ...), operator, attestor)
 
 Needs a loaded brownie project (inside `brownie test` / `brownie run`).
@@ -12,7 +12,6 @@ Needs a loaded brownie project (inside `brownie test` / `brownie run`).
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +39,7 @@ class Core:
     identities: Any
     registry: Any
     oracle: Any
+    factory: Any = None  # NoteFactory; deployed by deploy_core or on first open_deal
 
 
 @dataclass
@@ -187,7 +187,80 @@ def deploy_core(admin: Any) -> Core:
     identities = c.IdentityRegistry.deploy(admin, tx)
     registry = c.CollateralRegistry.deploy(admin, tx)
     oracle = c.TelemetryOracle.deploy(admin, tx)
-    return Core(usd=usd, identities=identities, registry=registry, oracle=oracle)
+    core = Core(usd=usd, identities=identities, registry=registry, oracle=oracle)
+    deploy_factory(core, admin)
+    return core
+
+
+def deploy_factory(core: Core, admin: Any) -> Any:
+    """Deploys the tranche and servicer implementations and the note factory,
+    and grants the factory the registry's NOTE_FACTORY_ROLE."""
+    c = _containers()
+    tx = {"from": admin}
+    tranche = c.NoteTranche.deploy(core.usd, core.identities, core.registry, tx)
+    servicer = c.Servicer.deploy(core.usd, core.registry, core.oracle, tx)
+    factory = c.NoteFactory.deploy(
+        tranche, servicer, core.usd, core.identities, core.registry, core.oracle, tx
+    )
+    core.registry.grantRole(core.registry.NOTE_FACTORY_ROLE(), factory, tx)
+    core.factory = factory
+    return factory
+
+
+def clone_tranche(
+    core: Core,
+    admin: Any,
+    issuer: Any,
+    servicer: Any,
+    terms: tuple,
+    name: str = "GPU Senior",
+    symbol: str = "GPU-A",
+    schedule: tuple[list[int], list[int]] = ([], []),
+) -> Any:
+    """Test helper: a bare NoteTranche clone of `core` wired by hand to
+    `servicer` (a plain wallet in tests that pay it directly). Real notes
+    come from the factory (`open_deal`); `CloneMaker` is a test contract."""
+    c = _containers()
+    tx = {"from": admin}
+    cached = getattr(core, "_bare_tranche", None)
+    if cached is None:
+        implementation = c.NoteTranche.deploy(core.usd, core.identities, core.registry, tx)
+        cached = (c.CloneMaker.deploy(tx), implementation)
+        object.__setattr__(core, "_bare_tranche", cached)
+    maker, implementation = cached
+    address = maker.clone(implementation, tx).events["Cloned"]["instance"]
+    tranche = c.NoteTranche.at(address)
+    tranche.init_tx = tranche.initialize(name, symbol, issuer, servicer, terms, *schedule, tx)
+    return tranche
+
+
+def note_params(
+    spec: DealSpec, start: int, *, operator: Any, fee_recipient: Any, trustee: Any
+) -> tuple:
+    """The `INoteFactory.NoteParams` tuple of `spec` (the factory sets each noteId)."""
+    tranches = []
+    for t in spec.tranches:
+        due, cumulative = amortization_schedule(spec, t, start)
+        tranches.append((t.name, t.symbol, tranche_terms(spec, t, 0, start), due, cumulative))
+    return (
+        tranches,
+        str(operator),
+        str(fee_recipient),
+        str(trustee),
+        spec.covenants.as_tuple(),
+    )
+
+
+def close_subscription(tranche: Any, issuer: Any) -> Any:
+    """Waits (dev chain) for the end of the tranche's window, then closes it."""
+    from brownie import chain, web3
+
+    end = tranche.terms()[5]
+    if chain[-1].timestamp < end:
+        # a block exactly at the end (works whether or not the chain follows the wall clock)
+        web3.provider.make_request("evm_setNextBlockTimestamp", [end])
+        chain.mine()
+    return tranche.closeSubscription({"from": issuer})
 
 
 def grant_roles(core: Core, admin: Any, issuer: Any, operator: Any, attestor: Any) -> None:
@@ -196,6 +269,29 @@ def grant_roles(core: Core, admin: Any, issuer: Any, operator: Any, attestor: An
     core.registry.grantRole(core.registry.ISSUER_ROLE(), issuer, tx)
     core.registry.grantRole(core.registry.OPERATOR_ROLE(), operator, tx)
     core.registry.grantRole(core.registry.ATTESTOR_ROLE(), attestor, tx)
+
+
+def open_note(core: Core, factory: Any, issuer: Any) -> int:
+    """Opens a note for `issuer` from `factory`, granting `factory` the
+    registry's NOTE_FACTORY_ROLE first if it lacks it (the admin may grant
+    itself the role on a dev chain; in production only the NoteFactory holds
+    it)."""
+    role = core.registry.NOTE_FACTORY_ROLE()
+    if not core.registry.hasRole(role, factory):
+        core.registry.grantRole(role, factory, {"from": factory})
+    return core.registry.openNote(issuer, {"from": factory}).events["NoteOpened"]["noteId"]
+
+
+def bind_note(
+    core: Core,
+    factory: Any,
+    note_id: int,
+    servicer: Any,
+    tranches: list[Any],
+    operators: list[Any],
+) -> Any:
+    """Fixes the note's servicer, tranches and operators, once (`bindNote`)."""
+    return core.registry.bindNote(note_id, servicer, tranches, operators, {"from": factory})
 
 
 def whitelist(core: Core, admin: Any, accounts: list[Any], days: int = 5 * 365) -> None:
@@ -218,7 +314,8 @@ def open_deal(
     signers: list[Any],
     start: int | None = None,
 ) -> Deal:
-    """Opens a note and deploys its tranches and servicer, wired together.
+    """Creates a note through the factory (one transaction: tranches and
+    servicer cloned and wired) and registers its oracle fleet.
 
     The oracle fleet's period 0 starts at the end of the subscription window.
     """
@@ -229,37 +326,15 @@ def open_deal(
     start = chain[-1].timestamp if start is None else start
     sub_end, _ = deal_timeline(spec, start)
 
-    note_id = core.registry.openNote(issuer, tx).return_value
-    tranches = []
-    for t in spec.tranches:
-        terms = tranche_terms(spec, t, note_id, start)
-        tranche = c.NoteTranche.deploy(
-            t.name, t.symbol, core.usd, core.identities, core.registry, issuer, issuer, terms, tx
-        )
-        if t.amortization:
-            tranche.setAmortizationSchedule(*amortization_schedule(spec, t, start), tx)
-        tranches.append(tranche)
-
-    junior = tranches[1] if len(tranches) > 1 else "0x" + "00" * 20
-    servicer = c.Servicer.deploy(
-        core.usd,
-        core.registry,
-        core.oracle,
-        note_id,
-        tranches[0],
-        junior,
-        issuer,
-        operator,
-        fee_recipient,
-        trustee,
-        spec.covenants.as_tuple(),
-        tx,
+    if core.factory is None:
+        deploy_factory(core, admin)
+    params = note_params(
+        spec, start, operator=operator, fee_recipient=fee_recipient, trustee=trustee
     )
-    for tranche in tranches:
-        tranche.setSpv(servicer, tx)
-        tranche.grantRole(tranche.COVENANT_ROLE(), servicer, tx)
-    core.registry.setNoteTranches(note_id, tranches, tx)
-    core.registry.setNoteManager(note_id, servicer, tx)
+    created = core.factory.createNote(params, tx).events["NoteCreated"]
+    note_id = created["noteId"]
+    tranches = [c.NoteTranche.at(address) for address in created["tranches"]]
+    servicer = c.Servicer.at(created["servicer"])
 
     fleet_admin = core.oracle.FLEET_ADMIN_ROLE()
     if not core.oracle.hasRole(fleet_admin, admin):
@@ -404,92 +479,3 @@ def submit_report(
         core, deal, period, keys, utilization=utilization, uptime=uptime, revenue=revenue
     )
     return core.oracle.submitReport(deal.note_id, period, observations, {"from": sender})
-
-
-# ---- reading many views at once (the state machines' invariants) ----
-
-
-@functools.cache
-def _local_rpc_session() -> Any:
-    """One requests session to the local node without proxy or .netrc look-ups
-    (requests otherwise reads the environment on every request: ~1 ms each)."""
-    import requests
-
-    session = requests.Session()
-    session.trust_env = False
-    return session
-
-
-def skip_proxy_lookups() -> None:
-    """Same for brownie's own web3 session (this thread's), once connected."""
-    from brownie import web3
-
-    provider = web3.provider
-    manager = getattr(provider, "_request_session_manager", None)
-    if manager is not None and getattr(provider, "endpoint_uri", None):
-        manager.cache_and_return_session(provider.endpoint_uri).trust_env = False
-
-
-def tolerate_receipt_race(attempts: int = 40) -> None:
-    """Brownie waits for a receipt in a thread that gives up with "Tx dropped
-    without known replacement" when it sees the sender's nonce counted but no
-    receipt yet. Against anvil that is a race, not a dropped transaction: it
-    happened about once in 100,000 transactions of a long campaign. On that
-    error, poll the receipt again for a while and confirm the transaction as
-    brownie would have; a transaction that never appears still raises."""
-    import time
-
-    from brownie.exceptions import TransactionError
-    from brownie.network.account import _PrivateKeyAccount
-    from brownie.network.transaction import Status
-
-    original = _PrivateKeyAccount._await_confirmation
-    if getattr(original, "_tolerates_receipt_race", False):
-        return
-
-    def _await_confirmation(self, receipt, required_confs, gas_strategy, gas_iter):
-        try:
-            return original(self, receipt, required_confs, gas_strategy, gas_iter)
-        except TransactionError as exc:
-            if "dropped without known replacement" not in str(exc):
-                raise
-            for _ in range(attempts):
-                time.sleep(0.05)
-                receipt.status = Status(-1)
-                receipt._confirmed.clear()
-                receipt._await_confirmation(None, required_confs)
-                if receipt.status != Status(-2):
-                    return receipt
-            raise
-
-    _await_confirmation._tolerates_receipt_race = True
-    _PrivateKeyAccount._await_confirmation = _await_confirmation
-
-
-def read_views(*calls: tuple) -> list[Any]:
-    """Runs view calls `(contract.method, *args)` in one JSON-RPC batch at the
-    latest block: one round trip instead of one per view, which is what makes
-    checking every invariant after every step of a long campaign affordable.
-    A view that reverts raises with the method and the node's error."""
-    from brownie import web3
-
-    batch = [
-        {
-            "jsonrpc": "2.0",
-            "id": i,
-            "method": "eth_call",
-            "params": [{"to": method._address, "data": method.encode_input(*args)}, "latest"],
-        }
-        for i, (method, *args) in enumerate(calls)
-    ]
-    if not batch:
-        return []
-    replies = _local_rpc_session().post(web3.provider.endpoint_uri, json=batch, timeout=60)
-    by_id = {reply["id"]: reply for reply in replies.json()}
-    values = []
-    for i, (method, *args) in enumerate(calls):
-        if "error" in by_id[i]:
-            raise RuntimeError(f"{method._name}{tuple(args)}: {by_id[i]['error']}")
-        value = method.decode_output(by_id[i]["result"])
-        values.append(tuple(value) if isinstance(value, tuple | list) else value)
-    return values

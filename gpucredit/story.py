@@ -105,6 +105,7 @@ def play_year(
     from gpucredit.protocol import (
         DealSpec,
         TrancheSpec,
+        close_subscription,
         deploy_core,
         grant_roles,
         make_fleet,
@@ -160,7 +161,7 @@ def play_year(
         core.usd.approve(tranche, amount, {"from": lender})
         tranche.requestDeposit(amount, lender, lender, {"from": lender})
     for tranche in (senior, junior):
-        tranche.closeSubscription({"from": issuer})
+        close_subscription(tranche, issuer)
         tranche.fulfil(lenders, {"from": issuer})
         tranche.drawdown({"from": issuer})
     for tranche, lender, amount in asked:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from eth_utils import is_address, keccak, to_checksum_address
+from eth_utils import keccak
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -40,6 +40,7 @@ from pydantic import (
     model_validator,
 )
 
+from gpucredit import yamltext
 from gpucredit.deployment import GpucreditError
 from gpucredit.protocol import USD, CovenantSpec, DealSpec, TrancheSpec
 from gpucredit.reports import NOTE_MIN_FAULT_BOUND, fault_bound, quorum_rule_violation
@@ -182,10 +183,7 @@ def parse_timestamp(value: Any) -> int:
 
 
 def _address(value: Any) -> str:
-    text = str(value).strip()
-    if not is_address(text):
-        raise ValueError(f"{text!r} is not an address (0x followed by 40 hex digits)")
-    return to_checksum_address(text)
+    return yamltext.address(value)
 
 
 def _wrap(parser):
@@ -673,7 +671,7 @@ def load_termsheet(path: str | Path) -> TermSheet:
     except OSError as exc:
         raise TermSheetError(str(path), [("(file)", exc.strerror or str(exc))]) from None
     try:
-        data = yaml.safe_load(text)
+        data = yamltext.load(text)  # unquoted 0x addresses stay addresses
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"

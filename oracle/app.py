@@ -89,8 +89,12 @@ def create_app(settings: Settings, run_worker: bool = True) -> FastAPI:
     )
     app.state.services = None
     errors.install(app)
+    # Every operation may answer these, in the one error shape (the schema says so,
+    # instead of FastAPI's default 422 body, which this service never sends); 404
+    # also covers a path segment that matches no route (an empty fleet id ...).
+    common = errors.error_responses(400, 404, 413, 422, 500)
     for module in (telemetry, fleets, observations, reports, transactions, health, metrics):
-        app.include_router(module.router)
+        app.include_router(module.router, responses=common)
 
     def registry() -> Metrics | None:
         services = app.state.services

@@ -106,6 +106,13 @@ class DuplicateInvoice(Conflict):
     code = "duplicate_invoice"
 
 
+class SampleOverlap(Conflict):
+    """A per-GPU sample overlaps an interval of the same GPU already stored, or
+    another sample of the batch: a GPU's time is counted once."""
+
+    code = "sample_overlap"
+
+
 class RateLimited(OracleError):
     """The operator pushes batches faster than its rate limit; retry later (429)."""
 

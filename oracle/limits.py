@@ -1,13 +1,16 @@
 """Request limits: body size (ASGI middleware) and per-operator rate (token bucket).
 
 A body larger than ``max_body_bytes`` is refused with 413 before the
-application reads it: by its ``Content-Length``, or while it streams in
-when it has none. Telemetry batches are rate-limited per operator, after the
-batch signature proved who the operator is (so nobody can spend another
-operator's budget with forged batches): ``rate_limit_per_minute`` batches a
-minute with bursts of ``rate_limit_burst``; beyond that 429 with
-``Retry-After``. Connection- and IP-level limits belong in the TLS proxy in
-front (docs/oracle-service.md, "Production").
+application reads it: by its ``Content-Length`` when that says so, and in any
+case by counting the bytes actually received (a small ``Content-Length`` next
+to ``Transfer-Encoding: chunked`` does not lift the limit).
+
+Telemetry batches are rate-limited per operator, after the batch signature
+proved who the operator is (so nobody can spend another operator's budget
+with forged batches): ``rate_limit_per_minute`` batches a minute with bursts
+of ``rate_limit_burst``; beyond that 429 with ``Retry-After``.
+Connection- and IP-level limits belong in the TLS proxy in front
+(docs/oracle-service.md, "Production").
 """
 
 from __future__ import annotations
@@ -84,7 +87,16 @@ def _error_body(code: str, message: str, detail: object) -> bytes:
 
 
 class BodySizeLimit:
-    """Pure ASGI middleware: 413 for bodies over `max_bytes`, 400 for a bad length."""
+    """Pure ASGI middleware: 413 for bodies over `max_bytes`, 400 for a bad length.
+
+    The limit holds on the bytes actually received, whatever the framing: a
+    declared ``Content-Length`` over the limit is refused at once, and every
+    body (declared length, chunked, or both headers at once, which h11 frames
+    as chunked) is read here up to the limit and counted as it streams in; the
+    first byte past the limit answers 413 and closes the connection, so the
+    rest is never read. The application then reads the buffered body (at
+    most ``max_bytes``).
+    """
 
     def __init__(self, app, max_bytes: int) -> None:
         self.app = app
@@ -94,22 +106,17 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = None
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
-                declared = value
-                break
-        if declared is not None:
-            if not declared.isdigit():
-                await self._reject(send, 400, "length_invalid", "Content-Length is not a number")
-                return
-            if int(declared) > self.max_bytes:
-                await self._too_large(send)
-                return
-            await self.app(scope, receive, send)
-            return
+                if not value.isdigit():
+                    await self._reject(
+                        send, 400, "length_invalid", "Content-Length is not a number"
+                    )
+                    return
+                if int(value) > self.max_bytes:
+                    await self._too_large(send)
+                    return
 
-        # No Content-Length (chunked): read it all, up to the limit, then replay it.
         messages, size = [], 0
         while True:
             message = await receive()

@@ -20,7 +20,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-MAX_FLEET_ID = 2**63 - 1
+MAX_FLEET_ID = 2**63 - 1  # a signed 64-bit column (uint256 on-chain)
+MAX_PERIOD = 2**32 - 1  # the contract's uint32 period index
 MAX_TIMESTAMP = 2**40 - 1  # uint40, as in the contract
 MAX_GPU_COUNT = 100_000
 MAX_INTERVAL_SECONDS = 86_400
@@ -89,7 +90,20 @@ class RevenueEventIn(_Strict):
 
 
 class TelemetryBatchIn(_Strict):
-    """A signed batch; see oracle.batchsig for what the signature covers."""
+    """A signed batch; see oracle.batchsig for what the signature covers.
+
+    At least one sample or revenue event (the schema's ``anyOf``). Per-GPU
+    samples of one GPU may not overlap in time, in the batch or with what the
+    node already holds (409 ``sample_overlap``)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["samples"], "properties": {"samples": {"minItems": 1}}},
+                {"required": ["revenue"], "properties": {"revenue": {"minItems": 1}}},
+            ]
+        }
+    )
 
     batch_id: Bytes32Hex = Field(description="32 random bytes; the replay key")
     samples: list[SampleIn] = Field(default_factory=list, max_length=MAX_SAMPLES_PER_BATCH)

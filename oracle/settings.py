@@ -29,9 +29,18 @@ from typing import Any, Literal
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import is_address, to_checksum_address
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from oracle.errors import ConfigError
+from oracle.quorum_rule import node_set_violation
 
 ENV_PREFIX = "GPUCREDIT_ORACLE_"
 SETTINGS_FILE_VAR = ENV_PREFIX + "SETTINGS_FILE"
@@ -73,6 +82,12 @@ class Settings(BaseModel):
         default=False, description="accept the public anvil/hardhat keys (local chains only)"
     )
     peers: list[str] = Field(default_factory=list, description="base URLs of the other nodes")
+    fault_bound: int | None = Field(
+        default=None,
+        ge=0,
+        description="f: faulty nodes the set (this node + peers) must tolerate; start-up "
+        "refuses fewer than 3f + 1 nodes (oracle.quorum_rule). Default: floor((n - 1) / 3)",
+    )
     fleets: list[int] = Field(
         default_factory=list, description="fleets to report even before telemetry arrives"
     )
@@ -142,6 +157,16 @@ class Settings(BaseModel):
             if not url.startswith(("http://", "https://")):
                 raise ValueError(f"peer {url!r} is not an http(s) URL")
         return [url.rstrip("/") for url in value]
+
+    @model_validator(mode="after")
+    def _fault_rule(self) -> Settings:
+        if len(set(self.peers)) != len(self.peers):
+            raise ValueError("a peer is listed twice (it would count as two nodes)")
+        if self.fault_bound is not None:
+            problem = node_set_violation(1 + len(self.peers), self.fault_bound)
+            if problem is not None:
+                raise ValueError(problem)
+        return self
 
     @field_validator("cors_origins")
     @classmethod

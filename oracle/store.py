@@ -24,6 +24,7 @@ lock of the ``periods`` row and the unique constraints.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -91,6 +92,7 @@ samples = Table(
     Column("uptime_gpu_s", BigInteger, nullable=False),  # uptime_seconds * gpu_count
     Column("span_gpu_s", BigInteger, nullable=False),  # interval_seconds * gpu_count
     Index("ix_samples_fleet_period", "fleet_id", "period"),
+    Index("ix_samples_fleet_gpu_ts", "fleet_id", "gpu_id", "ts"),  # overlap check
 )
 
 revenue_events = Table(
@@ -183,6 +185,36 @@ reports = Table(
 )
 
 OPEN_TX_STATES = ("signed", "sent")
+# The latest stored interval of each new interval's GPU that starts before the
+# new one ends; a hit when it ends after the new one starts. The intervals come
+# as one JSON array of [gpu_id, start, end], so a 500-sample batch is one
+# statement of 500 index seeks, whatever its size.
+_OVERLAP_SQLITE = text(
+    """
+    SELECT json_extract(n.value, '$[0]') AS gpu_id,
+           json_extract(n.value, '$[1]') AS start_ts,
+           (SELECT s.ts + s.interval_s FROM samples AS s
+             WHERE s.fleet_id = :fleet_id AND s.gpu_id = json_extract(n.value, '$[0]')
+               AND s.ts < json_extract(n.value, '$[2]')
+             ORDER BY s.ts DESC LIMIT 1) AS stored_end
+      FROM json_each(:intervals) AS n
+     WHERE stored_end > start_ts
+     LIMIT 1
+    """
+)
+_OVERLAP_POSTGRES = text(
+    """
+    SELECT n.value ->> 0 AS gpu_id, (n.value ->> 1)::bigint AS start_ts, prev.stored_end
+      FROM jsonb_array_elements(CAST(:intervals AS jsonb)) AS n(value)
+      CROSS JOIN LATERAL (
+            SELECT s.ts + s.interval_s AS stored_end FROM samples AS s
+             WHERE s.fleet_id = :fleet_id AND s.gpu_id = n.value ->> 0
+               AND s.ts < (n.value ->> 2)::bigint
+             ORDER BY s.ts DESC LIMIT 1) AS prev
+     WHERE prev.stored_end > (n.value ->> 1)::bigint
+     LIMIT 1
+    """
+)
 
 
 @dataclass(frozen=True)
@@ -222,6 +254,9 @@ class Store:
     def create_schema(self) -> None:
         with self.write() as conn:
             metadata.create_all(conn)
+            for table in metadata.sorted_tables:  # indexes added to existing tables
+                for index in table.indexes:
+                    index.create(conn, checkfirst=True)
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -305,6 +340,22 @@ class Store:
             span_gpu_s=int(s[4]),
             revenue=int(r[1]),
         )
+
+    def overlapping_sample(
+        self, conn: Connection, fleet_id: int, intervals: Sequence[tuple[str, int, int]]
+    ) -> Row | None:
+        """A stored sample of the same GPU overlapping one of ``intervals``
+        (``(gpu_id, start, end)``, end exclusive), or None; the row holds the new
+        interval's ``gpu_id`` and ``start_ts`` and the stored one's ``stored_end``.
+
+        A GPU's stored intervals never overlap (this check guards every insert),
+        so only the GPU's latest interval starting before ``end`` can overlap:
+        one index seek per interval (``ix_samples_fleet_gpu_ts``).
+        """
+        sql = _OVERLAP_SQLITE if self.is_sqlite else _OVERLAP_POSTGRES
+        return conn.execute(
+            sql, {"fleet_id": fleet_id, "intervals": json.dumps(list(intervals))}
+        ).first()
 
     def unreported_periods(self, fleet_id: int) -> list[int]:
         """Periods with local telemetry and no report recorded yet."""

@@ -5,7 +5,7 @@ oracle nodes and the CLI), without the service: contract developers see
 every period's close, the coupon steps, the top-up and its cure, the sweep
 and the payouts at maturity in one table.
 
-Run: `python -m gpucredit.localchain run scripts/demo.py`.
+Run: `python -m gpucredit.run scripts/demo.py`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Deploy the shared gpucredit protocol to any brownie network and write its manifest.
 
-    brownie run scripts/deploy.py --network <network> [CONFIG.yaml] [key=value ...]
-    python -m gpucredit.localchain run scripts/deploy.py     # a private anvil
+    python -m gpucredit.run scripts/deploy.py main [CONFIG.yaml] [key=value ...] --network <network>
+    python -m gpucredit.run scripts/deploy.py                # a private anvil
 
 Deploys (or reuses) the stablecoin (a mock only on local chains or when
 asked), the identity registry, the collateral registry and the telemetry
@@ -37,8 +37,9 @@ from typing import Any
 
 import yaml
 from brownie import accounts, chain, network, project, web3
-from eth_utils import is_address, keccak, to_checksum_address
+from eth_utils import keccak
 
+from gpucredit import yamltext
 from gpucredit.deployment import (
     CORE_CONTRACTS,
     ContractRecord,
@@ -149,7 +150,7 @@ class DeployConfig:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yamltext.load(path.read_text())  # unquoted 0x addresses stay addresses
     except FileNotFoundError:
         raise DeployError(f"deploy config {path} does not exist") from None
     except yaml.YAMLError as exc:
@@ -162,14 +163,19 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 
 def _address(key: str, value: Any) -> str:
-    text = str(value).strip()
-    if not is_address(text):
-        raise DeployError(f"{key}: {text!r} is not an address (0x followed by 40 hex digits)")
-    return to_checksum_address(text)
+    try:
+        return yamltext.address(value)
+    except ValueError as exc:
+        raise DeployError(f"{key}: {exc}") from None
 
 
 def _addresses(key: str, value: Any) -> list[str]:
-    items = value.split(",") if isinstance(value, str) else list(value)
+    if isinstance(value, str):
+        items = value.split(",")
+    elif isinstance(value, list | tuple):
+        items = list(value)
+    else:  # one address written without a list
+        items = [value]
     result = []
     for item in items:
         if str(item).strip():
@@ -260,10 +266,27 @@ def _deploy(name: str, args: list[Any], deployer: Any) -> ContractRecord:
     )
 
 
-def _constructor_args(key: str, deployer: Any) -> list[Any]:
+def _constructor_args(key: str, deployer: Any, manifest: Manifest | None = None) -> list[Any]:
     if key == "stablecoin":
         return ["Mock USD Coin", "mUSDC"]
+    if manifest is not None and key in _SHARED_ARGS:
+        return [manifest.contracts[k].address for k in _SHARED_ARGS[key]]
     return [deployer.address]
+
+
+# The implementations and the factory are built on the shared contracts.
+_SHARED_ARGS = {
+    "note_tranche_implementation": ("stablecoin", "identity_registry", "collateral_registry"),
+    "servicer_implementation": ("stablecoin", "collateral_registry", "telemetry_oracle"),
+    "note_factory": (
+        "note_tranche_implementation",
+        "servicer_implementation",
+        "stablecoin",
+        "identity_registry",
+        "collateral_registry",
+        "telemetry_oracle",
+    ),
+}
 
 
 def _contract(record: ContractRecord) -> Any:
@@ -382,6 +405,11 @@ def wire_roles(manifest: Manifest, config: DeployConfig, deployer: Any) -> RoleS
         else sorted(set(previous.fleet_admins) | set(issuers)),
     }
     granted = 0
+    # Only the note factory opens and binds notes in the registry.
+    registry = _contract(manifest.contracts["collateral_registry"])
+    factory = manifest.contracts["note_factory"].address
+    role = registry.NOTE_FACTORY_ROLE()
+    granted += _grant(registry, "NOTE_FACTORY_ROLE", role, factory, deployer)
     for key, role_name, list_key in GRANTS:
         contract = _contract(manifest.contracts[key])
         role = getattr(contract, role_name)()
@@ -447,7 +475,7 @@ def deploy(config: DeployConfig, deployer: Any, directory: Path | None = None) -
             continue
         if record is not None:
             print(f"{key}: no {name} code at {record.address} any more: deploying a new one")
-        record = _deploy(name, _constructor_args(key, deployer), deployer)
+        record = _deploy(name, _constructor_args(key, deployer, manifest), deployer)
         print(f"{key}: deployed {name} at {record.address}")
         manifest.contracts[key] = record
         save()

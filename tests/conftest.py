@@ -30,9 +30,9 @@ def _local_node_session(request):
     """Brownie's requests to the local node skip requests' proxy and .netrc
     look-ups, which otherwise cost about a millisecond per JSON-RPC call, and
     its confirmation thread no longer mistakes a slow receipt for a dropped
-    transaction (gpucredit.protocol.tolerate_receipt_race)."""
+    transaction (tests/brownie_patches.py)."""
     if request.config.pluginmanager.has_plugin("pytest-brownie"):
-        from gpucredit.protocol import skip_proxy_lookups, tolerate_receipt_race
+        from brownie_patches import skip_proxy_lookups, tolerate_receipt_race
 
         skip_proxy_lookups()
         tolerate_receipt_race()

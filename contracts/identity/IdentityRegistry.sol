@@ -48,16 +48,17 @@ contract IdentityRegistry is IIdentityRegistry, AccessControlDefaultAdminRules {
 
     /// @inheritdoc IIdentityRegistry
     function removeIdentity(address account) external onlyRole(AGENT_ROLE) {
-        if (!_identities[account].listed) revert IdentityUnknown(account);
-        delete _identities[account];
+        Identity storage identity = _identities[account];
+        if (!identity.listed) revert IdentityUnknown(account);
+        // The freeze outlives the removal: re-registering never clears it.
+        _identities[account] = Identity({country: 0, expiresAt: 0, frozen: identity.frozen, listed: false});
         emit IdentityRemoved(account);
     }
 
     /// @inheritdoc IIdentityRegistry
     function setFrozen(address account, bool frozen) external onlyRole(AGENT_ROLE) {
-        Identity storage identity = _identities[account];
-        if (!identity.listed) revert IdentityUnknown(account);
-        identity.frozen = frozen;
+        if (account == address(0)) revert IdentityZeroAddress();
+        _identities[account].frozen = frozen;
         emit IdentityFrozen(account, frozen);
     }
 
@@ -73,6 +74,11 @@ contract IdentityRegistry is IIdentityRegistry, AccessControlDefaultAdminRules {
         if (!identity.listed) revert IdentityUnknown(account);
         if (identity.frozen) revert IdentityIsFrozen(account);
         if (identity.expiresAt <= block.timestamp) revert IdentityExpired(account, identity.expiresAt);
+    }
+
+    /// @inheritdoc IIdentityRegistry
+    function requireNotFrozen(address account) external view {
+        if (_identities[account].frozen) revert IdentityIsFrozen(account);
     }
 
     /// @inheritdoc IIdentityRegistry

@@ -100,9 +100,11 @@ interface ICollateralRegistry {
         bool exists;
     }
 
-    event NoteOpened(uint256 indexed noteId, address indexed issuer, address manager);
-    event NoteManagerSet(uint256 indexed noteId, address manager);
-    event NoteTranchesSet(uint256 indexed noteId, address[] tranches);
+    /// @notice The note factory opened a collateral pool for `issuer`.
+    event NoteOpened(uint256 indexed noteId, address indexed issuer, address factory);
+    /// @notice The note's servicer, tranches and consenting operators were
+    ///         fixed, once and for all.
+    event NoteBound(uint256 indexed noteId, address indexed servicer, address[] tranches, address[] operators);
     event BatchRegistered(
         uint256 indexed batchId,
         address indexed operator,
@@ -121,7 +123,9 @@ interface ICollateralRegistry {
     event DoublePledgeProven(
         bytes32 indexed gpuKey, uint256 indexed keptBatchId, uint256 indexed voidedBatchId, address prover
     );
-    event NoteCollateralDeficient(uint256 indexed noteId, uint256 indexed batchId);
+    /// @notice A defect was proven in batch `batchId` of the note; `defects`
+    ///         is the note's new defect count (never decreases).
+    event NoteDefectProven(uint256 indexed noteId, uint256 indexed batchId, uint256 defects);
     event NoteReleased(uint256 indexed noteId, address by);
     event LiensTransferred(uint256 indexed noteId, address indexed trustee);
     event DepreciationClassSet(uint8 indexed classId, uint16 quarterlyMarkdownBps, uint16 floorBps);
@@ -137,10 +141,21 @@ interface ICollateralRegistry {
 
     error NoteUnknown(uint256 noteId);
     error NoteNotOpen(uint256 noteId, NoteStatus status);
+    /// @notice Neither every tranche is Repaid or Cancelled, nor is the
+    ///         caller the lienholder of a stepped-in note.
     error NoteNotRepaid(uint256 noteId);
     error NoteBatchLimitReached(uint256 noteId, uint256 limit);
-    error CallerNotNoteManager(uint256 noteId, address caller);
-    error CallerNotNoteIssuer(uint256 noteId, address caller);
+    error CallerNotNoteServicer(uint256 noteId, address caller);
+    /// @notice The caller is not one of the operators the note names.
+    error CallerNotNoteOperator(uint256 noteId, address caller);
+    /// @notice `openNote` for an address without ISSUER_ROLE.
+    error IssuerRoleMissing(address issuer);
+    /// @notice `bindNote` was already called for this note.
+    error NoteAlreadyBound(uint256 noteId);
+    /// @notice The note has no servicer, tranches and operators yet.
+    error NoteNotBound(uint256 noteId);
+    /// @notice `bindNote` without any operator.
+    error NoteOperatorsEmpty(uint256 noteId);
     error BatchUnknown(uint256 batchId);
     error BatchNotInStatus(uint256 batchId, BatchStatus status, BatchStatus expected);
     error BatchEmpty();
@@ -154,7 +169,8 @@ interface ICollateralRegistry {
     error ProofsNotConflicting();
     error LeafConsistent(uint256 batchId);
     error ZeroAddress();
-    error NoteTranchesTooMany(uint256 noteId, uint256 count, uint256 limit);
+    /// @notice A note needs 1..`MAX_TRANCHES_PER_NOTE` tranches.
+    error NoteTranchesCount(uint256 noteId, uint256 count, uint256 limit);
     /// @notice Nothing is queued for this model or class.
     error ValuationChangeNotQueued();
     /// @notice The queued valuation change may only be executed from `eta`.
@@ -162,8 +178,12 @@ interface ICollateralRegistry {
 
     // ---- constants ----
 
-    /// @notice `keccak256("ISSUER_ROLE")`: may open notes.
+    /// @notice `keccak256("ISSUER_ROLE")`: an SPV issuer notes may be opened for.
     function ISSUER_ROLE() external view returns (bytes32);
+
+    /// @notice `keccak256("NOTE_FACTORY_ROLE")`: opens and binds notes
+    ///         (granted by the registry admin to the NoteFactory only).
+    function NOTE_FACTORY_ROLE() external view returns (bytes32);
 
     /// @notice `keccak256("OPERATOR_ROLE")`: may register batches.
     function OPERATOR_ROLE() external view returns (bytes32);
@@ -189,22 +209,23 @@ interface ICollateralRegistry {
 
     // ---- notes ----
 
-    /// @notice Opens a collateral pool for a new note of the calling issuer.
-    ///         Issuer role. Note ids start at 1.
-    /// @param manager address that may release the note and move its liens
-    ///        (the note's servicer); the issuer can change it later.
-    function openNote(address manager) external returns (uint256 noteId);
+    /// @notice Opens a collateral pool for a new note of `issuer`. Note
+    ///         factory role; `issuer` must hold `ISSUER_ROLE`. Note ids start
+    ///         at 1. The note accepts no pledge until `bindNote`.
+    function openNote(address issuer) external returns (uint256 noteId);
 
-    /// @notice Hands the note's management to `manager`. Issuer only, while
-    ///         the note is Open (after step-in the issuer no longer controls
-    ///         who may release the liens).
-    function setNoteManager(uint256 noteId, address manager) external;
-
-    /// @notice The tranche contracts whose outstanding principal the note's
-    ///         collateral secures. Issuer only, while the note is Open; at
-    ///         most `MAX_TRANCHES_PER_NOTE`, none the zero address. Replaces
-    ///         the previous list.
-    function setNoteTranches(uint256 noteId, address[] calldata tranches) external;
+    /// @notice Fixes, once and before any pledge, the note's servicer (the
+    ///         lienholders' agent: the only one who may transfer the liens),
+    ///         its tranches (1..`MAX_TRANCHES_PER_NOTE`, whose principal the
+    ///         collateral secures) and the operators that may pledge into it
+    ///         (at least one). Note factory role. No zero address anywhere.
+    ///         Nothing about the note can change afterwards.
+    function bindNote(
+        uint256 noteId,
+        address servicer,
+        address[] calldata tranches,
+        address[] calldata operators
+    ) external;
 
     // ---- batches ----
 
@@ -217,22 +238,26 @@ interface ICollateralRegistry {
     ///         Attestor role.
     function attestBatch(uint256 batchId, bytes32 attestationHash) external;
 
-    /// @notice Pledges an attested batch to an Open note of the same issuer
-    ///         that holds fewer than `MAX_BATCHES_PER_NOTE` batches. The
-    ///         batch's operator only. `BatchPledged` carries the note's new
-    ///         collateral value.
+    /// @notice Pledges an attested batch to a bound, Open note of the same
+    ///         issuer that holds fewer than `MAX_BATCHES_PER_NOTE` live
+    ///         (pledged, not voided) batches. The caller must be the batch's
+    ///         operator and one of the note's operators (the note's
+    ///         consent). `BatchPledged` carries the note's new collateral
+    ///         value.
     function pledgeBatch(uint256 batchId, uint256 noteId) external;
 
-    /// @notice Frees every batch of a fully repaid note. The note's manager,
-    ///         or anyone once the note has at least one tranche and every
-    ///         tranche reports `isRepaid()`. The note must be Open or
-    ///         SteppedIn. O(1): the batches stop being live because the note
-    ///         is Released.
+    /// @notice Frees every batch of the note (O(1): the batches stop being
+    ///         live because the note is Released). Either anyone, once every
+    ///         tranche's `state()` is Repaid or Cancelled (never drawn); or
+    ///         the lienholder (the trustee) of a stepped-in note, when the
+    ///         wind-down ends, whatever the loss. The note must be Open or
+    ///         SteppedIn and bound.
     function releaseNote(uint256 noteId) external;
 
-    /// @notice Moves the note's liens to the trustee (step-in). Manager only,
-    ///         note Open. The batches stay live: they still block double
-    ///         pledges and still count as collateral, now for the trustee.
+    /// @notice Moves the note's liens to the trustee (step-in). The note's
+    ///         servicer only, once, note Open. The batches stay live: they
+    ///         still block the GPUs and still count as collateral, now for
+    ///         the trustee, who alone may release them.
     function transferLiens(uint256 noteId, address trustee) external;
 
     /// @notice Voids the later of two live batches that both hold the GPU
@@ -244,7 +269,7 @@ interface ICollateralRegistry {
     ///         voided (one batch: that batch, reported with `keptBatchId` 0)
     ///         and its note marked collateral-deficient; emits
     ///         `DoublePledgeProven`, `BatchVoided` ("double pledge") and
-    ///         `NoteCollateralDeficient`.
+    ///         `NoteDefectProven`.
     function proveDoublePledge(
         uint256 batchA,
         GpuLeaf calldata a,
@@ -307,8 +332,9 @@ interface ICollateralRegistry {
     ///         (whether it counts for a note is `collateralValue`'s business).
     function batchValue(uint256 batchId) external view returns (uint256);
 
-    /// @notice Value of the live batches pledged to a note now. Loops over
-    ///         the note's batches (at most `MAX_BATCHES_PER_NOTE`), never GPUs.
+    /// @notice Value of the note's collateral that can no longer be voided,
+    ///         now. Loops over the note's live batches (at most
+    ///         `MAX_BATCHES_PER_NOTE`), never GPUs. Zero unless Open or SteppedIn.
     function collateralValue(uint256 noteId) external view returns (uint256);
 
     /// @notice Outstanding principal of all the note's tranches.
@@ -322,24 +348,27 @@ interface ICollateralRegistry {
     ///         (0 if never pledged).
     function livePledgeOf(uint256 batchId) external view returns (bool live, uint256 noteId);
 
-    /// @notice Everything stored about a note except its tranches.
-    /// @return issuer the SPV issuer that opened the note
-    /// @return manager may release the note and transfer its liens
+    /// @notice Everything stored about a note except its tranches and operators.
+    /// @return issuer the SPV issuer the note was opened for
+    /// @return servicer the lienholders' agent; the zero address until bound
     /// @return status life cycle of the note's collateral pool
     /// @return lienholder the trustee once SteppedIn, else the zero address
-    /// @return deficient a fraud proof voided one of the note's batches
-    /// @return batchIds every batch ever pledged to the note, voided included
+    /// @return defects number of defects proven in the note's batches
+    /// @return batchIds the note's live batches (pledged, not voided)
     function noteInfo(uint256 noteId)
         external
         view
         returns (
             address issuer,
-            address manager,
+            address servicer,
             NoteStatus status,
             address lienholder,
-            bool deficient,
+            uint256 defects,
             uint256[] memory batchIds
         );
+
+    /// @notice The operators that may pledge into a note (empty until bound).
+    function noteOperators(uint256 noteId) external view returns (address[] memory);
 
     /// @notice The tranche contracts of a note.
     function noteTranches(uint256 noteId) external view returns (address[] memory);

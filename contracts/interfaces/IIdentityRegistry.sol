@@ -43,7 +43,8 @@ interface IIdentityRegistry {
     /// @notice Removes an identity. Agent only.
     function removeIdentity(address account) external;
 
-    /// @notice Freezes or unfreezes an identity. Agent only.
+    /// @notice Freezes or unfreezes an account, listed or not (a freeze is
+    ///         kept when the identity is removed and registered again). Agent only.
     function setFrozen(address account, bool frozen) external;
 
     /// @notice True when `account` is listed, unexpired and not frozen.
@@ -55,7 +56,14 @@ interface IIdentityRegistry {
     ///         when it has also expired). One storage read.
     function requireVerified(address account) external view;
 
+    /// @notice Reverts IdentityIsFrozen if `account` is frozen (listed or
+    ///         not: a freeze survives removal and re-registration); an
+    ///         expired or removed identity passes. Tranches use it when a
+    ///         holder claims what it is already owed to its own address.
+    function requireNotFrozen(address account) external view;
+
     /// @notice The stored identity of `account`; all zero when unlisted
-    ///         (a listed identity always has a non-zero `expiresAt`).
+    ///         (a listed identity always has a non-zero `expiresAt`), except
+    ///         `frozen`, which outlives removal.
     function identityOf(address account) external view returns (uint16 country, uint64 expiresAt, bool frozen);
 }

@@ -11,6 +11,19 @@ pragma solidity 0.8.37;
 ///         balance change, so transfers, repayments and rate changes never
 ///         move interest between holders.
 ///
+///         Every tranche is a clone created and wired by the note factory in
+///         one transaction (`initialize`): its servicer, terms and
+///         amortization schedule are fixed from then on. Only the servicer
+///         pays and steps the coupon, by address, not by a role an admin
+///         could revoke; the reference rate is a term.
+///
+///         A way out in every terminal state: a cancelled offering refunds
+///         every request; an offering not drawn by `subscriptionEnd +
+///         DRAWDOWN_WINDOW` can be cancelled by anyone; a repaid tranche
+///         redeems; a tranche written off by its servicer (wind-down with a
+///         loss, or unpaid interest at release) shares the partial interest
+///         it held among the holders of record through `redeem`.
+///
 ///         Subscriptions follow ERC-7540's request -> fulfil -> claim shape.
 ///         Coupon cash is allocated only when the servicer has paid all the
 ///         interest due: the funded index then catches up with accrual and
@@ -28,7 +41,8 @@ interface INoteTranche {
         Closed, // issuer closed the window; fills being fixed
         Active, // capital drawn; coupons accrue
         Repaid, // all principal repaid: holders redeem
-        Cancelled // offering abandoned before drawdown: requests refundable
+        Cancelled, // offering abandoned before drawdown: requests refundable
+        WrittenOff // servicer wound the note down: holders redeem what was recovered
     }
 
     /// @notice Terms fixed at deployment.
@@ -71,6 +85,10 @@ interface INoteTranche {
     event PrincipalRedeemed(address indexed holder, uint256 amount, uint256 faceBurned);
     event AmortizationScheduleSet(uint40[] dueAt, uint16[] cumulativeBps);
     event Repaid();
+    /// @notice The servicer closed the tranche for good: `principalLost` and
+    ///         `interestLost` will never be paid; `heldReleased` partial
+    ///         interest went to holders of record per face (via `redeem`).
+    event WrittenOff(uint256 principalLost, uint256 interestLost, uint256 heldReleased);
     /// @notice The guardian paused subscriptions, drawdown and transfers.
     event Paused(address indexed account);
     /// @notice The guardian lifted the pause.
@@ -90,11 +108,34 @@ interface INoteTranche {
     error RateStepOutOfRange(int256 stepBps);
     error ScheduleInvalid(uint256 index);
     error NotFullyRepaid(uint256 outstanding);
+    /// @notice Only the note's servicer may call.
+    error NotServicer(address caller);
+    error AlreadyInitialized();
+    error SpvInvalid(address spv);
+    error DrawdownDeadlinePassed(uint256 nowTs, uint256 deadline);
+    error DrawdownDeadlineNotPassed(uint256 nowTs, uint256 deadline);
     error TermsInvalid(string reason);
     /// @notice The tranche is paused.
     error EnforcedPause();
     /// @notice The tranche is not paused.
     error ExpectedPause();
+
+    /// @notice How long after `subscriptionEnd` drawdown stays possible;
+    ///         after it an undrawn offering can be cancelled by anyone.
+    function DRAWDOWN_WINDOW() external view returns (uint256);
+
+    /// @notice Wires a fresh clone, once: the factory calls it in the
+    ///         transaction that creates the clone. `issuer` gets the admin,
+    ///         issuer and guardian roles; `servicer` is fixed for good.
+    function initialize(
+        string calldata name_,
+        string calldata symbol_,
+        address issuer,
+        address servicer,
+        Terms calldata terms_,
+        uint40[] calldata dueAt,
+        uint16[] calldata cumulativeBps
+    ) external;
 
     // ---- subscriptions (ERC-7540 shape) ----
 
@@ -105,7 +146,8 @@ interface INoteTranche {
     ///         open, or at any time once the offering is cancelled.
     function cancelDepositRequest() external returns (uint256 assets);
 
-    /// @notice Closes the window and fixes the pro rata fill. Issuer role.
+    /// @notice Closes the window and fixes the pro rata fill. Issuer role,
+    ///         at or after `subscriptionEnd`.
     function closeSubscription() external;
 
     /// @notice Fixes each controller's fill and refund and escrows the
@@ -116,7 +158,8 @@ interface INoteTranche {
     ///         to the SPV and starts accrual. Issuer role.
     function drawdown() external;
 
-    /// @notice Abandons the offering before drawdown. Issuer role.
+    /// @notice Abandons the offering before drawdown: the issuer, or anyone
+    ///         once `subscriptionEnd + DRAWDOWN_WINDOW` has passed undrawn.
     function cancelOffering() external;
 
     /// @notice Moves the caller's filled face out of escrow and refunds the
@@ -125,20 +168,18 @@ interface INoteTranche {
 
     // ---- servicing ----
 
-    /// @notice Pays coupon and principal in, from the caller. Servicer role.
+    /// @notice Pays coupon and principal in, from the caller. Servicer only.
     ///         `interest == type(uint256).max` pays exactly the interest due
     ///         in this block (a view read a block earlier is a second short).
     function pay(uint256 interest, uint256 principal) external;
 
-    /// @notice Sets the covenant step of the coupon. Covenant role.
+    /// @notice Sets the covenant step of the coupon. Servicer only.
     function setRateStep(int16 stepBps) external;
 
-    /// @notice Sets the reference rate. Rate-setter role.
-    function setReferenceRate(uint16 referenceRateBps) external;
-
-    /// @notice Sets the amortization schedule (cumulative share of the
-    ///         original principal due by each date). Issuer, before drawdown.
-    function setAmortizationSchedule(uint40[] calldata dueAt, uint16[] calldata cumulativeBps) external;
+    /// @notice Ends the tranche (servicer only, Active or Repaid): held
+    ///         partial interest goes to the holders of record, the rest of
+    ///         what is unpaid is lost; state becomes WrittenOff.
+    function writeOff() external;
 
     // ---- emergency ----
 
@@ -184,4 +225,9 @@ interface INoteTranche {
     ///         both whitelisted, enough balance, and not into the escrow.
     function canTransfer(address from, address to, uint256 amount) external view returns (bool);
     function isRepaid() external view returns (bool);
+    /// @notice What the servicer reads at a period close, in one call.
+    function servicingState()
+        external
+        view
+        returns (State state, uint256 interestDue, uint256 principalDue, uint256 outstanding, uint256 rateBps);
 }

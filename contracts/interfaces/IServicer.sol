@@ -16,14 +16,15 @@ pragma solidity 0.8.37;
 ///         step rules, cure period, fees) are set once in the constructor
 ///         and have no setter, and nothing can pause `closePeriod`, so
 ///         covenant tests, top-ups, sweeps and default keep running whatever
-///         any key holder does. `TRUSTEE_ROLE` is its own admin: only a
-///         trustee appoints (or removes) a trustee, never the servicer's
-///         `DEFAULT_ADMIN_ROLE` holder (the issuer).
+///         any key holder does. The trustee is one address, never zero, and
+///         only the trustee hands the office on (`transferTrustee`); the
+///         servicer has no admin and no roles at all.
 interface IServicer {
     enum Status {
         Performing,
         Defaulted, // a top-up cure period lapsed: the trustee may step in
-        SteppedIn // liens moved to the trustee; wind-down waterfall
+        SteppedIn, // liens moved to the trustee; wind-down waterfall
+        Released // terminal: note released or wound down; late cash still has a way out
     }
 
     /// @notice Covenant and waterfall terms, fixed at deployment.
@@ -112,6 +113,26 @@ interface IServicer {
     event SteppedIn(address indexed trustee, uint256 cashCollateralApplied);
     event Withdrawn(address indexed to, uint256 amount, bool fees);
     event NoteReleased(uint256 cashCollateralReturned);
+    /// @notice The trustee, at creation and at every handover (never zero).
+    event TrusteeSet(address indexed trustee);
+    /// @notice Unallocated cash after a default joined the wind-down cash.
+    event LateCashTrapped(uint256 amount);
+    /// @notice Cash that arrived after release: fee arrears, then the rest
+    ///         to the trustee (after a wind-down) or the operator.
+    event LateCashSettled(uint256 amount, uint256 fees, uint256 rest, bool toTrustee);
+    /// @notice The terminal distribution of every unit the servicer held
+    ///         (release or end of wind-down); `residual` is the operator's.
+    event WoundUp(
+        uint256 cashIn,
+        uint256 fees,
+        uint256 seniorInterest,
+        uint256 seniorPrincipal,
+        uint256 juniorInterest,
+        uint256 juniorPrincipal,
+        uint256 residual
+    );
+    /// @notice New registry defects on the note were seen (`total` so far).
+    event DefectsRecorded(uint256 added, uint256 total);
 
     error PeriodNotClosable(uint32 period, uint8 reportStatus);
     error NotPerforming(Status status);
@@ -124,6 +145,13 @@ interface IServicer {
     error TermsInvalid(string reason);
     error NoteNotActive();
     error NoteNotRepaid();
+    error AlreadyInitialized();
+    error NotTrustee(address caller);
+    error NoNewDefects(uint256 defects);
+
+    /// @notice Wires a fresh clone, once, in the factory's creating
+    ///         transaction: the trustee (never zero) and the covenant terms.
+    function initialize(address trustee, CovenantTerms calldata terms_) external;
 
     /// @notice Pays revenue into the SPV account for the current period.
     function payRevenue(uint256 amount) external;
@@ -132,10 +160,10 @@ interface IServicer {
     ///         After step-in it goes straight into the wind-down waterfall.
     function postCashCollateral(uint256 amount) external;
 
-    /// @notice Pays the capital the tranches drew down (everything the
-    ///         servicer holds outside its buckets) to the operator, who buys
-    ///         and runs the fleet with it. Anyone may call; only the
-    ///         operator receives. Not after a default.
+    /// @notice Pays out cash the servicer holds outside its buckets (drawn
+    ///         capital, plain transfers): to the operator while performing,
+    ///         into the wind-down after a default, and after release to fee
+    ///         arrears then the trustee (wind-down) or the operator. Anyone.
     function disburseCapital() external returns (uint256 amount);
 
     /// @notice Closes the next period: covenants, coupon step, remedies, waterfall.
@@ -150,8 +178,29 @@ interface IServicer {
     /// @notice Trustee step-in after a default: liens move to the trustee, wind-down.
     function stepIn() external;
 
-    /// @notice Releases the collateral of a fully repaid note and returns cash collateral.
+    /// @notice Once every tranche is Repaid or Cancelled: pays fee arrears
+    ///         and interest still due from all the cash held, releases the
+    ///         note in the registry, and writes off a tranche left with
+    ///         unpaid interest (its held partial interest reaches holders);
+    ///         the rest is the operator's. Anyone.
     function releaseCollateral() external;
+
+    /// @notice Ends a wind-down (trustee, after step-in): every unit held
+    ///         pays down the wind-down order, then tranches still owed are
+    ///         written off (loss); later cash goes to the trustee.
+    function finishWindDown() external;
+
+    /// @notice Reads the registry's defect counter for the note; new proven
+    ///         defects raise a top-up requirement at once when collateral
+    ///         (final value + cash) is short. An outstanding cure deadline
+    ///         is never moved. Anyone.
+    function recordDefects() external returns (uint256 defects);
+
+    /// @notice Hands the trustee's office to `newTrustee` (not zero). Trustee only.
+    function transferTrustee(address newTrustee) external;
+
+    /// @notice The note's trustee.
+    function trustee() external view returns (address);
 
     /// @notice Pays out fees (fee recipient) or released equity (operator).
     function withdraw() external returns (uint256 amount);

@@ -12,7 +12,9 @@ import {IServicer} from "../interfaces/IServicer.sol";
 ///         trapped cash while equity is blocked; trapped cash re-enters the
 ///         next period's waterfall). An interest shortfall draws on the
 ///         reserve first, senior before junior; unpaid interest stays due in
-///         the tranche and is paid first next time, never lost.
+///         the tranche and is paid first next time, never lost. Reserve
+///         above its target (it falls as senior principal is repaid) is
+///         drawn back into the period's cash first (counted in reserveDrawn).
 ///         Wind-down (after step-in): fees -> senior interest -> senior
 ///         principal -> junior interest -> junior principal -> equity only
 ///         once both tranches are repaid.
@@ -39,6 +41,13 @@ library Waterfall {
         uint256 cash = d.cashIn;
         uint256 reserve = d.reserveBalance;
         uint256 paid;
+        uint256 released;
+        if (!d.windDown && reserve > d.reserveTarget) {
+            // Reserve above its target goes back into the period's cash.
+            released = reserve - d.reserveTarget;
+            reserve = d.reserveTarget;
+            cash += released;
+        }
 
         (paid, cash) = _take(cash, d.fees);
         r.fees = uint128(paid);
@@ -47,7 +56,7 @@ library Waterfall {
         uint256 drawn = Math.min(reserve, d.seniorInterest - paid);
         reserve -= drawn;
         r.seniorInterest = uint128(paid + drawn);
-        uint256 reserveDrawn = drawn;
+        uint256 reserveDrawn = drawn + released;
 
         if (d.windDown) {
             (paid, cash) = _take(cash, d.seniorOutstanding);

@@ -29,11 +29,11 @@ contract NoteTranche is INoteTranche, ERC20, AccessControlDefaultAdminRules, Ree
     using SafeCast for uint256;
 
     bytes32 public constant ISSUER_ROLE = keccak256("ISSUER_ROLE");
-    bytes32 public constant SERVICER_ROLE = keccak256("SERVICER_ROLE");
-    bytes32 public constant COVENANT_ROLE = keccak256("COVENANT_ROLE");
-    bytes32 public constant RATE_SETTER_ROLE = keccak256("RATE_SETTER_ROLE");
     /// @notice May pause and unpause subscriptions, drawdown and transfers.
     bytes32 public constant GUARDIAN_ROLE = keccak256("GUARDIAN_ROLE");
+
+    /// @inheritdoc INoteTranche
+    uint256 public constant DRAWDOWN_WINDOW = 30 days;
 
     /// @notice Largest coupon step the covenant engine may set, either way.
     int256 public constant MAX_STEP_BPS = 2_000;
@@ -50,7 +50,12 @@ contract NoteTranche is INoteTranche, ERC20, AccessControlDefaultAdminRules, Ree
     uint8 private immutable _decimals;
 
     Terms private _terms;
+    /// @dev The note's servicer: the SPV account that receives drawn
+    ///      capital, pays (`pay`) and steps the coupon (`setRateStep`). Set
+    ///      once by `initialize`; no role, so no admin can take it away.
     address private _spv;
+    string private _name;
+    string private _symbol;
 
     /// @dev Hot accrual state, one slot (29 bytes). The pause flag lives here
     ///      because every transfer reads this slot anyway.
@@ -130,36 +135,45 @@ contract NoteTranche is INoteTranche, ERC20, AccessControlDefaultAdminRules, Ree
     Amortization[] private _schedule;
 
     error TransferToEscrow();
-    error SpvInvalid(address spv);
 
-    /// @param issuer receives the admin, issuer, rate-setter and guardian roles
-    /// @param spv_ the SPV account that receives drawn capital and pays
-    ///        coupons and principal (servicer role); changeable until drawdown
-    constructor(
-        string memory name_,
-        string memory symbol_,
-        IERC20 asset_,
-        IIdentityRegistry identities_,
-        ICollateralRegistry registry_,
-        address issuer,
-        address spv_,
-        Terms memory terms_
-    ) ERC20(name_, symbol_) AccessControlDefaultAdminRules(_ADMIN_TRANSFER_DELAY, issuer) {
-        _validateTerms(terms_);
-        if (spv_ == address(0)) revert SpvInvalid(spv_);
+    /// @notice The implementation every note's tranche clones: the stablecoin
+    ///         and the two registries are shared by all notes of one factory.
+    ///         The implementation itself can never be initialised.
+    constructor(IERC20 asset_, IIdentityRegistry identities_, ICollateralRegistry registry_)
+        ERC20("", "")
+        AccessControlDefaultAdminRules(_ADMIN_TRANSFER_DELAY, msg.sender)
+    {
         _asset = asset_;
         _identities = identities_;
         _registry = registry_;
         _decimals = IERC20Metadata(address(asset_)).decimals();
+        _spv = address(this); // locks `initialize` on the implementation
+    }
+
+    /// @inheritdoc INoteTranche
+    function initialize(
+        string calldata name_,
+        string calldata symbol_,
+        address issuer,
+        address servicer_,
+        Terms calldata terms_,
+        uint40[] calldata dueAt,
+        uint16[] calldata cumulativeBps
+    ) external {
+        if (_spv != address(0)) revert AlreadyInitialized();
+        if (servicer_ == address(0) || issuer == address(0)) revert SpvInvalid(servicer_);
+        _validateTerms(terms_);
+        _name = name_;
+        _symbol = symbol_;
         _terms = terms_;
-        _spv = spv_;
+        _spv = servicer_;
         _accrual.referenceRateBps = terms_.referenceRateBps;
         _accrual.rateBps = _clampedRate(terms_.referenceRateBps, 0).toUint16();
+        _grantRole(DEFAULT_ADMIN_ROLE, issuer);
         _grantRole(ISSUER_ROLE, issuer);
-        _grantRole(RATE_SETTER_ROLE, issuer);
         _grantRole(GUARDIAN_ROLE, issuer);
-        _grantRole(SERVICER_ROLE, spv_);
-        emit TrancheInitialised(address(asset_), spv_, name_, symbol_, terms_, _accrual.rateBps);
+        emit TrancheInitialised(address(_asset), servicer_, name_, symbol_, terms_, _accrual.rateBps);
+        _setSchedule(dueAt, cumulativeBps);
     }
 
     // ------------------------------------------------------------------
@@ -204,6 +218,8 @@ contract NoteTranche is INoteTranche, ERC20, AccessControlDefaultAdminRules, Ree
     /// @inheritdoc INoteTranche
     function closeSubscription() external onlyRole(ISSUER_ROLE) {
         _requireState(State.Subscription);
+        uint256 end = _terms.subscriptionEnd;
+        if (block.timestamp < end) revert SubscriptionWindowOpen(block.timestamp, end);
         _totalRequested = _totalPending;
         _accrual.state = State.Closed;
         emit SubscriptionClosed(_totalRequested, _terms.maxSize);
@@ -240,6 +256,8 @@ contract NoteTranche is INoteTranche, ERC20, AccessControlDefaultAdminRules, Ree
         _requireState(State.Closed);
         _requireNotPaused();
         if (_totalPending != 0) revert RequestsUnfulfilled(_totalPending);
+        uint256 deadline = uint256(_terms.subscriptionEnd) + DRAWDOWN_WINDOW;
+        if (block.timestamp > deadline) revert DrawdownDeadlinePassed(block.timestamp, deadline);
         uint256 principal = _totalFilled;
         uint256 noteId = _terms.noteId;
         uint256 value = _registry.collateralValue(noteId);
@@ -262,9 +280,15 @@ contract NoteTranche is INoteTranche, ERC20, AccessControlDefaultAdminRules, Ree
     }
 
     /// @inheritdoc INoteTranche
-    function cancelOffering() external onlyRole(ISSUER_ROLE) {
+    /// @dev The issuer at any time before drawdown; anyone once the
+    ///      drawdown deadline has passed undrawn (the unwind).
+    function cancelOffering() external {
         State s = _accrual.state;
         if (s != State.Subscription && s != State.Closed) revert StateIs(s, State.Closed);
+        if (!hasRole(ISSUER_ROLE, msg.sender)) {
+            uint256 deadline = uint256(_terms.subscriptionEnd) + DRAWDOWN_WINDOW;
+            if (block.timestamp <= deadline) revert DrawdownDeadlineNotPassed(block.timestamp, deadline);
+        }
         _accrual.state = State.Cancelled;
         emit OfferingCancelled();
     }
@@ -281,7 +305,7 @@ contract NoteTranche is INoteTranche, ERC20, AccessControlDefaultAdminRules, Ree
         } else if (s == State.Closed) {
             refunded = fill.refund;
             _fills[msg.sender].refund = 0;
-        } else if (s == State.Active || s == State.Repaid) {
+        } else if (s >= State.Active && s != State.Cancelled) {
             shares = fill.shares;
             refunded = fill.refund;
             delete _fills[msg.sender];
@@ -302,7 +326,8 @@ contract NoteTranche is INoteTranche, ERC20, AccessControlDefaultAdminRules, Ree
     /// @dev Interest short of what is due is held, not allocated, until the
     ///      rest is paid. Principal is shared per face, rounded down; the
     ///      remainder stays as dust in the tranche, never paid out twice.
-    function pay(uint256 interest, uint256 principal) external onlyRole(SERVICER_ROLE) nonReentrant {
+    function pay(uint256 interest, uint256 principal) external nonReentrant {
+        _requireServicer();
         State s = _accrual.state;
         if (s != State.Active && s != State.Repaid) revert StateIs(s, State.Active);
         _accrue();
@@ -327,7 +352,8 @@ contract NoteTranche is INoteTranche, ERC20, AccessControlDefaultAdminRules, Ree
     }
 
     /// @inheritdoc INoteTranche
-    function setRateStep(int16 stepBps) external onlyRole(COVENANT_ROLE) {
+    function setRateStep(int16 stepBps) external {
+        _requireServicer();
         if (stepBps > MAX_STEP_BPS || stepBps < -MAX_STEP_BPS) revert RateStepOutOfRange(stepBps);
         _accrue();
         _accrual.rateStepBps = stepBps;
@@ -335,44 +361,28 @@ contract NoteTranche is INoteTranche, ERC20, AccessControlDefaultAdminRules, Ree
     }
 
     /// @inheritdoc INoteTranche
-    function setReferenceRate(uint16 newReferenceRateBps) external onlyRole(RATE_SETTER_ROLE) {
+    /// @dev Partial interest held (never allocated because the rest never
+    ///      came) is shared per face among the holders of record through the
+    ///      principal accumulator (rounded down), so `redeem` pays it; the
+    ///      unpaid principal and interest are the lenders' loss.
+    function writeOff() external nonReentrant {
+        _requireServicer();
+        State s = _accrual.state;
+        if (s != State.Active && s != State.Repaid) revert StateIs(s, State.Active);
         _accrue();
-        _accrual.referenceRateBps = newReferenceRateBps;
-        _updateRate();
-    }
-
-    /// @inheritdoc INoteTranche
-    function setAmortizationSchedule(uint40[] calldata dueAt, uint16[] calldata cumulativeBps)
-        external
-        onlyRole(ISSUER_ROLE)
-    {
-        State s = _accrual.state;
-        if (s != State.Subscription && s != State.Closed) revert StateIs(s, State.Closed);
-        if (dueAt.length != cumulativeBps.length) revert ScheduleInvalid(dueAt.length);
-        delete _schedule;
-        uint256 previousDue = 0;
-        uint256 previousBps = 0;
-        for (uint256 i = 0; i < dueAt.length; ++i) {
-            if (
-                dueAt[i] <= previousDue || dueAt[i] > _terms.maturity || cumulativeBps[i] < previousBps
-                    || cumulativeBps[i] > _BPS
-            ) revert ScheduleInvalid(i);
-            _schedule.push(Amortization(dueAt[i], cumulativeBps[i]));
-            previousDue = dueAt[i];
-            previousBps = cumulativeBps[i];
+        Principal memory p = _principal;
+        uint256 held = _funding.held;
+        uint256 interestLost = _interestDue(uint256(_accrual.interestIndex) * _originalPrincipal);
+        if (held != 0) {
+            p.principalIndex += Math.mulDiv(held, _INDEX_SCALE, totalSupply()).toUint128();
+            _funding.held = 0;
+            _cash.funded += uint128(held);
         }
-        emit AmortizationScheduleSet(dueAt, cumulativeBps);
-    }
-
-    /// @notice Points drawdown and servicing at a new SPV account (e.g. the
-    ///         note's servicer contract). Issuer, before drawdown.
-    function setSpv(address newSpv) external onlyRole(ISSUER_ROLE) {
-        State s = _accrual.state;
-        if (s != State.Subscription && s != State.Closed) revert StateIs(s, State.Closed);
-        if (newSpv == address(0)) revert SpvInvalid(newSpv);
-        _revokeRole(SERVICER_ROLE, _spv);
-        _grantRole(SERVICER_ROLE, newSpv);
-        _spv = newSpv;
+        uint256 principalLost = p.outstanding;
+        p.outstanding = 0;
+        _principal = p;
+        _accrual.state = State.WrittenOff;
+        emit WrittenOff(principalLost, interestLost, held);
     }
 
     // ------------------------------------------------------------------
@@ -420,7 +430,8 @@ contract NoteTranche is INoteTranche, ERC20, AccessControlDefaultAdminRules, Ree
         _settle(msg.sender);
         amount = _principalOwed[msg.sender];
         // slither-disable-next-line incorrect-equality
-        uint256 burned = _accrual.state == State.Repaid ? balanceOf(msg.sender) : 0;
+        State s = _accrual.state;
+        uint256 burned = (s == State.Repaid || s == State.WrittenOff) ? balanceOf(msg.sender) : 0;
         // slither-disable-next-line incorrect-equality
         if (amount == 0 && burned == 0) revert NothingToClaim(msg.sender);
         _principalOwed[msg.sender] = 0;
@@ -438,7 +449,7 @@ contract NoteTranche is INoteTranche, ERC20, AccessControlDefaultAdminRules, Ree
         return address(_asset);
     }
 
-    /// @notice The SPV account that receives capital and services the note.
+    /// @notice The note's servicer (the SPV account): receives capital, services the note.
     function spv() external view returns (address) {
         return _spv;
     }
@@ -466,6 +477,29 @@ contract NoteTranche is INoteTranche, ERC20, AccessControlDefaultAdminRules, Ree
 
     function decimals() public view override returns (uint8) {
         return _decimals;
+    }
+
+    function name() public view override returns (string memory) {
+        return _name;
+    }
+
+    function symbol() public view override returns (string memory) {
+        return _symbol;
+    }
+
+    /// @dev The admin handover delay is fixed (clones do not run the constructor).
+    function defaultAdminDelay() public pure override returns (uint48) {
+        return _ADMIN_TRANSFER_DELAY;
+    }
+
+    /// @inheritdoc INoteTranche
+    function servicingState()
+        external
+        view
+        returns (State state_, uint256 interestDue_, uint256 principalDue_, uint256 outstanding, uint256 rateBps)
+    {
+        (, uint256 accruedScaled) = _accruedNow();
+        return (_accrual.state, _interestDue(accruedScaled), principalDue(), _principal.outstanding, _accrual.rateBps);
     }
 
     /// @inheritdoc INoteTranche
@@ -516,7 +550,7 @@ contract NoteTranche is INoteTranche, ERC20, AccessControlDefaultAdminRules, Ree
 
     /// @inheritdoc INoteTranche
     /// @dev Scheduled amounts round up (in the lenders' favour of being paid).
-    function principalDue() external view returns (uint256) {
+    function principalDue() public view returns (uint256) {
         uint256 outstanding = _principal.outstanding;
         if (outstanding == 0) return 0;
         if (block.timestamp >= _terms.maturity) return outstanding;
@@ -606,7 +640,8 @@ contract NoteTranche is INoteTranche, ERC20, AccessControlDefaultAdminRules, Ree
         if (from != address(0)) _settle(from);
         if (to != address(0)) _settle(to);
         if (to == address(this) && from != address(0)) revert TransferToEscrow();
-        if (to != address(0) && to != address(this)) _identities.requireVerified(to);
+        if (from == address(this)) _identities.requireNotFrozen(to); // a claim of what `to` is owed
+        else if (to != address(0) && to != address(this)) _identities.requireVerified(to);
         if (from != address(0) && from != address(this) && to != address(0)) _identities.requireVerified(from);
         super._update(from, to, value);
     }
@@ -755,7 +790,7 @@ contract NoteTranche is INoteTranche, ERC20, AccessControlDefaultAdminRules, Ree
     function _unclaimedShares(address controller) private view returns (uint256) {
         State s = _accrual.state;
         // slither-disable-next-line incorrect-equality
-        return (s == State.Active || s == State.Repaid) ? _fills[controller].shares : 0;
+        return (s >= State.Active && s != State.Cancelled) ? _fills[controller].shares : 0;
     }
 
     /// @dev Accrued (rounded up) minus allocated and held interest.
@@ -793,6 +828,27 @@ contract NoteTranche is INoteTranche, ERC20, AccessControlDefaultAdminRules, Ree
             else high = mid;
         }
         return low == 0 ? 0 : _schedule[low - 1].cumulativeBps;
+    }
+
+    function _requireServicer() private view {
+        if (msg.sender != _spv) revert NotServicer(msg.sender);
+    }
+
+    /// @dev Cumulative share of the original principal due by each date.
+    function _setSchedule(uint40[] calldata dueAt, uint16[] calldata cumulativeBps) private {
+        if (dueAt.length != cumulativeBps.length) revert ScheduleInvalid(dueAt.length);
+        uint256 previousDue = 0;
+        uint256 previousBps = 0;
+        for (uint256 i = 0; i < dueAt.length; ++i) {
+            if (
+                dueAt[i] <= previousDue || dueAt[i] > _terms.maturity || cumulativeBps[i] < previousBps
+                    || cumulativeBps[i] > _BPS
+            ) revert ScheduleInvalid(i);
+            _schedule.push(Amortization(dueAt[i], cumulativeBps[i]));
+            previousDue = dueAt[i];
+            previousBps = cumulativeBps[i];
+        }
+        emit AmortizationScheduleSet(dueAt, cumulativeBps);
     }
 
     function _requireNotPaused() private view {

@@ -14,20 +14,24 @@ import {Depreciation} from "../libraries/Depreciation.sol";
 ///         slots to register, and one more write each to attest and pledge;
 ///         GPUs are only ever touched one at a time, by fraud proofs.
 contract CollateralRegistry is ICollateralRegistry, AccessControlDefaultAdminRules {
-    /// @notice A note's collateral pool. Slot 0 packs issuer, status and the
-    ///         deficiency flag.
+    /// @notice A note's collateral pool. Slot 0 packs issuer, status, the
+    ///         bound flag and the defect count.
     struct Note {
         address issuer;
         NoteStatus status;
-        bool deficient;
-        address manager;
+        bool bound; // servicer, tranches and operators fixed
+        uint64 defects; // defects proven in the note's batches
+        address servicer;
         address lienholder;
         address[] tranches;
-        uint64[] batchIds; // every batch ever pledged, four ids per slot
+        address[] operators;
+        uint64[] batchIds; // live batches (pledged, not voided), four ids per slot
     }
 
     /// @inheritdoc ICollateralRegistry
     bytes32 public constant ISSUER_ROLE = keccak256("ISSUER_ROLE");
+    /// @inheritdoc ICollateralRegistry
+    bytes32 public constant NOTE_FACTORY_ROLE = keccak256("NOTE_FACTORY_ROLE");
     /// @inheritdoc ICollateralRegistry
     bytes32 public constant OPERATOR_ROLE = keccak256("OPERATOR_ROLE");
     /// @inheritdoc ICollateralRegistry
@@ -55,6 +59,7 @@ contract CollateralRegistry is ICollateralRegistry, AccessControlDefaultAdminRul
     uint64 private _batchCount;
 
     mapping(uint256 noteId => Note) private _notes;
+    mapping(uint256 noteId => mapping(address operator => bool)) private _isNoteOperator;
     mapping(uint256 batchId => BatchHeader) private _batches;
     mapping(uint8 classId => DepreciationClass) private _classes;
     mapping(bytes32 model => uint16 haircutBps) private _modelHaircuts;
@@ -89,42 +94,51 @@ contract CollateralRegistry is ICollateralRegistry, AccessControlDefaultAdminRul
     // ---- notes ----
 
     /// @inheritdoc ICollateralRegistry
-    function openNote(address manager) external onlyRole(ISSUER_ROLE) returns (uint256 noteId) {
-        if (manager == address(0)) revert ZeroAddress();
+    function openNote(address issuer) external onlyRole(NOTE_FACTORY_ROLE) returns (uint256 noteId) {
+        if (!hasRole(ISSUER_ROLE, issuer)) revert IssuerRoleMissing(issuer);
         noteId = ++_noteCount;
         Note storage note = _notes[noteId];
-        note.issuer = msg.sender;
+        note.issuer = issuer;
         note.status = NoteStatus.Open;
-        note.manager = manager;
-        emit NoteOpened(noteId, msg.sender, manager);
+        emit NoteOpened(noteId, issuer, msg.sender);
     }
 
     /// @inheritdoc ICollateralRegistry
-    function setNoteManager(uint256 noteId, address manager) external {
-        Note storage note = _openNoteOfIssuer(noteId);
-        if (manager == address(0)) revert ZeroAddress();
-        note.manager = manager;
-        emit NoteManagerSet(noteId, manager);
-    }
-
-    /// @inheritdoc ICollateralRegistry
-    function setNoteTranches(uint256 noteId, address[] calldata tranches) external {
-        Note storage note = _openNoteOfIssuer(noteId);
-        if (tranches.length > MAX_TRANCHES_PER_NOTE) {
-            revert NoteTranchesTooMany(noteId, tranches.length, MAX_TRANCHES_PER_NOTE);
+    function bindNote(
+        uint256 noteId,
+        address servicer,
+        address[] calldata tranches,
+        address[] calldata operators
+    ) external onlyRole(NOTE_FACTORY_ROLE) {
+        Note storage note = _note(noteId);
+        if (note.bound) revert NoteAlreadyBound(noteId);
+        if (note.status != NoteStatus.Open) revert NoteNotOpen(noteId, note.status);
+        if (servicer == address(0)) revert ZeroAddress();
+        if (tranches.length == 0 || tranches.length > MAX_TRANCHES_PER_NOTE) {
+            revert NoteTranchesCount(noteId, tranches.length, MAX_TRANCHES_PER_NOTE);
         }
+        if (operators.length == 0) revert NoteOperatorsEmpty(noteId);
         for (uint256 i = 0; i < tranches.length; ++i) {
             if (tranches[i] == address(0)) revert ZeroAddress();
         }
+        for (uint256 i = 0; i < operators.length; ++i) {
+            if (operators[i] == address(0)) revert ZeroAddress();
+            _isNoteOperator[noteId][operators[i]] = true;
+        }
+        note.bound = true;
+        note.servicer = servicer;
         note.tranches = tranches;
-        emit NoteTranchesSet(noteId, tranches);
+        note.operators = operators;
+        emit NoteBound(noteId, servicer, tranches, operators);
     }
 
     /// @inheritdoc ICollateralRegistry
     function releaseNote(uint256 noteId) external {
         Note storage note = _note(noteId);
         if (!_isLiveNoteStatus(note.status)) revert NoteNotOpen(noteId, note.status);
-        if (msg.sender != note.manager && !_allTranchesRepaid(note)) revert NoteNotRepaid(noteId);
+        if (!note.bound) revert NoteNotBound(noteId);
+        bool byLienholder = note.status == NoteStatus.SteppedIn && msg.sender == note.lienholder;
+        if (!byLienholder && !_allTranchesSettled(note)) revert NoteNotRepaid(noteId);
         note.status = NoteStatus.Released;
         emit NoteReleased(noteId, msg.sender);
     }
@@ -132,7 +146,7 @@ contract CollateralRegistry is ICollateralRegistry, AccessControlDefaultAdminRul
     /// @inheritdoc ICollateralRegistry
     function transferLiens(uint256 noteId, address trustee) external {
         Note storage note = _note(noteId);
-        if (msg.sender != note.manager) revert CallerNotNoteManager(noteId, msg.sender);
+        if (!note.bound || msg.sender != note.servicer) revert CallerNotNoteServicer(noteId, msg.sender);
         if (note.status != NoteStatus.Open) revert NoteNotOpen(noteId, note.status);
         if (trustee == address(0)) revert ZeroAddress();
         note.status = NoteStatus.SteppedIn;
@@ -200,6 +214,8 @@ contract CollateralRegistry is ICollateralRegistry, AccessControlDefaultAdminRul
         }
         Note storage note = _note(noteId);
         if (note.status != NoteStatus.Open) revert NoteNotOpen(noteId, note.status);
+        if (!note.bound) revert NoteNotBound(noteId);
+        if (!_isNoteOperator[noteId][msg.sender]) revert CallerNotNoteOperator(noteId, msg.sender);
         if (batch.issuer != note.issuer) revert BatchIssuerMismatch(batchId, batch.issuer, note.issuer);
         if (note.batchIds.length >= MAX_BATCHES_PER_NOTE) revert NoteBatchLimitReached(noteId, MAX_BATCHES_PER_NOTE);
         batch.status = BatchStatus.Pledged;
@@ -230,10 +246,8 @@ contract CollateralRegistry is ICollateralRegistry, AccessControlDefaultAdminRul
 
         (uint256 keptBatchId, uint256 voidedBatchId) = batchA < batchB ? (batchA, batchB) : (batchB, batchA);
         if (keptBatchId == voidedBatchId) keptBatchId = 0; // one batch holds the GPU twice: nothing is kept
-        uint256 noteId = _void(voidedBatchId == batchA ? headerA : headerB);
         emit DoublePledgeProven(a.gpuKey, keptBatchId, voidedBatchId, msg.sender);
-        emit BatchVoided(voidedBatchId, noteId, a.gpuKey, _REASON_DOUBLE_PLEDGE);
-        emit NoteCollateralDeficient(noteId, voidedBatchId);
+        _void(voidedBatchId, voidedBatchId == batchA ? headerA : headerB, a.gpuKey, _REASON_DOUBLE_PLEDGE);
     }
 
     /// @inheritdoc ICollateralRegistry
@@ -241,9 +255,7 @@ contract CollateralRegistry is ICollateralRegistry, AccessControlDefaultAdminRul
         BatchHeader storage batch = _liveBatch(batchId);
         if (!MerkleProof.verifyCalldata(proof, batch.root, _leafHash(leaf))) revert ProofInvalid(batchId, leaf.gpuKey);
         string memory reason = _badLeafReason(batchId, batch, leaf);
-        uint256 noteId = _void(batch);
-        emit BatchVoided(batchId, noteId, leaf.gpuKey, reason);
-        emit NoteCollateralDeficient(noteId, batchId);
+        _void(batchId, batch, leaf.gpuKey, reason);
     }
 
     // ---- valuation ----
@@ -356,10 +368,10 @@ contract CollateralRegistry is ICollateralRegistry, AccessControlDefaultAdminRul
         view
         returns (
             address issuer,
-            address manager,
+            address servicer,
             NoteStatus status,
             address lienholder,
-            bool deficient,
+            uint256 defects,
             uint256[] memory batchIds
         )
     {
@@ -369,7 +381,12 @@ contract CollateralRegistry is ICollateralRegistry, AccessControlDefaultAdminRul
         for (uint256 i = 0; i < stored.length; ++i) {
             batchIds[i] = stored[i];
         }
-        return (note.issuer, note.manager, note.status, note.lienholder, note.deficient, batchIds);
+        return (note.issuer, note.servicer, note.status, note.lienholder, note.defects, batchIds);
+    }
+
+    /// @inheritdoc ICollateralRegistry
+    function noteOperators(uint256 noteId) external view returns (address[] memory) {
+        return _note(noteId).operators;
     }
 
     /// @inheritdoc ICollateralRegistry
@@ -465,22 +482,30 @@ contract CollateralRegistry is ICollateralRegistry, AccessControlDefaultAdminRul
         revert LeafConsistent(batchId);
     }
 
-    /// @dev Marks a live batch voided and its note deficient; returns the note.
-    function _void(BatchHeader storage batch) private returns (uint256 noteId) {
-        noteId = batch.noteId;
+    /// @dev Marks a live batch voided, drops it from its note's live batches
+    ///      and counts a defect on the note; emits `BatchVoided` and
+    ///      `NoteDefectProven`.
+    function _void(uint256 batchId, BatchHeader storage batch, bytes32 gpuKey, string memory reason) private {
+        uint256 noteId = batch.noteId;
         batch.status = BatchStatus.Voided;
-        _notes[noteId].deficient = true;
+        Note storage note = _notes[noteId];
+        uint64[] storage ids = note.batchIds;
+        uint256 last = ids.length - 1;
+        for (uint256 i = 0; i <= last; ++i) {
+            if (ids[i] == batchId) {
+                ids[i] = ids[last];
+                ids.pop();
+                break;
+            }
+        }
+        uint256 defects = ++note.defects;
+        emit BatchVoided(batchId, noteId, gpuKey, reason);
+        emit NoteDefectProven(noteId, batchId, defects);
     }
 
     function _note(uint256 noteId) private view returns (Note storage note) {
         note = _notes[noteId];
         if (note.status == NoteStatus.None) revert NoteUnknown(noteId);
-    }
-
-    function _openNoteOfIssuer(uint256 noteId) private view returns (Note storage note) {
-        note = _note(noteId);
-        if (msg.sender != note.issuer) revert CallerNotNoteIssuer(noteId, msg.sender);
-        if (note.status != NoteStatus.Open) revert NoteNotOpen(noteId, note.status);
     }
 
     function _batch(uint256 batchId) private view returns (BatchHeader storage batch) {
@@ -501,12 +526,13 @@ contract CollateralRegistry is ICollateralRegistry, AccessControlDefaultAdminRul
         return status == NoteStatus.Open || status == NoteStatus.SteppedIn;
     }
 
-    /// @dev Staticcalls each tranche; false for a note without tranches.
-    function _allTranchesRepaid(Note storage note) private view returns (bool) {
+    /// @dev Staticcalls each tranche of a bound note (at least one):
+    ///      true when every one is Repaid or Cancelled (never drawn).
+    function _allTranchesSettled(Note storage note) private view returns (bool) {
         address[] storage tranches = note.tranches;
-        if (tranches.length == 0) return false;
         for (uint256 i = 0; i < tranches.length; ++i) {
-            if (!INoteTranche(tranches[i]).isRepaid()) return false;
+            INoteTranche.State state = INoteTranche(tranches[i]).state();
+            if (state != INoteTranche.State.Repaid && state != INoteTranche.State.Cancelled) return false;
         }
         return true;
     }

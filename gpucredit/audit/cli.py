@@ -52,7 +52,7 @@ ManifestOption = Annotated[
         "-m",
         help=(
             "Deployment manifest (docs/audit.md; the deploy script's manifest works as is). "
-            "Default with --rpc: deployments/<chain-id>.json."
+            "Default with --rpc: `deployments/<chain-id>.json`."
         ),
         dir_okay=False,
     ),

@@ -18,21 +18,43 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-BPS = 10_000
+# The period-close rules are shared with the risk engine (gpucredit.risk): one
+# source of truth, written for plain ints here and numpy arrays there.
+from gpucredit.audit.rules import (  # noqa: F401  (re-exported for the replay)
+    BPS,
+    BREACH_DEFAULT,
+    BREACH_DSCR,
+    BREACH_LOW_UTILIZATION,
+    BREACH_LTV,
+    BREACH_STALE,
+    BREACH_TOPUP_OUTSTANDING,
+    BREACH_UPTIME,
+    DEFAULTED,
+    PERFORMING,
+    QUARTER,
+    RELEASED,
+    STEPPED_IN,
+    UINT8_MAX,
+    UINT32_MAX,
+    WATERFALL_FIELDS,
+    Due,
+    StepState,
+    batch_value,
+    ceil_div,
+    decide,
+    depreciation_factor_bps,
+    dscr_bps,
+    ltv_bps,
+    quarters_elapsed,
+    reserve_target,
+    waterfall,
+)
+from gpucredit.audit.rules import clamped_rate as _clamped_rate
+from gpucredit.audit.rules import principal_due as _principal_due
+
 YEAR = 365 * 86_400
 INDEX_SCALE = 10**27
-QUARTER = 7_889_400  # 365.25 days / 4
-UINT32_MAX = 2**32 - 1
-UINT8_MAX = 255
 
-# Covenant breach flags (IServicer.CovenantResult.breaches)
-BREACH_DSCR = 1
-BREACH_LTV = 2
-BREACH_UPTIME = 4
-BREACH_STALE = 8
-BREACH_LOW_UTILIZATION = 16
-BREACH_TOPUP_OUTSTANDING = 32
-BREACH_DEFAULT = 64
 BREACH_NAMES = {
     BREACH_DSCR: "DSCR",
     BREACH_LTV: "LTV",
@@ -44,9 +66,7 @@ BREACH_NAMES = {
 }
 
 # INoteTranche.State
-SUBSCRIPTION, CLOSED, ACTIVE, REPAID, CANCELLED = range(5)
-# IServicer.Status
-PERFORMING, DEFAULTED, STEPPED_IN = range(3)
+SUBSCRIPTION, CLOSED, ACTIVE, REPAID, CANCELLED, WRITTEN_OFF = range(6)
 # ITelemetryOracle.ReportStatus
 REPORT_NONE, REPORTED, MISSED = range(3)
 # ICollateralRegistry.NoteStatus / BatchStatus
@@ -56,10 +76,6 @@ BATCH_NONE, BATCH_REGISTERED, BATCH_ATTESTED, BATCH_PLEDGED, BATCH_VOIDED = rang
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 
 
-def ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
-
-
 def breach_names(mask: int) -> list[str]:
     return [name for bit, name in BREACH_NAMES.items() if mask & bit]
 
@@ -67,21 +83,6 @@ def breach_names(mask: int) -> list[str]:
 # ---------------------------------------------------------------------------
 # Collateral registry: batches, classes, haircuts, valuation
 # ---------------------------------------------------------------------------
-
-
-def depreciation_factor_bps(markdown_bps: int, floor_bps: int, quarters: int) -> int:
-    """max(floor, 10,000 - quarters x markdown); 10,000 without markdown."""
-    if markdown_bps == 0:
-        return BPS
-    markdown = min(quarters, BPS) * markdown_bps
-    if markdown >= BPS:
-        return floor_bps
-    return max(floor_bps, BPS - markdown)
-
-
-def quarters_elapsed(in_service_at: int, ts: int) -> int:
-    """Full quarters in service (rounded down); 0 before the in-service date."""
-    return 0 if ts <= in_service_at else (ts - in_service_at) // QUARTER
 
 
 @dataclass(slots=True)
@@ -102,11 +103,13 @@ class Batch:
 class NoteCollateral:
     note_id: int
     issuer: str
-    manager: str
+    servicer: str = ZERO_ADDRESS  # fixed once by NoteBound
     status: int = NOTE_OPEN
-    batch_ids: list[int] = field(default_factory=list)
+    bound: bool = False
+    batch_ids: list[int] = field(default_factory=list)  # live (pledged, not voided)
     tranches: list[str] = field(default_factory=list)
-    deficient: bool = False
+    operators: list[str] = field(default_factory=list)
+    defects: int = 0
     lienholder: str = ZERO_ADDRESS
 
 
@@ -114,6 +117,7 @@ class Registry:
     """Batches and notes of the one collateral registry all issuers share."""
 
     MAX_BATCHES_PER_NOTE = 32
+    MAX_TRANCHES_PER_NOTE = 4
 
     def __init__(self) -> None:
         self.classes: dict[int, tuple[int, int]] = {}
@@ -133,7 +137,7 @@ class Registry:
         markdown, floor = self.classes.get(batch.class_id, (0, 0))
         factor = depreciation_factor_bps(markdown, floor, quarters_elapsed(batch.in_service_at, ts))
         haircut = self.haircuts.get(batch.model, 0)
-        return batch.total_cost * factor * (BPS - haircut) // (BPS * BPS)
+        return batch_value(batch.total_cost, factor, haircut)
 
     def is_live_note(self, note_id: int) -> bool:
         note = self.notes.get(note_id)
@@ -350,8 +354,8 @@ class Tranche:
     # ---- rates ----
 
     def clamped_rate(self, reference: int, step: int) -> int:
-        raw = reference + self.terms.spread_bps + step
-        return min(max(raw, self.terms.floor_rate_bps), self.terms.cap_rate_bps)
+        t = self.terms
+        return _clamped_rate(reference, t.spread_bps, step, t.floor_rate_bps, t.cap_rate_bps)
 
     def set_rate(self, ts: int, reference: int, step: int) -> tuple[int, int]:
         """Accrues at the old rate, then moves to the new; returns (old, new)."""
@@ -402,13 +406,9 @@ class Tranche:
 
     def principal_due(self, ts: int) -> int:
         """Scheduled principal due and unpaid (all of it from maturity)."""
-        if self.outstanding == 0:
-            return 0
-        if ts >= self.terms.maturity:
-            return self.outstanding
-        scheduled = ceil_div(self.original * self.cumulative_bps_at(ts), BPS)
-        repaid = self.original - self.outstanding
-        return min(scheduled - repaid, self.outstanding) if scheduled > repaid else 0
+        return _principal_due(
+            self.original, self.outstanding, self.cumulative_bps_at(ts), ts >= self.terms.maturity
+        )
 
     # ---- holders ----
 
@@ -547,6 +547,23 @@ class Tranche:
                 repaid = True
         return PayOutcome(max(due, interest), self.outstanding, repaid, problem)
 
+    def write_off(self, ts: int) -> tuple[int, int, int]:
+        """The servicer ends the tranche: held partial interest is shared per
+        face through the principal index; returns (principal lost, interest
+        lost, held released)."""
+        self.accrue(ts)
+        held = self.held
+        interest_lost = self._due_from_index(self.interest_index)
+        if held:
+            supply = self.total_supply or 1
+            self.principal_index += held * INDEX_SCALE // supply
+            self.cash_funded += held
+            self.held = 0
+        lost = self.outstanding
+        self.outstanding = 0
+        self.state = WRITTEN_OFF
+        return lost, interest_lost, held
+
     def fill_of(self, requested: int) -> int:
         """Pro rata cut of an oversubscribed tranche, rounded down."""
         if self.total_requested <= self.terms.max_size:
@@ -596,131 +613,6 @@ class CovenantTerms:
         )
 
 
-# WaterfallDistributed.result (IServicer.WaterfallResult), in its field order
-WATERFALL_FIELDS = (
-    "cashIn",
-    "fees",
-    "seniorInterest",
-    "juniorInterest",
-    "seniorPrincipal",
-    "juniorPrincipal",
-    "reserveDrawn",
-    "reserveAdded",
-    "sweep",
-    "equity",
-    "trapped",
-    "reserveBalance",
-)
-
-
-@dataclass(slots=True)
-class Due:
-    """What a period's waterfall owes, read at the close."""
-
-    cash_in: int
-    reserve_balance: int
-    reserve_target: int
-    fees: int
-    senior_interest: int
-    junior_interest: int
-    senior_principal: int
-    junior_principal: int
-    senior_outstanding: int
-    junior_outstanding: int
-    sweep_share_bps: int
-    sweep_on: bool = False
-    equity_blocked: bool = False
-    wind_down: bool = False
-
-
-def waterfall(d: Due) -> dict[str, int]:
-    """Splits the period's cash into the buckets (README "Revenue waterfall").
-
-    Performing: fees, senior interest, junior interest (a shortfall of either
-    drawn from the reserve, senior first), scheduled principal senior then
-    junior, reserve up to its target, sweep (a share of what is left, rounded
-    down, at most the senior principal still outstanding), equity or trapped.
-    Wind-down: fees, senior interest, senior principal, junior interest,
-    junior principal, equity only once both tranches are repaid.
-    """
-    cash = d.cash_in
-    reserve = d.reserve_balance
-    r = dict.fromkeys(WATERFALL_FIELDS, 0)
-    r["cashIn"] = d.cash_in
-    paid = min(cash, d.fees)
-    cash -= paid
-    r["fees"] = paid
-
-    paid = min(cash, d.senior_interest)
-    cash -= paid
-    drawn = min(reserve, d.senior_interest - paid)
-    reserve -= drawn
-    r["seniorInterest"] = paid + drawn
-    reserve_drawn = drawn
-
-    if d.wind_down:
-        paid = min(cash, d.senior_outstanding)
-        cash -= paid
-        r["seniorPrincipal"] = paid
-
-    paid = min(cash, d.junior_interest)
-    cash -= paid
-    drawn = min(reserve, d.junior_interest - paid)
-    reserve -= drawn
-    r["juniorInterest"] = paid + drawn
-    r["reserveDrawn"] = reserve_drawn + drawn
-
-    if d.wind_down:
-        paid = min(cash, d.junior_outstanding)
-        cash -= paid
-        r["juniorPrincipal"] = paid
-        repaid = (
-            r["seniorPrincipal"] == d.senior_outstanding
-            and r["juniorPrincipal"] == d.junior_outstanding
-        )
-        r["equity" if repaid else "trapped"] = cash
-        r["reserveBalance"] = reserve
-        return r
-
-    paid = min(cash, d.senior_principal)
-    cash -= paid
-    r["seniorPrincipal"] = paid
-    paid = min(cash, d.junior_principal)
-    cash -= paid
-    r["juniorPrincipal"] = paid
-
-    paid = min(cash, max(d.reserve_target - reserve, 0))
-    cash -= paid
-    reserve += paid
-    r["reserveAdded"] = paid
-
-    if d.sweep_on:
-        room = d.senior_outstanding - r["seniorPrincipal"]
-        paid = min(cash * d.sweep_share_bps // BPS, room)
-        cash -= paid
-        r["sweep"] = paid
-
-    r["trapped" if d.equity_blocked else "equity"] = cash
-    r["reserveBalance"] = reserve
-    return r
-
-
-def dscr_bps(revenue_reported: int, revenue_cash: int, debt_service: int) -> int:
-    """min(oracle revenue, cash revenue) / debt service, rounded down; max without debt service."""
-    if debt_service == 0:
-        return UINT32_MAX
-    return min(min(revenue_reported, revenue_cash) * BPS // debt_service, UINT32_MAX)
-
-
-def ltv_bps(outstanding: int, collateral: int) -> int:
-    """Outstanding / (GPU value + cash collateral), rounded up; 0 with nothing outstanding."""
-    if outstanding == 0:
-        return 0
-    if collateral == 0:
-        return UINT32_MAX
-    return min(ceil_div(outstanding * BPS, collateral), UINT32_MAX)
-
-
 Expected = tuple[str, str, dict[str, Any]]  # (address, event, args)
 
 
@@ -763,6 +655,9 @@ class Servicer:
         self.equity_payable = 0
         self.fee_arrears = 0
         self.capital_disbursed = 0
+        self.trustee = ""
+        self.defects_seen = 0
+        self.recovery_payable = 0
 
     @property
     def tranches(self) -> list[Tranche]:
@@ -802,7 +697,7 @@ class Servicer:
         due = Due(
             cash_in=self.period_revenue + self.trapped,
             reserve_balance=self.reserve,
-            reserve_target=ceil_div(senior.outstanding * senior.rate * t.reserve_months, 12 * BPS),
+            reserve_target=reserve_target(senior.outstanding, senior.rate, t.reserve_months),
             fees=t.fee_per_period + self.fee_arrears,
             senior_interest=senior.interest_due(ts),
             junior_interest=junior.interest_due(ts) if junior else 0,
@@ -837,105 +732,72 @@ class Servicer:
             "outstanding": outstanding,
         }
 
-        # Coupon-step streaks: a late report is used but never counts as good;
-        # a missing report counts as low utilization.
-        high = reported and not late and report.utilization_bps >= t.step_down_util_bps
-        low = not reported or report.utilization_bps < t.step_up_util_bps
-        self.high_streak = min(self.high_streak + 1, UINT8_MAX) if high else 0
-        self.low_streak = min(self.low_streak + 1, UINT8_MAX) if low else 0
-
-        # An open top-up is checked first: cured, lapsed (default) or still open.
-        collateral = collateral_value + self.cash_collateral
-        if self.topup_deadline:
-            if collateral >= self.topup_required:
-                out.append(
-                    (
-                        self.address,
-                        "TopUpCured",
-                        {
-                            "requiredCollateral": self.topup_required,
-                            "collateral": collateral,
-                            "curedAt": ts,
-                        },
-                    )
-                )
-                self.topup_deadline = 0
-                self.topup_required = 0
-            elif ts > self.topup_deadline and self.status == PERFORMING:
-                self.status = DEFAULTED
-                out.append(
-                    (
-                        self.address,
-                        "DefaultDeclared",
-                        {
-                            "requiredCollateral": self.topup_required,
-                            "collateral": collateral,
-                            "deadline": self.topup_deadline,
-                        },
-                    )
-                )
-
-        # Step-up on after `stepUpPeriods` low periods; off at the first close
-        # that is not low with no top-up open. Step-down on after
-        # `stepDownPeriods` high periods. The two add up.
-        if self.low_streak >= t.step_up_periods:
-            self.low_step_on = True
-        elif self.low_step_on and not low and self.topup_deadline == 0:
-            self.low_step_on = False
-        step_down_on = self.high_streak >= t.step_down_periods
-        old_step = self.step
-        new_step = (t.step_down_bps if step_down_on else 0) + (
-            t.step_up_bps if self.low_step_on else 0
+        # Streaks, an open top-up, the coupon step, a new top-up and the
+        # breach flags: the shared rules (gpucredit.audit.rules.decide).
+        state = StepState(
+            status=self.status,
+            high_streak=self.high_streak,
+            low_streak=self.low_streak,
+            step=self.step,
+            low_step_on=self.low_step_on,
+            topup_deadline=self.topup_deadline,
+            topup_required=self.topup_required,
         )
-        self.step = new_step
-
-        ltv_limit = t.low_util_max_ltv_bps if self.low_step_on else t.max_ltv_bps
-        ltv = ltv_bps(outstanding, collateral)
-        if ltv > ltv_limit and self.topup_deadline == 0 and self.status == PERFORMING:
-            required = ceil_div(outstanding * BPS, ltv_limit)
-            self.topup_required = required
-            self.topup_deadline = ts + t.cure_period
-            out.append(
-                (
-                    self.address,
-                    "TopUpRequired",
-                    {
-                        "period": period,
-                        "requiredCollateral": required,
-                        "shortfall": required - collateral,
-                        "deadline": self.topup_deadline,
-                    },
-                )
-            )
-
-        dscr = dscr_bps(report.revenue, self.period_revenue, debt_service)
-        breaches = 0
-        if dscr < t.dscr_min_bps:
-            breaches |= BREACH_DSCR
-        if ltv > ltv_limit:
-            breaches |= BREACH_LTV
-        if reported and report.uptime_bps < t.uptime_sla_bps:
-            breaches |= BREACH_UPTIME
-        if not reported or late:
-            breaches |= BREACH_STALE
-        if low:
-            breaches |= BREACH_LOW_UTILIZATION
-        if self.topup_deadline:
-            breaches |= BREACH_TOPUP_OUTSTANDING
-        if self.status != PERFORMING:
-            breaches |= BREACH_DEFAULT
-        sweep_on = bool(breaches & (BREACH_DSCR | BREACH_TOPUP_OUTSTANDING | BREACH_DEFAULT))
+        open_required, open_deadline = self.topup_required, self.topup_deadline
+        collateral = collateral_value + self.cash_collateral
+        d = decide(
+            state,
+            t,
+            ts=ts,
+            reported=reported,
+            late=late,
+            utilization=report.utilization_bps,
+            uptime=report.uptime_bps,
+            revenue_reported=report.revenue,
+            revenue_cash=self.period_revenue,
+            debt_service=debt_service,
+            collateral=collateral,
+            outstanding=outstanding,
+        )
+        self.status = state.status
+        self.high_streak = state.high_streak
+        self.low_streak = state.low_streak
+        self.step = state.step
+        self.low_step_on = state.low_step_on
+        self.topup_deadline = state.topup_deadline
+        self.topup_required = state.topup_required
+        if d.cured:
+            cured = {"requiredCollateral": open_required, "collateral": collateral, "curedAt": ts}
+            out.append((self.address, "TopUpCured", cured))
+        if d.defaulted:
+            lapsed = {
+                "requiredCollateral": open_required,
+                "collateral": collateral,
+                "deadline": open_deadline,
+            }
+            out.append((self.address, "DefaultDeclared", lapsed))
+        if d.topup_new:
+            demanded = {
+                "period": period,
+                "requiredCollateral": self.topup_required,
+                "shortfall": self.topup_required - collateral,
+                "deadline": self.topup_deadline,
+            }
+            out.append((self.address, "TopUpRequired", demanded))
+        old_step, new_step = d.old_step, d.new_step
+        sweep_on = d.sweep_on
+        breaches = d.breaches
         result = {
-            "dscrBps": dscr,
-            "ltvBps": ltv,
-            "ltvLimitBps": ltv_limit,
+            "dscrBps": d.dscr,
+            "ltvBps": d.ltv,
+            "ltvLimitBps": d.ltv_limit,
             "highStreak": self.high_streak,
             "lowStreak": self.low_streak,
             "oldStepBps": old_step,
             "newStepBps": new_step,
             "breaches": breaches,
             "sweepOn": sweep_on,
-            "equityBlocked": breaches != 0,
+            "equityBlocked": d.equity_blocked,
         }
 
         due.sweep_on = sweep_on

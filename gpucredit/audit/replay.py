@@ -51,10 +51,12 @@ from gpucredit.audit.model import (
     NOTE_RELEASED,
     NOTE_STEPPED_IN,
     PERFORMING,
+    RELEASED,
     REPAID,
     REPORTED,
     STEPPED_IN,
     SUBSCRIPTION,
+    WRITTEN_OFF,
     ZERO_ADDRESS,
     Batch,
     CovenantTerms,
@@ -73,6 +75,7 @@ from gpucredit.audit.model import (
 from gpucredit.reports import quorum_rule_violation
 
 ISSUER_ROLE = "0x" + keccak(text="ISSUER_ROLE").hex()
+NOTE_FACTORY_ROLE = "0x" + keccak(text="NOTE_FACTORY_ROLE").hex()
 OPERATOR_ROLE = "0x" + keccak(text="OPERATOR_ROLE").hex()
 ATTESTOR_ROLE = "0x" + keccak(text="ATTESTOR_ROLE").hex()
 TRUSTEE_ROLE = "0x" + keccak(text="TRUSTEE_ROLE").hex()
@@ -306,14 +309,13 @@ class Replayer:
             (REGISTRY, "ModelHaircutQueued"): self._model_haircut_queued,
             (REGISTRY, "ModelHaircutCancelled"): self._model_haircut_cancelled,
             (REGISTRY, "NoteOpened"): self._note_opened,
-            (REGISTRY, "NoteManagerSet"): self._note_manager_set,
-            (REGISTRY, "NoteTranchesSet"): self._note_tranches_set,
+            (REGISTRY, "NoteBound"): self._note_bound,
             (REGISTRY, "BatchRegistered"): self._batch_registered,
             (REGISTRY, "BatchAttested"): self._batch_attested,
             (REGISTRY, "BatchPledged"): self._batch_pledged,
             (REGISTRY, "BatchVoided"): self._batch_voided,
             (REGISTRY, "DoublePledgeProven"): self._double_pledge_proven,
-            (REGISTRY, "NoteCollateralDeficient"): self._note_collateral_deficient,
+            (REGISTRY, "NoteDefectProven"): self._note_defect_proven,
             (REGISTRY, "NoteReleased"): self._registry_note_released,
             (REGISTRY, "LiensTransferred"): self._liens_transferred,
             (IDENTITIES, "IdentityRegistered"): self._identity_registered,
@@ -346,6 +348,12 @@ class Replayer:
             (TRANCHE, "CouponClaimed"): self._coupon_claimed,
             (TRANCHE, "PrincipalRedeemed"): self._principal_redeemed,
             (TRANCHE, "AmortizationScheduleSet"): self._amortization_schedule_set,
+            (TRANCHE, "WrittenOff"): self._written_off,
+            (SERVICER, "TrusteeSet"): self._trustee_set,
+            (SERVICER, "WoundUp"): self._wound_up,
+            (SERVICER, "LateCashTrapped"): self._late_cash_trapped,
+            (SERVICER, "LateCashSettled"): self._late_cash_settled,
+            (SERVICER, "DefectsRecorded"): self._defects_recorded,
             (TRANCHE, "Transfer"): self._tranche_transfer,
             (SERVICER, "RevenueReceived"): self._revenue_received,
             (SERVICER, "CashCollateralPosted"): self._cash_collateral_posted,
@@ -358,7 +366,7 @@ class Replayer:
             (SERVICER, "PeriodClosed"): self._outside_close,
             (SERVICER, "WaterfallDistributed"): self._outside_close,
             (SERVICER, "CouponStepped"): self._outside_close,
-            (SERVICER, "TopUpRequired"): self._outside_close,
+            (SERVICER, "TopUpRequired"): self._defect_top_up,
         }
         self.known_events: dict[str, set[str]] = {}
         for contract, name in self._handlers:
@@ -857,27 +865,38 @@ class Replayer:
         a = ev["args"]
         note_id = int(a["noteId"])
         self._check(ev, {"noteId": self.registry.note_count + 1})
+        self._need_role(ev, NOTE_FACTORY_ROLE, "NOTE_FACTORY_ROLE", str(a["factory"]))
         self._need_role(ev, ISSUER_ROLE, "ISSUER_ROLE", str(a["issuer"]))
         self.registry.note_count = max(self.registry.note_count + 1, note_id)
-        self.registry.notes[note_id] = NoteCollateral(note_id, str(a["issuer"]), str(a["manager"]))
+        self.registry.notes[note_id] = NoteCollateral(note_id, str(a["issuer"]))
 
     def _note(self, ev: Event, note_id: int) -> NoteCollateral | None:
         note = self.registry.notes.get(note_id)
         self._require(ev, "note exists", note, f"NoteUnknown: {note_id}")
         return note
 
-    def _note_manager_set(self, ev: Event) -> None:
+    def _note_bound(self, ev: Event) -> None:
+        """Once per note, while Open: 1..4 tranches, at least one operator,
+        no zero address; nothing about the note changes afterwards."""
         a = ev["args"]
         note = self._note(ev, int(a["noteId"]))
-        if note is not None:
-            self._require(ev, "note open", note.status == NOTE_OPEN, "NoteNotOpen")
-            note.manager = str(a["manager"])
-
-    def _note_tranches_set(self, ev: Event) -> None:
-        a = ev["args"]
-        note = self._note(ev, int(a["noteId"]))
-        if note is not None:
-            note.tranches = [str(t).lower() for t in a["tranches"]]
+        if note is None:
+            return
+        tranches = [str(t).lower() for t in a["tranches"]]
+        operators = [str(o).lower() for o in a["operators"]]
+        servicer = str(a["servicer"]).lower()
+        self._require(ev, "bound once", not note.bound, "NoteAlreadyBound")
+        self._require(ev, "note open", note.status == NOTE_OPEN, "NoteNotOpen")
+        count_ok = 1 <= len(tranches) <= Registry.MAX_TRANCHES_PER_NOTE
+        self._require(ev, "1..4 tranches", count_ok, "NoteTranchesCount")
+        self._require(ev, "an operator", bool(operators), "NoteOperatorsEmpty")
+        zero = ZERO_ADDRESS.lower()
+        no_zero = zero not in (servicer, *tranches, *operators)
+        self._require(ev, "no zero address", no_zero, "ZeroAddress")
+        note.bound = True
+        note.servicer = servicer
+        note.tranches = tranches
+        note.operators = operators
 
     def _batch_registered(self, ev: Event) -> None:
         a = ev["args"]
@@ -929,6 +948,9 @@ class Replayer:
         ok = batch.status == BATCH_ATTESTED
         self._require(ev, "batch Attested", ok, f"BatchNotInStatus: {batch.status}")
         self._require(ev, "note open", note.status == NOTE_OPEN, "NoteNotOpen")
+        self._require(ev, "note bound", note.bound, "NoteNotBound")
+        consent = batch.operator in note.operators
+        self._require(ev, "an operator of the note", consent, "CallerNotNoteOperator")
         same_issuer = batch.issuer == note.issuer.lower()
         self._require(ev, "same issuer", same_issuer, "BatchIssuerMismatch")
         room = len(note.batch_ids) < Registry.MAX_BATCHES_PER_NOTE
@@ -950,25 +972,43 @@ class Replayer:
         batch.status = BATCH_VOIDED
         note = self.registry.notes.get(batch.note_id)
         if note is not None:
-            note.deficient = True
+            note.batch_ids.remove(batch.batch_id)
+            note.defects += 1
 
     def _double_pledge_proven(self, ev: Event) -> None:
         a = ev["args"]
         kept, voided = int(a["keptBatchId"]), int(a["voidedBatchId"])
         self._require(ev, "the later batch is voided", kept < voided, "kept >= voided")
 
-    def _note_collateral_deficient(self, ev: Event) -> None:
+    def _note_defect_proven(self, ev: Event) -> None:
+        """Right after the BatchVoided of one of the note's batches; the
+        count is the note's running total (never reset)."""
         a = ev["args"]
         note = self._note(ev, int(a["noteId"]))
         if note is not None:
-            self._require(ev, "a voided batch", note.deficient, "no batch voided")
+            self._check(ev, {"defects": note.defects})
+            batch = self.registry.batches.get(int(a["batchId"]))
+            voided = batch is not None and batch.status == BATCH_VOIDED
+            self._require(ev, "a voided batch of the note", voided, "no batch voided")
 
     def _registry_note_released(self, ev: Event) -> None:
+        """Anyone once every tranche is Repaid or Cancelled; otherwise only
+        the lienholder (trustee) of a stepped-in note."""
         note = self._note(ev, int(ev["args"]["noteId"]))
-        if note is not None:
-            live = note.status in (NOTE_OPEN, NOTE_STEPPED_IN)
-            self._require(ev, "note live", live, "NoteNotOpen")
-            note.status = NOTE_RELEASED
+        if note is None:
+            return
+        live = note.status in (NOTE_OPEN, NOTE_STEPPED_IN)
+        self._require(ev, "note live", live, "NoteNotOpen")
+        self._require(ev, "note bound", note.bound, "NoteNotBound")
+        by = str(ev["args"]["by"]).lower()
+        by_lienholder = note.status == NOTE_STEPPED_IN and by == note.lienholder.lower()
+        settled = all(
+            address in self.tranches and self.tranches[address].state in (REPAID, CANCELLED)
+            for address in note.tranches
+        )
+        ok = by_lienholder or settled
+        self._require(ev, "tranches settled or by the lienholder", ok, "NoteNotRepaid")
+        note.status = NOTE_RELEASED
 
     def _liens_transferred(self, ev: Event) -> None:
         note = self._note(ev, int(ev["args"]["noteId"]))
@@ -1198,7 +1238,7 @@ class Replayer:
         elif t.state == CLOSED:
             shares, refunded = 0, fill[1]
             fill[1] = 0
-        elif t.state in (ACTIVE, REPAID):
+        elif t.state in (ACTIVE, REPAID, WRITTEN_OFF):
             shares, refunded = fill[0], fill[1]
             t.fills.pop(controller, None)
         else:
@@ -1216,7 +1256,10 @@ class Replayer:
         holder = str(ev["args"]["holder"]).lower()
         fill = t.fills.get(holder, [0, 0])
         self._require(
-            ev, "state Active or Repaid", t.state in (ACTIVE, REPAID), f"StateIs: {t.state}"
+            ev,
+            "state Active, Repaid or WrittenOff",
+            t.state in (ACTIVE, REPAID, WRITTEN_OFF),
+            f"StateIs: {t.state}",
         )
         self._check(ev, {"shares": fill[0]})
         released = self._tx_releases.pop((t.escrow, holder), 0)
@@ -1309,7 +1352,7 @@ class Replayer:
         amount = t.redeemable(ts, holder)
         burned = self._tx_burns.pop((t.escrow, holder), 0)
         h = t.holder(holder)
-        face = h.balance + burned if t.state == REPAID else 0
+        face = h.balance + burned if t.state in (REPAID, WRITTEN_OFF) else 0
         self._require(ev, "something to redeem", amount or face, "NothingToClaim")
         self._check(ev, {"amount": amount, "faceBurned": face})
         if face > burned:
@@ -1359,7 +1402,8 @@ class Replayer:
             ev, "balance covers the transfer", balance >= value, "ERC20InsufficientBalance"
         )
         if receiver == ZERO_ADDRESS:  # redeem burns the face of a repaid tranche
-            self._require(ev, "burn only once repaid", t.state == REPAID, f"StateIs: {t.state}")
+            ended = t.state in (REPAID, WRITTEN_OFF)
+            self._require(ev, "burn only once repaid", ended, f"StateIs: {t.state}")
             t.move(ts, sender, ZERO_ADDRESS, value)
             key = (t.escrow, sender)
             self._tx_burns[key] = self._tx_burns.get(key, 0) + value
@@ -1447,7 +1491,8 @@ class Replayer:
     def _stepped_in(self, ev: Event) -> None:
         s = self._servicer(ev)
         self._require(ev, "defaulted", s.status == DEFAULTED, f"NotDefaulted: {s.status}")
-        self._need_role(ev, TRUSTEE_ROLE, "TRUSTEE_ROLE", str(ev["args"]["trustee"]))
+        trustee = str(ev["args"]["trustee"]).lower()
+        self._require(ev, "the note's trustee", trustee == s.trustee, f"NotTrustee: {trustee}")
         note = self.registry.notes.get(s.note_id)
         moved = note is not None and note.status == NOTE_STEPPED_IN
         self._require(ev, "liens transferred", moved, "LiensTransferred missing")
@@ -1473,6 +1518,9 @@ class Replayer:
             else:
                 expected = s.fees_payable
             s.fees_payable = 0
+        elif s.recovery_payable and amount == s.recovery_payable != s.equity_payable:
+            expected = s.recovery_payable  # the trustee after a wind-down
+            s.recovery_payable = 0
         else:
             expected = s.equity_payable
             s.equity_payable = 0
@@ -1480,13 +1528,91 @@ class Replayer:
         self._check(ev, {"amount": expected})
 
     def _servicer_note_released(self, ev: Event) -> None:
+        """`releaseCollateral()`: every tranche Repaid or Cancelled (a cancelled
+        junior never blocks); all the cash held goes through `WoundUp` next."""
         s = self._servicer(ev)
-        repaid = all(t.state == REPAID for t in s.tranches)
-        self._require(ev, "every tranche repaid", repaid, "NoteNotRepaid")
-        returned = s.cash_collateral + s.reserve + s.trapped
-        self._check(ev, {"cashCollateralReturned": returned})
-        s.cash_collateral = s.reserve = s.trapped = 0
-        s.equity_payable += returned
+        ended = all(t.state in (REPAID, CANCELLED) for t in s.tranches)
+        self._require(ev, "every tranche repaid or cancelled", ended, "NoteNotRepaid")
+        self._require(ev, "not released yet", s.status != RELEASED, f"NotPerforming: {s.status}")
+        self._check(ev, {"cashCollateralReturned": s.cash_collateral})
+        s.status = RELEASED
+        s.topup_deadline = s.topup_required = 0
+
+    def _wound_up(self, ev: Event) -> None:
+        """The terminal split of everything the servicer held: it must add
+        up, cover at least the modelled buckets, pay at most the fee arrears
+        and leave nothing behind (`residual` is the operator's)."""
+        s = self._servicer(ev)
+        a = {k: _as_int(v) for k, v in ev["args"].items()}
+        self._require(ev, "released", s.status == RELEASED, f"NotPerforming: {s.status}")
+        parts = ("fees", "seniorInterest", "seniorPrincipal", "juniorInterest", "juniorPrincipal")
+        total = sum(a[k] for k in parts) + a["residual"]
+        if total != a["cashIn"]:
+            self._mismatch(ev, "cashIn", total, a["cashIn"])
+        held = s.period_revenue + s.trapped + s.reserve + s.cash_collateral
+        if a["cashIn"] < held:
+            self._mismatch(ev, "cashIn", f">= {held} (the buckets held)", a["cashIn"])
+        if a["fees"] > s.fee_arrears:
+            self._mismatch(ev, "fees", f"<= {s.fee_arrears} (arrears)", a["fees"])
+        s.fee_arrears -= min(a["fees"], s.fee_arrears)
+        s.period_revenue = s.trapped = s.reserve = s.cash_collateral = 0
+        s.fees_payable += a["fees"]
+        s.equity_payable += a["residual"]
+
+    def _written_off(self, ev: Event) -> None:
+        t = self._tranche(ev)
+        ok = t.state in (ACTIVE, REPAID)
+        self._require(ev, "state Active or Repaid", ok, f"StateIs: {t.state}")
+        lost, interest_lost, held = t.write_off(ev["timestamp"])
+        self._check(
+            ev, {"principalLost": lost, "interestLost": interest_lost, "heldReleased": held}
+        )
+
+    def _trustee_set(self, ev: Event) -> None:
+        s = self._servicer(ev)
+        trustee = str(ev["args"]["trustee"]).lower()
+        self._require(ev, "trustee not zero", trustee != ZERO_ADDRESS.lower(), "TermsInvalid")
+        s.trustee = trustee
+
+    def _late_cash_trapped(self, ev: Event) -> None:
+        s = self._servicer(ev)
+        ok = s.status in (DEFAULTED, STEPPED_IN)
+        self._require(ev, "defaulted or stepped in", ok, f"status {s.status}")
+        s.trapped += _as_int(ev["args"]["amount"])
+
+    def _late_cash_settled(self, ev: Event) -> None:
+        s = self._servicer(ev)
+        a = ev["args"]
+        amount, fees, rest = _as_int(a["amount"]), _as_int(a["fees"]), _as_int(a["rest"])
+        self._require(ev, "released", s.status == RELEASED, f"status {s.status}")
+        self._check(ev, {"fees": min(amount, s.fee_arrears), "rest": amount - fees})
+        s.fee_arrears -= min(fees, s.fee_arrears)
+        s.fees_payable += fees
+        if bool(a["toTrustee"]):
+            s.recovery_payable += rest
+        else:
+            s.equity_payable += rest
+
+    def _defects_recorded(self, ev: Event) -> None:
+        s = self._servicer(ev)
+        added = _as_int(ev["args"]["added"]) or 0
+        self._require(ev, "new defects", added > 0, "NoNewDefects")
+        s.defects_seen = _as_int(ev["args"]["total"]) or 0
+        self._defects_tx = ev["tx"]
+
+    def _defect_top_up(self, ev: Event) -> None:
+        """Outside a close a top-up is only raised by `recordDefects()`, and a
+        deadline already set never moves."""
+        if ev["tx"] != getattr(self, "_defects_tx", None):
+            self._outside_close(ev)
+            return
+        s = self._servicer(ev)
+        a = ev["args"]
+        deadline = _as_int(a["deadline"]) or 0
+        if s.topup_deadline and deadline != s.topup_deadline:
+            self._mismatch(ev, "deadline", s.topup_deadline, deadline)
+        s.topup_deadline = deadline
+        s.topup_required = _as_int(a["requiredCollateral"]) or 0
 
 
 def replay(loaded: Loaded) -> ReplayResult:

@@ -41,8 +41,8 @@ from gpucredit.audit.model import ACTIVE, REPAID, ZERO_ADDRESS
 from gpucredit.audit.replay import (
     ATTESTOR_ROLE,
     ISSUER_ROLE,
+    NOTE_FACTORY_ROLE,
     OPERATOR_ROLE,
-    TRUSTEE_ROLE,
     Replayer,
 )
 
@@ -296,6 +296,7 @@ class _Story:
             )
         for role, account in (
             (ISSUER_ROLE, self.issuer),
+            (NOTE_FACTORY_ROLE, self.admin),  # the admin stands in for the NoteFactory
             (OPERATOR_ROLE, self.operator),
             (ATTESTOR_ROLE, self.attestor),
         ):
@@ -331,17 +332,10 @@ class _Story:
             "NoteOpened",
             noteId=note.note_id,
             issuer=self.issuer,
-            manager=self.issuer,
+            factory=self.admin,
         )
         w.transaction()
-        w.emit(
-            SERVICER,
-            note.servicer,
-            "RoleGranted",
-            role=TRUSTEE_ROLE,
-            account=self.trustee,
-            sender=self.issuer,
-        )
+        w.emit(SERVICER, note.servicer, "TrusteeSet", trustee=self.trustee)
         for tranche in (note.senior, note.junior):
             w.transaction()
             dues = [self.genesis + k * 3 * PERIOD for k in range(1, self.periods // 3)]
@@ -356,12 +350,11 @@ class _Story:
         w.emit(
             REGISTRY,
             self.registry,
-            "NoteTranchesSet",
+            "NoteBound",
             noteId=note.note_id,
+            servicer=note.servicer,
             tranches=[note.senior, note.junior],
-        )
-        w.emit(
-            REGISTRY, self.registry, "NoteManagerSet", noteId=note.note_id, manager=note.servicer
+            operators=[self.operator],
         )
         w.transaction()
         signers = [_address(f"signer{k}") for k in range(4)]
@@ -595,6 +588,20 @@ class _Story:
                     REGISTRY, self.registry, "NoteReleased", noteId=note.note_id, by=note.servicer
                 )
                 w.emit(SERVICER, note.servicer, "NoteReleased")
+                cash = s.period_revenue + s.trapped + s.reserve + s.cash_collateral
+                fees = min(cash, s.fee_arrears)
+                w.emit(
+                    SERVICER,
+                    note.servicer,
+                    "WoundUp",
+                    cashIn=cash,
+                    fees=fees,
+                    seniorInterest=0,
+                    seniorPrincipal=0,
+                    juniorInterest=0,
+                    juniorPrincipal=0,
+                    residual=cash - fees,
+                )
 
     def run(self) -> Export:
         self.setup()

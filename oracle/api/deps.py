@@ -9,7 +9,7 @@ from fastapi import Depends, Path, Request
 from oracle.chain import FleetDirectory
 from oracle.ingest import Ingestor
 from oracle.metrics import Metrics
-from oracle.models import MAX_FLEET_ID
+from oracle.models import MAX_FLEET_ID, MAX_PERIOD
 from oracle.services import Services
 from oracle.settings import Settings
 from oracle.store import Store
@@ -46,4 +46,4 @@ FleetsDep = Annotated[FleetDirectory, Depends(get_fleets)]
 IngestorDep = Annotated[Ingestor, Depends(get_ingestor)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 FleetIdPath = Annotated[int, Path(ge=0, le=MAX_FLEET_ID, description="on-chain fleet id")]
-PeriodPath = Annotated[int, Path(ge=0, lt=2**32, description="period index from genesis")]
+PeriodPath = Annotated[int, Path(ge=0, le=MAX_PERIOD, description="period index from genesis")]

@@ -26,7 +26,17 @@ def _body(code: str, message: str, detail=None) -> dict:
     return {"error": {"code": code, "message": redact(message), "detail": redact_data(detail)}}
 
 
+INTERNAL_ERROR_MESSAGE = "the node failed to handle the request; its log has the cause"
+
+
 def install(app: FastAPI) -> None:
+    @app.exception_handler(Exception)
+    async def unhandled(_request: Request, exc: Exception) -> JSONResponse:
+        # A bug, not a client error: the documented shape, no exception text
+        # (it may quote a URL or a value); the traceback goes to the (redacted) log.
+        log.error("unhandled %s", type(exc).__name__, exc_info=exc)
+        return JSONResponse(_body("internal_error", INTERNAL_ERROR_MESSAGE), 500)
+
     @app.exception_handler(OracleError)
     async def oracle_error(_request: Request, exc: OracleError) -> JSONResponse:
         if exc.status_code >= 500:

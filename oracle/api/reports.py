@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from oracle.api.deps import FleetIdPath, StoreDep
-from oracle.models import ReportOut
+from oracle.models import MAX_PERIOD, ReportOut
 
 router = APIRouter(prefix="/v1/fleets", tags=["reports"])
 
@@ -21,7 +21,9 @@ def past_reports(
     fleet_id: FleetIdPath,
     store: StoreDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    before: Annotated[int | None, Query(ge=0, description="only periods below this")] = None,
+    before: Annotated[
+        int | None, Query(ge=0, le=MAX_PERIOD + 1, description="only periods below this")
+    ] = None,
 ) -> list[ReportOut]:
     """Reported and missed periods this node has seen on-chain."""
     return [

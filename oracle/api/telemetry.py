@@ -18,7 +18,7 @@ router = APIRouter(prefix="/v1/fleets", tags=["telemetry"])
     "/{fleet_id}/telemetry",
     status_code=201,
     response_model=TelemetryAccepted,
-    responses=error_responses(401, 403, 404, 409, 422, 503),
+    responses=error_responses(401, 403, 404, 409, 422, 429, 503),
     summary="Push a signed telemetry batch",
 )
 async def push_telemetry(

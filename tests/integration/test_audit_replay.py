@@ -25,6 +25,7 @@ import pytest
 from brownie import chain, web3
 from brownie.exceptions import VirtualMachineError
 from brownie.test import given
+from eth_utils import keccak
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -40,6 +41,7 @@ from gpucredit.protocol import (
     USD,
     DealSpec,
     TrancheSpec,
+    close_subscription,
     make_fleet,
     open_deal,
     pledge_fleet,
@@ -333,7 +335,14 @@ def prop(core, admin, issuer, operator, attestor, trustee, lenders, spv, signers
     start = core.usd.tx.block_number
     spec = DealSpec(
         tranches=[
-            TrancheSpec("Prop Senior", "PS", 0, 14_000_000 * USD, spread_bps=450),
+            TrancheSpec(
+                "Prop Senior",
+                "PS",
+                0,
+                14_000_000 * USD,
+                spread_bps=450,
+                amortization=[(90 * DAY, 1_500), (150 * DAY, 3_000)],
+            ),
             TrancheSpec("Prop Junior", "PJ", 1, 3_000_000 * USD, spread_bps=900),
         ],
         term_days=200,
@@ -352,9 +361,6 @@ def prop(core, admin, issuer, operator, attestor, trustee, lenders, spv, signers
         signers=signers[:4],
     )
     senior, junior = deal.tranches
-    senior.setAmortizationSchedule(
-        [deal.genesis + 90 * DAY, deal.genesis + 150 * DAY], [1_500, 3_000], {"from": issuer}
-    )
     leaves = make_fleet(1_000, in_service_at=chain[-1].timestamp - 1)
     batch_id, tree = pledge_fleet(core, deal, leaves, issuer, operator, attestor)
     for tranche, lender, amount in (
@@ -365,7 +371,7 @@ def prop(core, admin, issuer, operator, attestor, trustee, lenders, spv, signers
         core.usd.approve(tranche, amount * USD, {"from": lender})
         tranche.requestDeposit(amount * USD, lender, lender, {"from": lender})
     for tranche in (senior, junior):
-        tranche.closeSubscription({"from": issuer})
+        close_subscription(tranche, issuer)
         tranche.fulfil(lenders, {"from": issuer})
         tranche.drawdown({"from": issuer})
     senior.claimShares({"from": lenders[0]})
@@ -530,9 +536,7 @@ class History:
                 )
                 pledge_fleet(core, deal, leaves, self.issuer, self.operator, self.attestor)
         elif kind == "reference":
-            for tranche in deal.tranches:
-                if tranche.state() == 2:
-                    tranche.setReferenceRate(action[1], {"from": self.issuer})
+            pass  # the reference rate is a term now: no setter left to call
         elif kind == "haircut":
             core.registry.setModelHaircut(H100, action[1], {"from": self.admin})
         elif kind == "sleep":
@@ -753,10 +757,11 @@ def test_claim_coupon_pays_what_coupon_claimable_shows_for_escrowed_face(
 
 
 def test_an_event_no_decision_reads_is_caught_by_the_chain_comparison(demo, demo_file, tmp_path):
-    """Removing a `RoleRevoked` leaves every decision intact; `--verify-chain` still
-    finds the file differs from the chain, at the exact log."""
+    """Removing a tranche's guardian `RoleGranted` leaves every decision intact;
+    `--verify-chain` still finds the file differs from the chain, at the exact log."""
     lines = lines_of(demo_file)
-    i, record = find(lines, "RoleRevoked")
+    guardian = "0x" + keccak(text="GUARDIAN_ROLE").hex().removeprefix("0x")
+    i, record = find(lines, "RoleGranted", role=guardian)
     del lines[i]
     result, code = replay_lines(tmp_path, lines)
     assert result.mismatches == [] and code == 0
@@ -782,7 +787,7 @@ def test_an_event_no_decision_reads_is_caught_by_the_chain_comparison(demo, demo
     assert cli.exit_code == 1, cli.output
     differences = json.loads(out.read_text())["archive_differences"]
     assert [(d["event"], d["field"], d["recorded"]) for d in differences] == [
-        ("RoleRevoked", "(event)", "missing")
+        ("RoleGranted", "(event)", "missing")
     ]
     assert (differences[0]["block"], differences[0]["log_index"]) == (
         record["block"],

@@ -59,7 +59,17 @@ from fractions import Fraction
 import pytest
 from brownie import chain, web3
 
-from gpucredit.protocol import DAY, USD, YEAR, make_fleet, register_batch
+from gpucredit.protocol import (
+    DAY,
+    USD,
+    YEAR,
+    bind_note,
+    clone_tranche,
+    close_subscription,
+    make_fleet,
+    open_note,
+    register_batch,
+)
 
 GPUS = 1_000
 GPU_COST = 25_000 * USD
@@ -192,37 +202,27 @@ def isolation(fn_isolation):
 
 
 @pytest.fixture(scope="module")
-def covenant(accounts):
-    """Stands in for the covenant engine: holds COVENANT_ROLE."""
-    return accounts[9]
+def covenant(spv):
+    """Stands in for the covenant engine: the tranche's servicer (`spv`) is
+    the only address that may step the coupon."""
+    return spv
 
 
 @pytest.fixture(scope="module")
-def tranche(NoteTranche, core, issuer, operator, attestor, spv, covenant):
+def tranche(core, admin, issuer, operator, attestor, spv, covenant):
     """The senior tranche over its pledged fleet; the window opens now."""
     opened = chain[-1].timestamp
-    note_id = core.registry.openNote(issuer, {"from": issuer}).return_value
+    note_id = open_note(core, admin, issuer)
+    window_end = opened + SUBSCRIPTION_DAYS * DAY
+    terms = (note_id, 0, MAX_SIZE, 1_000 * USD, opened, window_end, window_end + TERM_DAYS * DAY)
+    terms += (REFERENCE_BPS, SPREAD_BPS, FLOOR_BPS, CAP_BPS, MIN_COLLATERAL_BPS)
+    tranche = clone_tranche(core, admin, issuer, spv, terms)
+    bind_note(core, admin, note_id, spv, [tranche], [operator])
     leaves = make_fleet(GPUS, cost=GPU_COST, in_service_at=opened - 1, class_id=1)
     batch_id, _, _ = register_batch(core, issuer, operator, leaves)
     attestation = core.registry.batchInfo(batch_id)["attestationHash"]
     core.registry.attestBatch(batch_id, attestation, {"from": attestor})
     core.registry.pledgeBatch(batch_id, note_id, {"from": operator})
-    window_end = opened + SUBSCRIPTION_DAYS * DAY
-    terms = (note_id, 0, MAX_SIZE, 1_000 * USD, opened, window_end, window_end + TERM_DAYS * DAY)
-    terms += (REFERENCE_BPS, SPREAD_BPS, FLOOR_BPS, CAP_BPS, MIN_COLLATERAL_BPS)
-    tranche = NoteTranche.deploy(
-        "GPU Senior",
-        "GPU-A",
-        core.usd,
-        core.identities,
-        core.registry,
-        issuer,
-        spv,
-        terms,
-        {"from": issuer},
-    )
-    core.registry.setNoteTranches(note_id, [tranche], {"from": issuer})
-    tranche.grantRole(tranche.COVENANT_ROLE(), covenant, {"from": issuer})
     core.usd.approve(tranche, 2**256 - 1, {"from": spv})
     tranche.opened = opened
     tranche.note_id = note_id
@@ -258,7 +258,7 @@ def year(core, tranche, issuer, lenders, spv, covenant):
     drawn_at = tranche.opened + SUBSCRIPTION_DAYS * DAY
     record["drawn_at"] = drawn_at
     _at(drawn_at)
-    tranche.closeSubscription({"from": issuer})
+    close_subscription(tranche, issuer)
     _at(drawn_at)
     tranche.fulfil(lenders, {"from": issuer})
     record["fills"] = [tranche.fillOf(lender) for lender in lenders]

@@ -74,11 +74,25 @@ def open_live_deal(
     for who in (lender, operator_addr):
         send(usd.functions.mint(who, 100_000_000 * USD), admin)
 
-    note_id = registry.functions.openNote(issuer).call({"from": issuer})
-    send(registry.functions.openNote(issuer), issuer)
-    sub_end = now + 3600
+    # The note factory creates and wires the note in one transaction.
+    tranche_impl = anvil.deploy("NoteTranche", usd.address, identities.address, registry.address)
+    servicer_impl = anvil.deploy("Servicer", usd.address, registry.address, oracle.address)
+    factory = anvil.deploy(
+        "NoteFactory",
+        tranche_impl.address,
+        servicer_impl.address,
+        usd.address,
+        identities.address,
+        registry.address,
+        oracle.address,
+    )
+    role = registry.functions.NOTE_FACTORY_ROLE().call()
+    send(registry.functions.grantRole(role, factory.address), admin)
+    # the window closes only at its end: a few seconds, waited for below
+    now = w3.eth.get_block("latest").timestamp
+    sub_end = now + 8
     terms = (
-        note_id,
+        0,
         0,
         180_000 * USD,
         1_000 * USD,
@@ -91,38 +105,18 @@ def open_live_deal(
         2_500,
         13_000,
     )
-    senior = anvil.deploy(
-        "NoteTranche",
-        "GPU Senior",
-        "GPU-A",
-        usd.address,
-        identities.address,
-        registry.address,
-        issuer,
-        issuer,
-        terms,
-    )
-    servicer = anvil.deploy(
-        "Servicer",
-        usd.address,
-        registry.address,
-        oracle.address,
-        note_id,
-        senior.address,
-        "0x" + "00" * 20,
-        issuer,
+    params = (
+        [("GPU Senior", "GPU-A", terms, [], [])],
         operator_addr,
         fee_recipient,
         trustee,
         CovenantSpec(fee_per_period=100 * USD).as_tuple(),
     )
-    send(senior.functions.setSpv(servicer.address), issuer)
-    send(
-        senior.functions.grantRole(senior.functions.COVENANT_ROLE().call(), servicer.address),
-        issuer,
-    )
-    send(registry.functions.setNoteTranches(note_id, [senior.address]), issuer)
-    send(registry.functions.setNoteManager(note_id, servicer.address), issuer)
+    receipt = send(factory.functions.createNote(params), issuer)
+    created = factory.events.NoteCreated().process_receipt(receipt)[0]["args"]
+    note_id = created["noteId"]
+    senior = w3.eth.contract(address=created["tranches"][0], abi=tranche_impl.abi)
+    servicer = w3.eth.contract(address=created["servicer"], abi=servicer_impl.abi)
 
     genesis = int(__import__("time").time() + first_period_left) - period_length
     send(
@@ -161,6 +155,9 @@ def open_live_deal(
     amount = 180_000 * USD  # LTV 72 %: above the 65 % limit of the low-utilization step
     send(usd.functions.approve(senior.address, amount), lender)
     send(senior.functions.requestDeposit(amount, lender, lender), lender)
+    while w3.eth.get_block("latest").timestamp < sub_end:
+        __import__("time").sleep(0.5)
+        w3.provider.make_request("evm_mine", [])
     send(senior.functions.closeSubscription(), issuer)
     send(senior.functions.fulfil([lender]), issuer)
     send(senior.functions.drawdown(), issuer)

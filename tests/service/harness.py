@@ -74,10 +74,10 @@ def artifact(name: str) -> dict[str, Any]:
 
 
 class Anvil:
-    """An anvil process on a free port."""
+    """An anvil process on a free port (or on `port`: a chain restarted in place)."""
 
-    def __init__(self, *extra: str) -> None:
-        self.port = free_port()
+    def __init__(self, *extra: str, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [

@@ -4,8 +4,10 @@ Brownie keeps network definitions in `~/.brownie/network-config.yaml`
 (`brownie._config.DATA_FOLDER`, derived from the home directory at import).
 Each `LiveNetwork` gives brownie a home of its own (a temporary directory),
 adds the anvil there with `brownie networks add` exactly as a user adds
-Sepolia, and runs `brownie run scripts/deploy.py --network <id>` in
-subprocesses, so the user's ~/.brownie is never touched.
+Sepolia, and runs `python -m gpucredit.run scripts/deploy.py main ... --network
+<id>` (docs/deploy.md) in subprocesses, so the user's ~/.brownie is never
+touched. `repo` is the checkout the deployment runs from (this one by
+default; a copy under another path in tests/service/test_deploy_anywhere.py).
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ ANVIL_KEY_0 = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff8
 
 
 class LiveNetwork:
-    def __init__(self, rpc_url: str, chain_id: int, workdir: Path, name: str) -> None:
+    def __init__(
+        self, rpc_url: str, chain_id: int, workdir: Path, name: str, repo: Path = REPO
+    ) -> None:
+        self.repo = repo
         self.rpc_url = rpc_url
         self.chain_id = chain_id
         self.home = workdir / "home"
@@ -45,15 +50,20 @@ class LiveNetwork:
             PATH=f"{REPO / 'node_modules' / '.bin'}:{BIN}:{env.get('PATH', '')}",
             SOLCX_BINARY_PATH=str(REPO / "tools" / "solc" / "bin"),
             VIRTUAL_ENV=str(BIN.parent),
+            # the checkout's own gpucredit package, whatever the venv's editable install says
+            PYTHONPATH=str(self.repo),
             GPUCREDIT_DEPLOYMENTS_DIR=str(self.deployments),
         )
         env.update(extra)
         return env
 
     def brownie(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return self._run([str(BIN / "brownie"), *args], **env)
+
+    def _run(self, argv: list[str], **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(BIN / "brownie"), *args],
-            cwd=REPO,
+            argv,
+            cwd=self.repo,
             env=self.env(**env),
             capture_output=True,
             text=True,
@@ -61,8 +71,18 @@ class LiveNetwork:
         )
 
     def deploy(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-        return self.brownie(
-            "run", "scripts/deploy.py", "main", *args, "--network", self.name, **env
+        return self._run(
+            [
+                sys.executable,
+                "-m",
+                "gpucredit.run",
+                "scripts/deploy.py",
+                "main",
+                *args,
+                "--network",
+                self.name,
+            ],
+            **env,
         )
 
     def add_keystore(self, account_id: str, key: str, password: str) -> str:

@@ -206,6 +206,52 @@ def test_concurrent_pushes_of_one_batch_are_accepted_once(node, fleet, chain_id,
     assert db_counts(node) == (before[0] + 11, before[1] + 11, before[2] + 1)
 
 
+def test_a_gpu_interval_is_counted_once(node, fleet, chain_id, oracle):
+    """The same GPU and interval, sent again in another batch (a client retrying
+    with a fresh batch id) or twice in one batch, used to be counted twice. A
+    GPU's sampled intervals may not overlap: 409 ``sample_overlap``, nothing stored."""
+    g = fleet.genesis
+
+    def batch(*samples):
+        return signed_batch(fleet, chain_id, oracle.address, list(samples))
+
+    def gpu(ts, interval=600, gpu_id="dup-gpu"):
+        return sample(ts, "0.01", "0.005", interval, interval_seconds=interval, gpu_id=gpu_id)
+
+    assert push(node, fleet, batch(gpu(g + 100))).status_code == 201
+    counts, aggregate = db_counts(node), period0(node, fleet)
+    rejected = {
+        "same GPU and interval, new batch id": batch(gpu(g + 100)),
+        "overlapping the stored interval": batch(gpu(g + 400)),
+        "covering the stored interval": batch(gpu(g, interval=3600)),
+        "twice in one batch": batch(gpu(g + 2000), gpu(g + 2000, interval=60)),
+        "overlapping within one batch": batch(gpu(g + 3000), gpu(g + 3500)),
+    }
+    for what, body in rejected.items():
+        r = push(node, fleet, body)
+        assert r.status_code == 409, (what, r.text)
+        error = r.json()["error"]
+        assert error["code"] == "sample_overlap", (what, error)
+        assert error["detail"]["gpu_id"] == "dup-gpu"
+        assert db_counts(node) == counts and period0(node, fleet) == aggregate, what
+    # adjacent intervals of the GPU, and the same interval of another GPU, are new
+    assert push(node, fleet, batch(gpu(g + 700), gpu(g + 40, interval=60))).status_code == 201
+    assert push(node, fleet, batch(gpu(g + 100, gpu_id="other-gpu"))).status_code == 201
+
+    # concurrent batches (distinct ids) carrying one GPU interval: exactly one lands
+    bodies = [batch(gpu(g + 5000)) for _ in range(8)]
+    statuses: list[int] = []
+    threads = [
+        threading.Thread(target=lambda b=b: statuses.append(push(node, fleet, b).status_code))
+        for b in bodies
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(statuses) == [201] + [409] * 7
+
+
 # --------------------------------------------------------------- properties
 
 decimal_hours = st.one_of(
@@ -416,3 +462,35 @@ def test_a_period_without_telemetry_is_marked_missed(make_node, anvil, oracle):
     reports = wait_until(lambda: node.reports(fleet.fleet_id), 30, 0.3, "markMissed")
     assert reports[-1]["status"] == "missed" and reports[-1]["tx_hash"]
     assert oracle.functions.report(fleet.fleet_id, 0).call()[0] == 2
+
+
+def test_one_gpu_interval_in_concurrent_batches_lands_once_on_postgres(
+    make_node, anvil, oracle, chain_id, postgres_url
+):
+    """PostgreSQL has no single writer: the overlap check must hold under its
+    row locks (overlapping samples share a period, whose row each batch locks)."""
+    node = make_node("pg-overlap", database_url=postgres_url)
+    fleet = register_fleet(anvil, oracle, [node.account], 1, DAY, first_period_left=DAY - 7200)
+    g = fleet.genesis
+    bodies = [
+        signed_batch(
+            fleet,
+            chain_id,
+            oracle.address,
+            [sample(g + 60 * i, "0.01", "0.01", 600, interval_seconds=600, gpu_id="pg-gpu")],
+        )
+        for i in range(6)  # starts 60 s apart, 600 s long: every pair overlaps
+    ]
+    results: list[httpx.Response] = []
+    threads = [
+        threading.Thread(target=lambda b=b: results.append(push(node, fleet, b))) for b in bodies
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r.status_code for r in results) == [201] + [409] * 5
+    assert {r.json()["error"]["code"] for r in results if r.status_code == 409} == {
+        "sample_overlap"
+    }
+    assert period0(node, fleet)["samples"] == 1

@@ -411,6 +411,12 @@ def test_subscribe_and_cancel(env):
 
 
 def test_close_before_collateral_is_pledged_names_the_conditions_precedent(env):
+    # the window closes only at its end: move the chain there first
+    end = env.note()["subscription_end"]
+    now = env.w3.eth.get_block("latest")["timestamp"]
+    if now < end:
+        env.anvil.rpc("evm_increaseTime", end - now + 1)
+        env.anvil.rpc("evm_mine")
     result = env.cli("issuer", "close", "1", ok=False)
     assert (
         "drawdown failed: ConditionsPrecedentNotMet(collateralValue=0, requiredValue="

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import select
+import socket
 import sqlite3
 import time
 import warnings
@@ -313,3 +316,155 @@ def test_only_a_properly_encrypted_keystore_is_accepted(tmp_path):
     settings = Settings.from_env(base | {"GPUCREDIT_ORACLE_KEYSTORE_FILE": str(good)})
     assert settings.load_account().address == key.address
     assert key.key.hex()[2:] not in repr(settings)
+
+
+# ---------------------------------------------------------------- fuzz-found requests
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident set (VmHWM), in MiB."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM in /proc status")
+
+
+def raw_request(node, head: bytes, body_chunks, tail: bytes = b"0\r\n\r\n"):
+    """Sends ``head``, the body chunks and ``tail`` on one socket, stopping as
+    soon as the node answers or closes; returns (status line, headers, body,
+    bytes of body sent before that)."""
+    sent = 0
+    with socket.create_connection(("127.0.0.1", node.port), timeout=30) as sock:
+        sock.sendall(head)
+        for chunk in body_chunks:
+            readable, _, _ = select.select([sock], [], [], 0)
+            if readable:
+                break
+            try:
+                sock.sendall(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += len(chunk)
+        else:
+            sock.sendall(tail)
+        sock.settimeout(30)
+        data = b""
+        try:
+            while True:
+                part = sock.recv(65536)
+                if not part:
+                    break
+                data += part
+                if b"\r\n\r\n" in data:
+                    head_part, _, rest = data.partition(b"\r\n\r\n")
+                    length = re.search(rb"(?i)content-length: *(\d+)", head_part)
+                    if length and len(rest) >= int(length.group(1)):
+                        break
+        except (ConnectionResetError, TimeoutError):
+            pass
+    head_part, _, rest = data.partition(b"\r\n\r\n")
+    lines = head_part.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+    return lines[0], {k.lower(): v for k, v in headers.items()}, rest, sent
+
+
+def test_huge_chunked_body_behind_a_small_content_length_is_cut_at_the_limit(node, fleets):
+    """``Content-Length: 4`` plus ``Transfer-Encoding: chunked`` used to stream
+    200 MB into the node (peak RSS 105 -> 812 MB) before a 422: the limit held
+    on the declared length only. It must hold on the bytes actually read."""
+    fleet = fleets[0]
+    before = db_counts(node)
+    rss_before = peak_rss_mb(node.proc.pid)
+    chunk = b"x" * (1 << 20)
+    frame = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
+    head = (
+        f"POST /v1/fleets/{fleet.fleet_id}/telemetry HTTP/1.1\r\n"
+        f"Host: 127.0.0.1:{node.port}\r\n"
+        "Content-Type: application/json\r\n"
+        "Content-Length: 4\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+    status, headers, body, sent = raw_request(node, head, (frame for _ in range(200)))
+    rss_after = peak_rss_mb(node.proc.pid)
+    print(f"peak RSS {rss_before:.0f} -> {rss_after:.0f} MiB, {sent >> 20} MiB sent")
+    assert status.split()[1] == "413", (status, body[:200])
+    assert headers["content-type"] == "application/json"
+    assert json.loads(body)["error"]["code"] == "body_too_large"
+    assert sent < 32 << 20  # answered long before the 200 MB were sent
+    assert rss_after - rss_before < 32  # MiB: the body was never held in memory
+    assert db_counts(node) == before
+    assert node.healthy()
+
+
+def test_query_integers_beyond_their_column_are_422_not_500(node, fleets):
+    """``before=2**63`` reached SQLite and answered 500 text/plain (OverflowError)."""
+    fleet_id = fleets[0].fleet_id
+    for path in (
+        f"/v1/fleets/{fleet_id}/reports?before=9223372036854775808",
+        f"/v1/fleets/{fleet_id}/reports?before=-1",
+        f"/v1/fleets/{fleet_id}/reports?limit=9223372036854775808",
+        "/v1/transactions?fleet_id=9223372036854775808",
+        f"/v1/fleets/{fleet_id}/periods/{2**64}",
+        f"/v1/fleets/{2**64}/periods/0/observations",
+        f"/v1/fleets/{2**63}/reports",
+    ):
+        r = node.get(path)
+        assert r.status_code == 422, (path, r.status_code, r.text)
+        assert r.headers["content-type"] == "application/json"
+        assert r.json()["error"]["code"] == "schema_invalid"
+    ok = node.get(f"/v1/fleets/{fleet_id}/reports?before={2**32}")
+    assert ok.status_code == 200 and ok.json() == []
+
+
+def test_an_unhandled_exception_answers_the_json_error_shape_without_secrets():
+    app = FastAPI()
+    install_errors(app)
+
+    @app.get("/boom")
+    def boom():
+        raise OverflowError("Python int too large; rpc https://rpc.example/v3/KEY0123456789")
+
+    r = TestClient(app, raise_server_exceptions=False).get("/boom")
+    assert r.status_code == 500
+    assert r.headers["content-type"] == "application/json"
+    assert r.json() == {
+        "error": {
+            "code": "internal_error",
+            "message": "the node failed to handle the request; its log has the cause",
+            "detail": None,
+        }
+    }
+
+
+# ---------------------------------------------------------------- fault rule
+
+
+def test_a_node_refuses_to_start_with_a_node_set_that_breaks_the_fault_rule(make_node):
+    """n >= 3f + 1: three nodes (this one and two peers) cannot tolerate one
+    faulty node, so a node configured for f = 1 with two peers does not start."""
+    peers = "http://127.0.0.1:9/,http://127.0.0.2:9/"
+    node = make_node("three-for-f1", start=False, peers=peers, fault_bound=1)
+    node.start(wait=False)
+    assert node.proc.wait(60) == 2
+    log = node.read_log()
+    assert "3 node(s) cannot tolerate f = 1 faulty one(s)" in log
+    assert "at least 4 nodes" in log
+
+    base = {
+        "GPUCREDIT_ORACLE_RPC_URL": "http://127.0.0.1:8545",
+        "GPUCREDIT_ORACLE_ORACLE_ADDRESS": "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+        "GPUCREDIT_ORACLE_SIGNER_KEY": Account.create().key.hex(),
+    }
+    four = base | {"GPUCREDIT_ORACLE_PEERS": "http://b:1,http://c:1,http://d:1"}
+    assert Settings.from_env(four | {"GPUCREDIT_ORACLE_FAULT_BOUND": "1"}).fault_bound == 1
+    with pytest.raises(ConfigError, match="cannot tolerate f = 2"):
+        Settings.from_env(four | {"GPUCREDIT_ORACLE_FAULT_BOUND": "2"})
+    with pytest.raises(ConfigError, match="a peer is listed twice"):  # no padding n
+        Settings.from_env(
+            base
+            | {
+                "GPUCREDIT_ORACLE_PEERS": "http://b:1,http://b:1/,http://c:1",
+                "GPUCREDIT_ORACLE_FAULT_BOUND": "1",
+            }
+        )

@@ -26,10 +26,10 @@ import brownie
 import pytest
 from brownie import chain
 from brownie.test import strategy
+from brownie_patches import read_views
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from gpucredit.merkle import GpuLeaf, MerkleTree, gpu_key, text_id
-from gpucredit.protocol import read_views
 
 QUARTER = 7_889_400
 BPS = 10_000
@@ -41,7 +41,7 @@ DOCS = text_id("attestation")
 GPU_COST = 25_000_000_000
 
 NOTE_OPEN, NOTE_RELEASED, NOTE_STEPPED_IN = 1, 2, 3
-MAX_BATCHES_PER_NOTE = 32  # every batch ever pledged counts, voided ones too
+MAX_BATCHES_PER_NOTE = 32  # live batches only: voided ones free their slot
 
 
 @pytest.fixture(autouse=True)
@@ -88,6 +88,8 @@ def rando(accounts):
 @pytest.fixture(scope="module")
 def registry(CollateralRegistry, admin, issuers, operators, attestor):
     registry = CollateralRegistry.deploy(admin, {"from": admin})
+    # the admin stands in for the NoteFactory
+    registry.grantRole(registry.NOTE_FACTORY_ROLE(), admin, {"from": admin})
     for issuer in issuers:
         registry.grantRole(registry.ISSUER_ROLE(), issuer, {"from": admin})
     for operator in operators:
@@ -132,6 +134,7 @@ class RegistryStateMachine(RuleBasedStateMachine):
     """
 
     registry = issuers = operators = attestor = manager = trustee = rando = None
+    admin = stub_container = None
     initial_notes = ()  # one open note per issuer, in the snapshot
 
     def __init__(self):
@@ -146,9 +149,20 @@ class RegistryStateMachine(RuleBasedStateMachine):
 
     # ---- helpers ----
 
-    def _open_note(self, issuer_index):
-        tx = self.registry.openNote(self.manager, {"from": self.issuers[issuer_index]})
+    @classmethod
+    def open_note(cls, issuer_index):
+        """Opens and binds a note of the issuer with its own tranche stub."""
+        registry, admin = cls.registry, cls.admin
+        tx = registry.openNote(cls.issuers[issuer_index], {"from": admin})
         note_id = tx.events["NoteOpened"]["noteId"]
+        stub = cls.stub_container.deploy({"from": admin})
+        operators = [cls.operators[issuer_index]]
+        registry.bindNote(note_id, cls.manager, [stub], operators, {"from": admin})
+        cls.stubs[note_id] = stub
+        return note_id
+
+    def _open_note(self, issuer_index):
+        note_id = self.open_note(issuer_index)
         self.note_status[note_id] = NOTE_OPEN
         return note_id
 
@@ -216,7 +230,8 @@ class RegistryStateMachine(RuleBasedStateMachine):
         batch_id = tx.events["BatchRegistered"]["batchId"]
         self.registry.attestBatch(batch_id, DOCS, {"from": self.attestor})
         note_id = self.current_note[issuer_index]
-        if sum(batch.note_id == note_id for batch in self.batches) >= MAX_BATCHES_PER_NOTE:
+        live = sum(b.note_id == note_id and not b.voided for b in self.batches)
+        if live >= MAX_BATCHES_PER_NOTE:
             # a long run fills the note: the registry refuses, the batch stays unpledged
             with brownie.reverts(f"NoteBatchLimitReached: {note_id}, {MAX_BATCHES_PER_NOTE}"):
                 self.registry.pledgeBatch(batch_id, note_id, {"from": operator})
@@ -247,9 +262,11 @@ class RegistryStateMachine(RuleBasedStateMachine):
 
     @rule(issuer_index=st_issuer)
     def release(self, issuer_index):
-        """The manager releases the issuer's note; the issuer opens a new one."""
+        """The note's tranche is repaid and anyone releases the note; the
+        issuer opens a new one."""
         note_id = self.current_note[issuer_index]
-        self.registry.releaseNote(note_id, {"from": self.manager})
+        self.stubs[note_id].setRepaid(True, {"from": self.admin})
+        self.registry.releaseNote(note_id, {"from": self.rando})
         self.note_status[note_id] = NOTE_RELEASED
         # a released note never counts again (its status is final)
         assert self.registry.collateralValue(note_id) == 0
@@ -304,9 +321,10 @@ class RegistryStateMachine(RuleBasedStateMachine):
 
 
 def test_registry_stateful(
-    run_machine, registry, issuers, operators, attestor, manager, trustee, rando
+    run_machine, registry, admin, TrancheStub, issuers, operators, attestor, manager, trustee, rando
 ):
     machine = RegistryStateMachine
+    machine.admin, machine.stub_container, machine.stubs = admin, TrancheStub, {}
     machine.registry, machine.issuers, machine.operators = registry, issuers, operators
     machine.attestor, machine.manager, machine.trustee, machine.rando = (
         attestor,
@@ -314,9 +332,6 @@ def test_registry_stateful(
         trustee,
         rando,
     )
-    machine.initial_notes = tuple(
-        registry.openNote(manager, {"from": issuer}).events["NoteOpened"]["noteId"]
-        for issuer in issuers
-    )
+    machine.initial_notes = tuple(machine.open_note(i) for i in range(len(issuers)))
     chain.snapshot()
     run_machine(machine, examples=50, steps=10)

@@ -91,6 +91,7 @@ from fractions import Fraction
 
 import pytest
 from brownie import chain, web3
+from brownie_patches import read_views
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
@@ -101,10 +102,10 @@ from gpucredit.protocol import (
     YEAR,
     DealSpec,
     TrancheSpec,
+    close_subscription,
     make_fleet,
     open_deal,
     pledge_fleet,
-    read_views,
     sign_report,
 )
 from gpucredit.reports import period_bounds
@@ -207,12 +208,15 @@ def deal(
         attestor,
     )
     deal.drawn_at = []
-    for tranche, faces in ((deal.senior, SENIOR_FACES), (deal.junior, JUNIOR_FACES)):
+    pairs = ((deal.senior, SENIOR_FACES), (deal.junior, JUNIOR_FACES))
+    for tranche, faces in pairs:
+        for lender, face in zip(lenders, faces, strict=True):
+            if face:
+                core.usd.approve(tranche, face, {"from": lender})
+                tranche.requestDeposit(face, lender, lender, {"from": lender})
+    for tranche, faces in pairs:
         funded = [(lender, face) for lender, face in zip(lenders, faces, strict=True) if face]
-        for lender, face in funded:
-            core.usd.approve(tranche, face, {"from": lender})
-            tranche.requestDeposit(face, lender, lender, {"from": lender})
-        tranche.closeSubscription({"from": issuer})
+        close_subscription(tranche, issuer)
         tranche.fulfil([lender for lender, _ in funded], {"from": issuer})
         deal.drawn_at.append(tranche.drawdown({"from": issuer}).timestamp)
         for lender, _ in funded:

@@ -62,10 +62,22 @@ from fractions import Fraction
 import brownie
 import pytest
 from brownie import chain, web3
+from brownie_patches import read_views
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from gpucredit.protocol import DAY, USD, YEAR, make_fleet, read_views, register_batch, whitelist
+from gpucredit.protocol import (
+    DAY,
+    USD,
+    YEAR,
+    bind_note,
+    clone_tranche,
+    close_subscription,
+    make_fleet,
+    open_note,
+    register_batch,
+    whitelist,
+)
 
 MAX_SIZE = 10_000_000 * USD
 REQUESTS = [3_000_000 * USD, 4_000_000 * USD, 7_000_000 * USD]  # 14M for 10M: all cut
@@ -105,7 +117,7 @@ def _rpc(method, params):
 
 def _send(method, *args):
     """`method(*args)` as a quiet transaction (a receipt brownie's confirmation
-    thread sees late is handled by gpucredit.protocol.tolerate_receipt_race)."""
+    thread sees late is handled by tests/brownie_patches.py)."""
     return method(*args, silent=True)
 
 
@@ -119,38 +131,28 @@ def isolation(fn_isolation):
 
 
 @pytest.fixture(scope="module")
-def covenant(accounts):
-    """Stands in for the covenant engine: holds COVENANT_ROLE."""
-    return accounts[9]
+def covenant(spv):
+    """Stands in for the covenant engine: the tranche's servicer (`spv`) is
+    the only address that may step the coupon."""
+    return spv
 
 
 @pytest.fixture(scope="module")
-def tranche(NoteTranche, core, admin, issuer, operator, attestor, lenders, spv, covenant):
+def tranche(core, admin, issuer, operator, attestor, lenders, spv, covenant):
     """A 10M tranche over 600 pledged GPUs ($15M); holders whitelisted long
     enough that no campaign of 60-day waits outlives their KYC."""
     whitelist(core, admin, lenders, days=100 * 365)
-    note_id = core.registry.openNote(issuer, {"from": issuer}).return_value
+    note_id = open_note(core, admin, issuer)
     now = chain[-1].timestamp
     terms = (note_id, 0, MAX_SIZE, 1_000 * USD, now, now + 14 * DAY, now + 14 * DAY + 3 * YEAR)
     terms += (REFERENCE_BPS, SPREAD_BPS, FLOOR_BPS, CAP_BPS, 13_000)
-    tranche = NoteTranche.deploy(
-        "GPU Senior",
-        "GPU-A",
-        core.usd,
-        core.identities,
-        core.registry,
-        issuer,
-        spv,
-        terms,
-        {"from": issuer},
-    )
-    core.registry.setNoteTranches(note_id, [tranche], {"from": issuer})
+    tranche = clone_tranche(core, admin, issuer, spv, terms)
+    bind_note(core, admin, note_id, spv, [tranche], [operator])
     leaves = make_fleet(600, in_service_at=now - 1)
     batch_id, _, _ = register_batch(core, issuer, operator, leaves)
     attestation = core.registry.batchInfo(batch_id)["attestationHash"]
     core.registry.attestBatch(batch_id, attestation, {"from": attestor})
     core.registry.pledgeBatch(batch_id, note_id, {"from": operator})
-    tranche.grantRole(tranche.COVENANT_ROLE(), covenant, {"from": issuer})
     core.usd.approve(tranche, 2**256 - 1, {"from": spv})
     return tranche
 
@@ -162,7 +164,7 @@ def drawn(core, tranche, issuer, lenders):
     for lender, amount in zip(lenders, REQUESTS, strict=True):
         core.usd.approve(tranche, amount, {"from": lender})
         tranche.requestDeposit(amount, lender, lender, {"from": lender})
-    tranche.closeSubscription({"from": issuer})
+    close_subscription(tranche, issuer)
     tranche.fulfil(lenders, {"from": issuer})
     drawn_at = chain[-1].timestamp + 1
     _rpc("evm_setNextBlockTimestamp", [drawn_at])

@@ -110,3 +110,44 @@ def collateral_registry(CollateralRegistry, admin, issuer, operator, attestor):
     registry.grantRole(registry.OPERATOR_ROLE(), operator, {"from": admin})
     registry.grantRole(registry.ATTESTOR_ROLE(), attestor, {"from": admin})
     return registry
+
+
+@pytest.fixture(scope="module")
+def clone_maker(CloneMaker, admin):
+    """Makes bare clones that a unit test wires by hand."""
+    return CloneMaker.deploy({"from": admin})
+
+
+@pytest.fixture(scope="module")
+def make_tranche(NoteTranche, clone_maker, core, admin, issuer):
+    """`make_tranche(terms, servicer, name=..., schedule=([], []))`: a NoteTranche
+    clone of `core`, initialised with `servicer` (a plain wallet in unit tests)."""
+    implementation = NoteTranche.deploy(core.usd, core.identities, core.registry, {"from": admin})
+
+    def _make(terms, servicer, name="GPU Senior", symbol="GPU-A", schedule=([], [])):
+        address = clone_maker.clone(implementation, {"from": admin}).events["Cloned"]["instance"]
+        tranche = NoteTranche.at(address)
+        tx = tranche.initialize(name, symbol, issuer, servicer, terms, *schedule, {"from": admin})
+        tranche.init_tx = tx
+        return tranche
+
+    return _make
+
+
+@pytest.fixture(scope="module")
+def open_note(core, admin, issuer, operator):
+    """`open_note()` opens a note for `issuer`; `open_note.bind(note_id, servicer,
+    tranches)` binds it, both as the admin standing in for the factory."""
+    registry = core.registry
+    role = registry.NOTE_FACTORY_ROLE()
+    if not registry.hasRole(role, admin):
+        registry.grantRole(role, admin, {"from": admin})
+
+    def _open():
+        return registry.openNote(issuer, {"from": admin}).return_value
+
+    def _bind(note_id, servicer, tranches):
+        registry.bindNote(note_id, servicer, tranches, [operator], {"from": admin})
+
+    _open.bind = _bind
+    return _open

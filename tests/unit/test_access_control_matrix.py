@@ -30,7 +30,9 @@ from gpucredit.protocol import (
     USD,
     DealSpec,
     TrancheSpec,
+    close_subscription,
     make_fleet,
+    note_params,
     open_deal,
     pledge_fleet,
     register_batch,
@@ -48,6 +50,7 @@ ACTORS = (
     "fee_recipient",
     "rando",
     "servicer",  # the note's servicer contract, as a caller
+    "factory",  # the note factory, as a caller
 )
 # Who holds each role after deployment and wiring (gpucredit.protocol).
 HOLDERS = {
@@ -55,20 +58,16 @@ HOLDERS = {
     "registry": {
         ADMIN: {"admin"},
         "VALUATION_ROLE": {"admin"},
+        "NOTE_FACTORY_ROLE": {"factory"},
         "ISSUER_ROLE": {"issuer"},
         "OPERATOR_ROLE": {"operator"},
         "ATTESTOR_ROLE": {"attestor"},
     },
     "oracle": {ADMIN: {"admin"}, "FLEET_ADMIN_ROLE": {"admin"}},
-    "tranche": {
-        ADMIN: {"issuer"},
-        "ISSUER_ROLE": {"issuer"},
-        "RATE_SETTER_ROLE": {"issuer"},
-        "GUARDIAN_ROLE": {"issuer"},
-        "SERVICER_ROLE": {"servicer"},
-        "COVENANT_ROLE": {"servicer"},
-    },
-    "servicer": {ADMIN: {"issuer"}, "TRUSTEE_ROLE": {"trustee"}},
+    # the servicer's rights on its tranches are fixed by address, not roles
+    "tranche": {ADMIN: {"issuer"}, "ISSUER_ROLE": {"issuer"}, "GUARDIAN_ROLE": {"issuer"}},
+    "servicer": {},  # no admin, no roles: one trustee address
+    "factory": {},
 }
 BUILD = {
     "identities": "IdentityRegistry",
@@ -76,6 +75,7 @@ BUILD = {
     "oracle": "TelemetryOracle",
     "tranche": "NoteTranche",
     "servicer": "Servicer",
+    "factory": "NoteFactory",
 }
 REPORT = Path(__file__).resolve().parents[2] / "build" / "security" / "access_control.json"
 
@@ -129,6 +129,7 @@ class Ctx:
     tranche: str
     trustee: str
     signers: list[str]
+    note_params: tuple = ()
 
 
 def _admin_rules(contract: str) -> dict[str, list[tuple[Callable, Rule]]]:
@@ -187,6 +188,18 @@ def _one(args, rule):
     return [(args, rule)]
 
 
+def not_servicer(ctx, caller):
+    return error("NotServicer(address)", caller)
+
+
+def not_trustee(ctx, caller):
+    return error("NotTrustee(address)", caller)
+
+
+def already_initialized(ctx, caller):
+    return error("AlreadyInitialized()")
+
+
 TABLE: dict[str, dict[str, list[tuple[Callable, Rule]]]] = {
     "identities": {
         "registerIdentity": _one(
@@ -199,38 +212,21 @@ TABLE: dict[str, dict[str, list[tuple[Callable, Rule]]]] = {
         "setFrozen": _one(lambda c: (c.accounts["lender"], True), by_role("AGENT_ROLE")),
     },
     "registry": {
-        "openNote": _one(lambda c: (c.accounts["rando"],), by_role("ISSUER_ROLE")),
-        "setNoteManager": _one(
-            lambda c: (c.note_id, c.accounts["rando"]),
-            only(
-                "issuer",
-                expect=lambda c, caller: error(
-                    "CallerNotNoteIssuer(uint256,address)", c.note_id, caller
-                ),
-            ),
-        ),
-        "setNoteTranches": _one(
-            lambda c: (c.note_id, [c.tranche]),
-            only(
-                "issuer",
-                expect=lambda c, caller: error(
-                    "CallerNotNoteIssuer(uint256,address)", c.note_id, caller
-                ),
-            ),
+        "openNote": _one(lambda c: (c.accounts["issuer"],), by_role("NOTE_FACTORY_ROLE")),
+        "bindNote": _one(
+            lambda c: (c.note_id, c.accounts["servicer"], [c.tranche], [c.accounts["operator"]]),
+            by_role("NOTE_FACTORY_ROLE"),
         ),
         "releaseNote": _one(
             lambda c: (c.note_id,),
-            only(
-                "servicer",
-                expect=lambda c, caller: error("NoteNotRepaid(uint256)", c.note_id),
-            ),
+            only(expect=lambda c, caller: error("NoteNotRepaid(uint256)", c.note_id)),
         ),
         "transferLiens": _one(
             lambda c: (c.note_id, c.trustee),
             only(
                 "servicer",
                 expect=lambda c, caller: error(
-                    "CallerNotNoteManager(uint256,address)", c.note_id, caller
+                    "CallerNotNoteServicer(uint256,address)", c.note_id, caller
                 ),
             ),
         ),
@@ -277,12 +273,17 @@ TABLE: dict[str, dict[str, list[tuple[Callable, Rule]]]] = {
         "closeSubscription": _one(lambda c: (), by_role("ISSUER_ROLE")),
         "fulfil": _one(lambda c: ([c.accounts["lender"]],), by_role("ISSUER_ROLE")),
         "drawdown": _one(lambda c: (), by_role("ISSUER_ROLE")),
-        "cancelOffering": _one(lambda c: (), by_role("ISSUER_ROLE")),
-        "setAmortizationSchedule": _one(lambda c: ([], []), by_role("ISSUER_ROLE")),
-        "setSpv": _one(lambda c: (c.accounts["rando"],), by_role("ISSUER_ROLE")),
-        "pay": _one(lambda c: (0, 0), by_role("SERVICER_ROLE")),
-        "setRateStep": _one(lambda c: (-2_000,), by_role("COVENANT_ROLE")),
-        "setReferenceRate": _one(lambda c: (0,), by_role("RATE_SETTER_ROLE")),
+        # drawn: nobody, the issuer included, can cancel any more
+        "cancelOffering": _one(
+            lambda c: (), only(expect=lambda c, caller: error("StateIs(uint8,uint8)", 2, 1))
+        ),
+        "initialize": _one(
+            lambda c: ("x", "x", c.accounts["rando"], c.accounts["rando"], c.terms, [], []),
+            only(expect=already_initialized),
+        ),
+        "pay": _one(lambda c: (0, 0), only("servicer", expect=not_servicer)),
+        "setRateStep": _one(lambda c: (-2_000,), only("servicer", expect=not_servicer)),
+        "writeOff": _one(lambda c: (), only("servicer", expect=not_servicer)),
         "pause": _one(lambda c: (), by_role("GUARDIAN_ROLE")),
         "unpause": _one(lambda c: (), by_role("GUARDIAN_ROLE")),
         "requestDeposit": _one(lambda c: (), ANYONE),
@@ -295,7 +296,15 @@ TABLE: dict[str, dict[str, list[tuple[Callable, Rule]]]] = {
         "approve": _one(lambda c: (), ANYONE),
     },
     "servicer": {
-        "stepIn": _one(lambda c: (), by_role("TRUSTEE_ROLE")),
+        "stepIn": _one(lambda c: (), only("trustee", expect=not_trustee)),
+        "finishWindDown": _one(lambda c: (), only("trustee", expect=not_trustee)),
+        "transferTrustee": _one(
+            lambda c: (c.accounts["rando"],), only("trustee", expect=not_trustee)
+        ),
+        "initialize": _one(
+            lambda c: (c.accounts["rando"], c.covenants), only(expect=already_initialized)
+        ),
+        "recordDefects": _one(lambda c: (), ANYONE),
         "withdraw": _one(
             lambda c: (),
             only(
@@ -312,8 +321,18 @@ TABLE: dict[str, dict[str, list[tuple[Callable, Rule]]]] = {
         "declareDefault": _one(lambda c: (), ANYONE),
         "releaseCollateral": _one(lambda c: (), ANYONE),
     },
+    "factory": {
+        # the registry refuses a caller without its issuer role
+        "createNote": _one(
+            lambda c: (c.note_params,),
+            only(
+                "issuer",
+                expect=lambda c, caller: error("IssuerRoleMissing(address)", caller),
+            ),
+        ),
+    },
 }
-for _contract in TABLE:
+for _contract in ("identities", "registry", "oracle", "tranche"):
     TABLE[_contract].update(_admin_rules(_contract))
 
 
@@ -346,7 +365,7 @@ def protocol(
     senior, lender = deal.senior, lenders[0]
     core.usd.approve(senior, 2**256 - 1, {"from": lender})
     senior.requestDeposit(1_000_000 * USD, lender, lender, {"from": lender})
-    senior.closeSubscription({"from": issuer})
+    close_subscription(senior, issuer)
     senior.fulfil([lender], {"from": issuer})
     senior.drawdown({"from": issuer})
     senior.claimShares({"from": lender})
@@ -370,6 +389,7 @@ def protocol(
         "oracle": core.oracle,
         "tranche": senior,
         "servicer": deal.servicer,
+        "factory": core.factory,
     }
     accounts = {
         "admin": admin.address,
@@ -381,6 +401,7 @@ def protocol(
         "fee_recipient": spv.address,
         "rando": rando.address,
         "servicer": deal.servicer.address,
+        "factory": core.factory.address,
     }
     ctx = Ctx(
         accounts=accounts,
@@ -389,7 +410,13 @@ def protocol(
         tranche=senior.address,
         trustee=trustee.address,
         signers=[s.address for s in signers[:4]],
+        note_params=note_params(
+            spec, chain[-1].timestamp + DAY, operator=operator, fee_recipient=spv, trustee=trustee
+        ),
     )
+    ctx.terms = tuple(senior.terms())
+    ctx.covenants = tuple(deal.servicer.covenantTerms())
+    ctx.deal, ctx.core, ctx.signer_keys = deal, core, signer_keys[:3]
     return contracts, ctx
 
 
@@ -497,3 +524,90 @@ def test_every_allowed_caller_passes_the_check(contracts, ctx):
         for actor in _allowed(rule, contract):
             caller = ctx.accounts[actor]
             assert _call(deployed, caller, data) != rule.expect(ctx, caller), (contract, name)
+
+
+# ---------------------------------------------------------------- outcomes
+#
+# The matrix above says who may call what. The promises are about outcomes:
+# whatever the issuer (also the guardian), the operator, an admin of the
+# shared contracts, or anyone calls, with whatever it may call, it never
+# moves a lien, redirects capital, changes a committed term, stops a period
+# close or locks cash. Each attacker sends every state-changing function of
+# every contract (the table's arguments aim them at itself or at `rando`);
+# then the wiring is compared and the next close and every payout must work.
+
+ATTACKERS = ("issuer", "operator", "admin", "rando")
+
+
+def _wiring(ctx) -> dict:
+    registry, deal = ctx.core.registry, ctx.deal
+    info = registry.noteInfo(deal.note_id)
+    return {
+        "note": (info[0], info[1], int(info[2]), info[3]),  # issuer, servicer, status, lienholder
+        "tranches": tuple(registry.noteTranches(deal.note_id)),
+        "operators": tuple(registry.noteOperators(deal.note_id)),
+        "capital to": deal.senior.spv(),
+        "terms": tuple(deal.senior.terms()),
+        "schedule": tuple(tuple(x) for x in deal.senior.amortizationSchedule()),
+        "covenants": tuple(deal.servicer.covenantTerms()),
+        "trustee": deal.servicer.trustee(),
+    }
+
+
+def _attack(contracts, ctx, actor: str) -> int:
+    """Sends every operation of TABLE from `actor`; returns how many succeeded."""
+    sent = 0
+    caller = ctx.accounts[actor]
+    for contract, functions in TABLE.items():
+        deployed = contracts[contract]
+        for name, variants in functions.items():
+            for args, _rule in variants:
+                try:
+                    data = getattr(deployed, name).encode_input(*args(ctx))
+                except (TypeError, ValueError, AttributeError):
+                    continue  # needs arguments only a real caller has (proofs, reports)
+                response = web3.provider.make_request(
+                    "eth_sendTransaction",
+                    [{"from": caller, "to": deployed.address, "data": data, "gas": hex(3_000_000)}],
+                )
+                if "error" not in response:
+                    receipt = web3.eth.wait_for_transaction_receipt(response["result"])
+                    sent += receipt["status"] == 1
+    return sent
+
+
+@pytest.mark.parametrize("actor", ATTACKERS)
+def test_no_role_moves_a_lien_redirects_capital_changes_a_term_stops_a_close_or_locks_cash(
+    actor, contracts, ctx
+):
+    deal, core = ctx.deal, ctx.core
+    registry = core.registry
+    before = _wiring(ctx)
+    liens = list(registry.noteInfo(deal.note_id)[5])
+    succeeded = _attack(contracts, ctx, actor)
+    assert succeeded > 0  # the attacker did act (pauses, claims, valuation proposals ...)
+    assert _wiring(ctx) == before
+    # every lien is still the note's (the operator may add collateral, never take it)
+    assert all(tuple(registry.livePledgeOf(b)) == (True, deal.note_id) for b in liens)
+    # the next close runs and pays the lender; every payout can still leave
+    accounts = ctx.accounts
+    core.usd.approve(deal.servicer, 2**256 - 1, {"from": accounts["operator"]})
+    deal.servicer.payRevenue(400_000 * USD, {"from": accounts["operator"]})
+    submit_report(
+        core,
+        deal,
+        1,
+        ctx.signer_keys,
+        utilization=9_500,
+        uptime=9_990,
+        revenue=400_000 * USD,
+        sender=accounts["lender"],
+    )
+    tx = deal.servicer.closePeriod({"from": accounts["rando"]})
+    assert "PeriodClosed" in tx.events
+    if deal.senior.couponClaimable(accounts["lender"]):
+        deal.senior.claimCoupon({"from": accounts["lender"]})
+    for who in ("fee_recipient", "operator"):
+        if deal.servicer.withdrawable(accounts[who]):
+            deal.servicer.withdraw({"from": accounts[who]})
+    assert deal.senior.couponClaimable(accounts["lender"]) == 0

@@ -30,9 +30,11 @@ from gpucredit.protocol import (
     Core,
     DealSpec,
     TrancheSpec,
+    close_subscription,
     grant_roles,
     make_fleet,
     open_deal,
+    open_note,
     pledge_fleet,
     register_batch,
     submit_report,
@@ -110,8 +112,8 @@ def _open(hostile, prefix, admin, issuer, operator, attestor, trustee, spv, sign
     deal.batch_id, deal.tree = pledge_fleet(hostile, deal, fleet, issuer, operator, attestor)
     deal.fleet = fleet
     # The token may call everything a role protects, so only a guard can stop it.
-    for role in ("ISSUER_ROLE", "SERVICER_ROLE"):
-        deal.senior.grantRole(getattr(deal.senior, role)(), token, {"from": issuer})
+    # (pay and setRateStep answer to the servicer's address, not a role)
+    deal.senior.grantRole(deal.senior.ISSUER_ROLE(), token, {"from": issuer})
     return deal
 
 
@@ -125,13 +127,12 @@ def active(
     for lender in lenders[:2]:
         token.approve(senior, 2**256 - 1, {"from": lender})
         senior.requestDeposit(SIZE // 2, lender, lender, {"from": lender})
-    senior.closeSubscription({"from": issuer})
+    close_subscription(senior, issuer)
     senior.fulfil(lenders[:2], {"from": issuer})
     senior.drawdown({"from": issuer})
     for lender in lenders[:2]:
         senior.claimShares({"from": lender})
-    senior.grantRole(senior.SERVICER_ROLE(), rando, {"from": issuer})
-    token.approve(senior, 2**256 - 1, {"from": rando})
+    deal.payer = _servicer_account(deal, token, admin)
     token.approve(deal.servicer, 2**256 - 1, {"from": operator})
     return deal
 
@@ -182,6 +183,16 @@ def _assert_all_reentries_blocked(token, calls, tx):
         assert bytes(returned) == GUARD_ERROR
 
 
+def _servicer_account(deal, token, admin):
+    """The note's servicer as a sender (anvil impersonation), funded: only the
+    servicer may pay a tranche, and these tests pay it directly."""
+    address = deal.servicer.address
+    web3.provider.make_request("anvil_impersonateAccount", [address])
+    web3.provider.make_request("anvil_setBalance", [address, hex(10**21)])
+    token.mint(address, 10_000_000 * USD, {"from": admin})
+    return brownie.accounts.at(address, force=True)
+
+
 def _report_period_0(hostile, deal, signer_keys):
     return submit_report(
         hostile,
@@ -202,10 +213,10 @@ def _pay_all_due(tranche, payer, principal=0):
     return tranche.pay(tranche.interestDue(), principal, {"from": payer})
 
 
-def _fund_coupon(deal, rando):
+def _fund_coupon(deal):
     chain.sleep(30 * DAY)
     chain.mine()
-    _pay_all_due(deal.senior, rando)
+    _pay_all_due(deal.senior, deal.payer)
 
 
 def _money_moving_cases():
@@ -225,7 +236,7 @@ def _money_moving_cases():
         s = ctx.subscribing.senior
         for lender in ctx.lenders[:2]:
             s.requestDeposit(800_000 * USD, lender, lender, {"from": lender})
-        s.closeSubscription({"from": ctx.issuer})
+        close_subscription(s, ctx.issuer)
         s.fulfil(ctx.lenders[:2], {"from": ctx.issuer})
 
     def claim_shares(ctx):
@@ -234,7 +245,7 @@ def _money_moving_cases():
     def prep_drawdown(ctx):
         s = ctx.subscribing.senior
         s.requestDeposit(400_000 * USD, ctx.lenders[0], ctx.lenders[0], {"from": ctx.lenders[0]})
-        s.closeSubscription({"from": ctx.issuer})
+        close_subscription(s, ctx.issuer)
         s.fulfil([ctx.lenders[0]], {"from": ctx.issuer})
 
     def drawdown(ctx):
@@ -245,16 +256,16 @@ def _money_moving_cases():
         chain.mine()
 
     def pay(ctx):
-        return _pay_all_due(ctx.active.senior, ctx.rando, 10_000 * USD)
+        return _pay_all_due(ctx.active.senior, ctx.active.payer, 10_000 * USD)
 
     def prep_claim_coupon(ctx):
-        _fund_coupon(ctx.active, ctx.rando)
+        _fund_coupon(ctx.active)
 
     def claim_coupon(ctx):
         return ctx.active.senior.claimCoupon({"from": ctx.lenders[0]})
 
     def prep_redeem(ctx):
-        ctx.active.senior.pay(0, 100_000 * USD, {"from": ctx.rando})
+        ctx.active.senior.pay(0, 100_000 * USD, {"from": ctx.active.payer})
 
     def redeem(ctx):
         return ctx.active.senior.redeem({"from": ctx.lenders[0]})
@@ -496,7 +507,7 @@ def test_one_unit_transfers_never_farm_rounding(active, lenders, rando):
         chain.sleep(5 * 3_600 + 11)
         senior.transfer(farmer, 1, {"from": sybil})
     assert senior.balanceOf(farmer) == senior.balanceOf(passive)
-    _pay_all_due(senior, rando)
+    _pay_all_due(senior, active.payer)
     farmed = senior.couponClaimable(farmer) + senior.couponClaimable(sybil)
     honest = senior.couponClaimable(passive)
     assert farmed <= honest
@@ -518,7 +529,7 @@ def test_many_tiny_claims_never_exceed_the_entitlement(active, token, lenders, r
     for _ in range(12):
         chain.sleep(DAY + 13)
         chain.mine()
-        _pay_all_due(senior, rando)
+        _pay_all_due(senior, active.payer)
         total += _claimed(senior, eager)
         with reverts_with("NothingToClaim", eager.address):
             senior.claimCoupon({"from": eager})  # nothing twice
@@ -563,7 +574,7 @@ def test_donation_does_not_inflate_anything(subscribing, token, lenders, issuer,
     senior.requestDeposit(MIN_SUBSCRIPTION, attacker, attacker, {"from": attacker})
     token.transfer(senior, 900_000 * USD, {"from": attacker})  # the donation
     senior.requestDeposit(400_000 * USD, lender, lender, {"from": lender})
-    senior.closeSubscription({"from": issuer})
+    close_subscription(senior, issuer)
     senior.fulfil([attacker, lender], {"from": issuer})
     assert tuple(senior.fillOf(lender)) == (400_000 * USD, 0)
     senior.drawdown({"from": issuer})
@@ -588,7 +599,7 @@ def test_late_whale_before_the_close_gets_only_its_pro_rata_fill(
     early, whale = lenders[0], lenders[1]
     senior.requestDeposit(600_000 * USD, early, early, {"from": early})
     senior.requestDeposit(1_400_000 * USD, whale, whale, {"from": whale})  # just before the close
-    senior.closeSubscription({"from": issuer})
+    close_subscription(senior, issuer)
     with reverts_with("StateIs", 1, 0):
         senior.requestDeposit(MIN_SUBSCRIPTION, whale, whale, {"from": whale})
     senior.fulfil([whale, early], {"from": issuer})
@@ -622,7 +633,7 @@ def test_front_running_a_period_close_only_makes_it_stricter(
 
 
 def test_double_pledge_across_issuers(
-    hostile, active, operator, attestor, accounts, admin, rando, reverts_with
+    hostile, active, operator, attestor, accounts, admin, rando, reverts_with, TrancheStub
 ):
     """Issuer B's operator registers GPUs already pledged to issuer A's note
     and pledges them to B's note. The registry cannot see it at pledge time,
@@ -634,7 +645,9 @@ def test_double_pledge_across_issuers(
         admin.transfer(account, "1 ether")
     registry.grantRole(registry.ISSUER_ROLE(), issuer_b, {"from": admin})
     registry.grantRole(registry.OPERATOR_ROLE(), operator_b, {"from": admin})
-    note_b = registry.openNote(issuer_b, {"from": issuer_b}).return_value
+    note_b = open_note(hostile, admin, issuer_b)
+    stub = TrancheStub.deploy({"from": admin})
+    registry.bindNote(note_b, rando, [stub], [operator_b], {"from": admin})
     value_a = registry.collateralValue(active.note_id)
 
     # B's batch re-uses 3 of A's GPUs (same vendor and serial) among new ones
@@ -648,8 +661,8 @@ def test_double_pledge_across_issuers(
     # the wrong operator, or the wrong issuer's note, cannot take the batch
     with reverts_with("CallerNotBatchOperator", batch_b, operator.address):
         registry.pledgeBatch(batch_b, note_b, {"from": operator})
-    issuer_a = registry.noteInfo(active.note_id)[0]
-    with reverts_with("BatchIssuerMismatch", batch_b, issuer_b.address, issuer_a):
+    # A's note does not name B's operator: no pledge into it without consent
+    with reverts_with("CallerNotNoteOperator", active.note_id, operator_b.address):
         registry.pledgeBatch(batch_b, active.note_id, {"from": operator_b})
     registry.pledgeBatch(batch_b, note_b, {"from": operator_b})
     assert registry.collateralValue(note_b) > 0
@@ -668,8 +681,8 @@ def test_double_pledge_across_issuers(
     )
     proven = tx.events["DoublePledgeProven"]
     assert (proven["keptBatchId"], proven["voidedBatchId"]) == (active.batch_id, batch_b)
-    assert registry.noteInfo(note_b)[4]  # deficient
-    assert not registry.noteInfo(active.note_id)[4]
+    assert registry.noteInfo(note_b)[4] == 1  # one defect
+    assert registry.noteInfo(active.note_id)[4] == 0
     assert registry.collateralValue(note_b) == 0
     assert registry.collateralValue(active.note_id) == value_a
     # the voided batch can never be pledged again

@@ -1,4 +1,4 @@
-"""The test harness's fixes to brownie (gpucredit.protocol, installed by tests/conftest.py).
+"""The test harness's fixes to brownie (tests/brownie_patches.py, installed by tests/conftest.py).
 
 Brownie confirms a transaction in a thread that polls the sender's nonce and
 the receipt; when anvil counts the nonce before it serves the receipt, that

@@ -49,8 +49,21 @@ def other_operator(accounts, registry, admin):
 
 @pytest.fixture(scope="module")
 def manager(accounts):
-    """Servicer of the notes: may release them and transfer their liens."""
+    """Servicer of the notes: the lienholders' agent, may transfer their liens."""
     return accounts[6]
+
+
+@pytest.fixture(scope="module")
+def factory(accounts, registry, admin):
+    """Stands in for the NoteFactory: holds NOTE_FACTORY_ROLE."""
+    registry.grantRole(registry.NOTE_FACTORY_ROLE(), accounts[8], {"from": admin})
+    return accounts[8]
+
+
+@pytest.fixture(scope="module")
+def tranche_stub(TrancheStub, admin):
+    """The tranche every note of these tests is bound to (state settable)."""
+    return TrancheStub.deploy({"from": admin})
 
 
 @pytest.fixture(scope="module")
@@ -64,14 +77,30 @@ def now(chain):
 
 
 @pytest.fixture
-def note(registry, issuer, manager):
-    """An open note of `issuer`, managed by `manager`."""
-    return open_note(registry, issuer, manager)
+def opener(registry, factory, manager, tranche_stub, operator, other_operator):
+    """`opener(issuer, operators=..., tranches=...)`: opens and binds a note
+    through the factory account; serviced by `manager`, by default bound to
+    `tranche_stub` with `operator` and `other_operator` as its operators."""
+
+    def open_(issuer, *, operators=None, tranches=None, servicer=None):
+        operators = [operator, other_operator] if operators is None else operators
+        tranches = [tranche_stub] if tranches is None else tranches
+        note_id = open_note(registry, factory, issuer)
+        registry.bindNote(note_id, servicer or manager, tranches, operators, {"from": factory})
+        return note_id
+
+    return open_
 
 
 @pytest.fixture
-def other_note(registry, other_issuer, manager):
-    return open_note(registry, other_issuer, manager)
+def note(opener, issuer):
+    """A bound, open note of `issuer`, serviced by `manager`."""
+    return opener(issuer)
+
+
+@pytest.fixture
+def other_note(opener, other_issuer):
+    return opener(other_issuer)
 
 
 @pytest.fixture
@@ -157,8 +186,13 @@ def register_attest_pledge(registry, operator, attestor, issuer, note_id, leaves
     return batch_id, tree
 
 
-def open_note(registry, issuer, manager):
-    return registry.openNote(manager, {"from": issuer}).events["NoteOpened"]["noteId"]
+def open_note(registry, factory, issuer):
+    return registry.openNote(issuer, {"from": factory}).events["NoteOpened"]["noteId"]
+
+
+def settle(tranche_stub, admin):
+    """Every note bound to `tranche_stub` becomes releasable by anyone."""
+    tranche_stub.setRepaid(True, {"from": admin})
 
 
 def fields(tx, name, i=0):
@@ -228,46 +262,102 @@ def test_rando_cannot_grant_roles(registry, rando, typed_error):
         registry.grantRole(registry.ISSUER_ROLE(), rando, {"from": rando})
 
 
-# ---- openNote ----
+# ---- openNote / bindNote ----
 
 
-def test_open_note(registry, issuer, other_issuer, manager, plain):
-    tx = registry.openNote(manager, {"from": issuer})
+def test_open_note(registry, factory, issuer, other_issuer, plain):
+    tx = registry.openNote(issuer, {"from": factory})
     assert fields(tx, "NoteOpened") == {
         "noteId": 1,
         "issuer": issuer.address,
-        "manager": manager.address,
+        "factory": factory.address,
     }
     assert tx.return_value in (1, None)  # None when the node cannot trace
     assert plain(registry.noteInfo(1)) == (
         issuer.address,
-        manager.address,
+        brownie.ZERO_ADDRESS,
         NOTE_OPEN,
         brownie.ZERO_ADDRESS,
-        False,
+        0,
         (),
     )
-    assert registry.openNote(manager, {"from": other_issuer}).events["NoteOpened"]["noteId"] == 2
+    assert registry.openNote(other_issuer, {"from": factory}).events["NoteOpened"]["noteId"] == 2
     assert registry.noteInfo(2)[0] == other_issuer
     assert registry.noteTranches(2) == []
+    assert registry.noteOperators(2) == []
     assert registry.collateralValue(2) == 0
 
 
-def test_open_note_rejects_zero_manager(registry, issuer, typed_error):
+def test_open_note_needs_an_issuer(registry, factory, rando, typed_error):
+    with brownie.reverts(typed_error("IssuerRoleMissing", rando)):
+        registry.openNote(rando, {"from": factory})
+
+
+def test_open_and_bind_are_factory_only(
+    registry, factory, issuer, rando, manager, operator, tranche_stub, typed_error
+):
+    # an issuer cannot open its own note, nor bind one: only the factory
+    for account in (rando, issuer, operator):
+        with brownie.reverts(unauthorized(typed_error, account, registry.NOTE_FACTORY_ROLE())):
+            registry.openNote(issuer, {"from": account})
+    note_id = open_note(registry, factory, issuer)
+    for account in (rando, issuer, manager):
+        with brownie.reverts(unauthorized(typed_error, account, registry.NOTE_FACTORY_ROLE())):
+            registry.bindNote(note_id, manager, [tranche_stub], [operator], {"from": account})
+
+
+def test_bind_note(registry, factory, issuer, manager, operator, other_operator, stubs, plain):
+    note_id = open_note(registry, factory, issuer)
+    tx = registry.bindNote(note_id, manager, stubs, [operator, other_operator], {"from": factory})
+    assert fields(tx, "NoteBound") == {
+        "noteId": note_id,
+        "servicer": manager.address,
+        "tranches": tuple(stub.address for stub in stubs),
+        "operators": (operator.address, other_operator.address),
+    }
+    assert plain(registry.noteInfo(note_id))[:5] == (
+        issuer.address,
+        manager.address,
+        NOTE_OPEN,
+        brownie.ZERO_ADDRESS,
+        0,
+    )
+    assert registry.noteTranches(note_id) == [stub.address for stub in stubs]
+    assert registry.noteOperators(note_id) == [operator, other_operator]
+
+
+def test_bind_note_errors(
+    registry, factory, issuer, manager, operator, stubs, TrancheStub, admin, typed_error
+):
+    note_id = open_note(registry, factory, issuer)
+    zero = brownie.ZERO_ADDRESS
+    with brownie.reverts(typed_error("NoteUnknown", 9)):
+        registry.bindNote(9, manager, stubs, [operator], {"from": factory})
     with brownie.reverts(typed_error("ZeroAddress")):
-        registry.openNote(brownie.ZERO_ADDRESS, {"from": issuer})
-
-
-def test_open_note_is_issuer_only(registry, rando, operator, manager, typed_error):
-    for account in (rando, operator):
-        with brownie.reverts(unauthorized(typed_error, account, registry.ISSUER_ROLE())):
-            registry.openNote(manager, {"from": account})
+        registry.bindNote(note_id, zero, stubs, [operator], {"from": factory})
+    with brownie.reverts(typed_error("NoteTranchesCount", note_id, 0, 4)):
+        registry.bindNote(note_id, manager, [], [operator], {"from": factory})
+    with brownie.reverts(typed_error("NoteTranchesCount", note_id, 5, 4)):
+        registry.bindNote(note_id, manager, [stubs[0]] * 5, [operator], {"from": factory})
+    with brownie.reverts(typed_error("ZeroAddress")):
+        registry.bindNote(note_id, manager, [stubs[0], zero], [operator], {"from": factory})
+    with brownie.reverts(typed_error("NoteOperatorsEmpty", note_id)):
+        registry.bindNote(note_id, manager, stubs, [], {"from": factory})
+    with brownie.reverts(typed_error("ZeroAddress")):
+        registry.bindNote(note_id, manager, stubs, [operator, zero], {"from": factory})
+    registry.bindNote(note_id, manager, stubs, [operator], {"from": factory})
+    # once bound, nothing about the note can change
+    with brownie.reverts(typed_error("NoteAlreadyBound", note_id)):
+        registry.bindNote(note_id, manager, stubs, [operator], {"from": factory})
+    for name in ("setNoteManager", "setNoteTranches"):
+        assert not hasattr(registry, name)
 
 
 def test_note_views_reject_unknown_note(registry, typed_error):
     for view in (
         registry.noteInfo,
         registry.noteTranches,
+        registry.noteOperators,
         registry.collateralValue,
         registry.outstandingPrincipal,
     ):
@@ -275,76 +365,17 @@ def test_note_views_reject_unknown_note(registry, typed_error):
             view(1)
 
 
-# ---- setNoteManager ----
-
-
-def test_set_note_manager(registry, issuer, note, rando, trustee):
-    tx = registry.setNoteManager(note, rando, {"from": issuer})
-    assert fields(tx, "NoteManagerSet") == {"noteId": note, "manager": rando.address}
-    assert registry.noteInfo(note)[1] == rando
-    registry.transferLiens(note, trustee, {"from": rando})
-
-
-def test_set_note_manager_errors(
-    registry, issuer, other_issuer, manager, note, rando, trustee, typed_error
+def test_outstanding_principal_sums_the_fixed_tranches(
+    registry, opener, issuer, stubs, TrancheStub, admin
 ):
-    with brownie.reverts(typed_error("NoteUnknown", 9)):
-        registry.setNoteManager(9, rando, {"from": issuer})
-    with brownie.reverts(typed_error("CallerNotNoteIssuer", note, other_issuer)):
-        registry.setNoteManager(note, rando, {"from": other_issuer})
-    with brownie.reverts(typed_error("CallerNotNoteIssuer", note, manager)):
-        registry.setNoteManager(note, rando, {"from": manager})
-    with brownie.reverts(typed_error("ZeroAddress")):
-        registry.setNoteManager(note, brownie.ZERO_ADDRESS, {"from": issuer})
-    registry.transferLiens(note, trustee, {"from": manager})
-    with brownie.reverts(typed_error("NoteNotOpen", note, NOTE_STEPPED_IN)):
-        registry.setNoteManager(note, rando, {"from": issuer})
-
-
-# ---- setNoteTranches / outstandingPrincipal ----
-
-
-def test_set_note_tranches_and_outstanding_principal(
-    registry, issuer, note, stubs, TrancheStub, admin
-):
-    assert registry.outstandingPrincipal(note) == 0
     stubs[0].setPrincipalOutstanding(7_000_000_000_000, {"from": admin})
     stubs[1].setPrincipalOutstanding(3_000_000_000_001, {"from": admin})
-    tx = registry.setNoteTranches(note, stubs, {"from": issuer})
-    assert fields(tx, "NoteTranchesSet") == {
-        "noteId": note,
-        "tranches": tuple(stub.address for stub in stubs),
-    }
-    assert registry.noteTranches(note) == [stub.address for stub in stubs]
-    assert registry.outstandingPrincipal(note) == 10_000_000_000_001
-
-    stubs[0].setPrincipalOutstanding(0, {"from": admin})
-    assert registry.outstandingPrincipal(note) == 3_000_000_000_001
-
-    # replacing the list, up to four tranches
     extra = [TrancheStub.deploy({"from": admin}) for _ in range(2)]
     extra[0].setPrincipalOutstanding(5, {"from": admin})
-    registry.setNoteTranches(note, [stubs[1], *extra, stubs[0]], {"from": issuer})
-    assert registry.outstandingPrincipal(note) == 3_000_000_000_006
-    registry.setNoteTranches(note, [], {"from": issuer})
-    assert registry.outstandingPrincipal(note) == 0
-
-
-def test_set_note_tranches_errors(
-    registry, issuer, other_issuer, manager, note, stubs, trustee, typed_error
-):
-    five = [stubs[0]] * 5
-    with brownie.reverts(typed_error("NoteTranchesTooMany", note, 5, 4)):
-        registry.setNoteTranches(note, five, {"from": issuer})
-    with brownie.reverts(typed_error("ZeroAddress")):
-        registry.setNoteTranches(note, [stubs[0], brownie.ZERO_ADDRESS], {"from": issuer})
-    with brownie.reverts(typed_error("NoteUnknown", 9)):
-        registry.setNoteTranches(9, stubs, {"from": issuer})
-    with brownie.reverts(typed_error("CallerNotNoteIssuer", note, other_issuer)):
-        registry.setNoteTranches(note, stubs, {"from": other_issuer})
-    registry.transferLiens(note, trustee, {"from": manager})
-    with brownie.reverts(typed_error("NoteNotOpen", note, NOTE_STEPPED_IN)):
-        registry.setNoteTranches(note, stubs, {"from": issuer})
+    note_id = opener(issuer, tranches=[stubs[1], *extra, stubs[0]])
+    assert registry.outstandingPrincipal(note_id) == 10_000_000_000_006
+    stubs[0].setPrincipalOutstanding(0, {"from": admin})
+    assert registry.outstandingPrincipal(note_id) == 3_000_000_000_006
 
 
 # ---- registerBatch ----
@@ -493,6 +524,10 @@ def test_pledge_batch_errors(
     manager,
     note,
     other_note,
+    opener,
+    factory,
+    tranche_stub,
+    admin,
     now,
     typed_error,
 ):
@@ -510,14 +545,18 @@ def test_pledge_batch_errors(
     with brownie.reverts(typed_error("BatchIssuerMismatch", batch_id, issuer, other_issuer)):
         registry.pledgeBatch(batch_id, other_note, {"from": operator})
 
-    closed = open_note(registry, issuer, manager)
-    registry.releaseNote(closed, {"from": manager})
-    with brownie.reverts(typed_error("NoteNotOpen", closed, NOTE_RELEASED)):
-        registry.pledgeBatch(batch_id, closed, {"from": operator})
-    stepped_in = open_note(registry, issuer, manager)
+    unbound = open_note(registry, factory, issuer)
+    with brownie.reverts(typed_error("NoteNotBound", unbound)):
+        registry.pledgeBatch(batch_id, unbound, {"from": operator})
+    stepped_in = opener(issuer)
     registry.transferLiens(stepped_in, manager, {"from": manager})
     with brownie.reverts(typed_error("NoteNotOpen", stepped_in, NOTE_STEPPED_IN)):
         registry.pledgeBatch(batch_id, stepped_in, {"from": operator})
+    closed = opener(issuer, tranches=[tranche_stub])
+    settle(tranche_stub, admin)
+    registry.releaseNote(closed, {"from": manager})
+    with brownie.reverts(typed_error("NoteNotOpen", closed, NOTE_RELEASED)):
+        registry.pledgeBatch(batch_id, closed, {"from": operator})
 
     registry.pledgeBatch(batch_id, note, {"from": operator})
     with brownie.reverts(typed_error("BatchNotInStatus", batch_id, PLEDGED, ATTESTED)):
@@ -542,14 +581,47 @@ def test_pledge_batch_limit(registry, operator, attestor, issuer, note, now, typ
     assert registry.collateralValue(note) == 32 * GPU_COST
 
 
+def test_pledge_needs_the_notes_consent(
+    registry, opener, operator, other_operator, attestor, issuer, now, typed_error
+):
+    """Only an operator the note names may pledge into it: another operator
+    of the same issuer cannot fill its slots."""
+    note_id = opener(issuer, operators=[operator])
+    leaves = make_leaves(["SN-9"], in_service_at=now)
+    batch_id, _ = register(registry, other_operator, issuer, leaves)
+    registry.attestBatch(batch_id, ATTESTOR_DOCS, {"from": attestor})
+    with brownie.reverts(typed_error("CallerNotNoteOperator", note_id, other_operator)):
+        registry.pledgeBatch(batch_id, note_id, {"from": other_operator})
+
+
 # ---- releaseNote ----
 
 
-def test_release_note_by_manager(registry, manager, note, pledged, plain):
+def test_release_note_by_anyone_once_tranches_settled(
+    registry, opener, issuer, rando, manager, stubs, admin, pledged, plain, typed_error
+):
+    batch_id, _, _ = pledged
+    note_id = opener(issuer, tranches=stubs)
+    # the servicer has no say: only the tranches' state does
+    for account in (rando, manager, issuer):
+        with brownie.reverts(typed_error("NoteNotRepaid", note_id)):
+            registry.releaseNote(note_id, {"from": account})
+    stubs[0].setRepaid(True, {"from": admin})
+    with brownie.reverts(typed_error("NoteNotRepaid", note_id)):
+        registry.releaseNote(note_id, {"from": rando})
+    stubs[1].setState(4, {"from": admin})  # Cancelled: never drawn
+    tx = registry.releaseNote(note_id, {"from": rando})
+    assert fields(tx, "NoteReleased") == {"noteId": note_id, "by": rando.address}
+    assert registry.noteInfo(note_id)["status"] == NOTE_RELEASED
+
+
+def test_release_note_frees_its_batches(
+    registry, manager, note, pledged, tranche_stub, admin, rando, plain
+):
     batch_id, _, _ = pledged
     value = registry.batchValue(batch_id)
-    tx = registry.releaseNote(note, {"from": manager})
-    assert fields(tx, "NoteReleased") == {"noteId": note, "by": manager.address}
+    settle(tranche_stub, admin)
+    registry.releaseNote(note, {"from": rando})
     assert registry.noteInfo(note)["status"] == NOTE_RELEASED
     assert plain(registry.livePledgeOf(batch_id)) == (False, note)
     assert registry.batchInfo(batch_id)["status"] == PLEDGED  # not rewritten: O(1)
@@ -557,129 +629,64 @@ def test_release_note_by_manager(registry, manager, note, pledged, plain):
     assert registry.batchValue(batch_id) == value
 
 
-def test_release_note_by_anyone_once_tranches_repaid(
-    registry, issuer, rando, note, stubs, admin, typed_error
+def test_release_note_by_the_lienholder_after_step_in(
+    registry, manager, trustee, rando, note, pledged, typed_error
 ):
-    with brownie.reverts(typed_error("NoteNotRepaid", note)):
-        registry.releaseNote(note, {"from": rando})  # no tranches: never repaid
-    registry.setNoteTranches(note, stubs, {"from": issuer})
-    with brownie.reverts(typed_error("NoteNotRepaid", note)):
-        registry.releaseNote(note, {"from": rando})
-    stubs[0].setRepaid(True, {"from": admin})
-    with brownie.reverts(typed_error("NoteNotRepaid", note)):
-        registry.releaseNote(note, {"from": issuer})  # the issuer is not the manager
-    stubs[1].setRepaid(True, {"from": admin})
-    tx = registry.releaseNote(note, {"from": rando})
-    assert fields(tx, "NoteReleased") == {"noteId": note, "by": rando.address}
-    assert registry.noteInfo(note)["status"] == NOTE_RELEASED
-
-
-def test_release_note_after_step_in(registry, manager, trustee, note, pledged):
+    """After a default with a loss the tranches never reach Repaid: the
+    trustee (and only the trustee) releases the liens."""
     registry.transferLiens(note, trustee, {"from": manager})
-    registry.releaseNote(note, {"from": manager})
+    for account in (manager, rando):
+        with brownie.reverts(typed_error("NoteNotRepaid", note)):
+            registry.releaseNote(note, {"from": account})
+    tx = registry.releaseNote(note, {"from": trustee})
+    assert fields(tx, "NoteReleased") == {"noteId": note, "by": trustee.address}
     assert registry.noteInfo(note)["status"] == NOTE_RELEASED
     assert registry.collateralValue(note) == 0
 
 
-def test_release_note_errors(registry, manager, note, typed_error):
-    with brownie.reverts(typed_error("NoteUnknown", 5)):
-        registry.releaseNote(5, {"from": manager})
-    registry.releaseNote(note, {"from": manager})
-    with brownie.reverts(typed_error("NoteNotOpen", note, NOTE_RELEASED)):
-        registry.releaseNote(note, {"from": manager})
-
-
-def test_release_frees_gpus_for_a_new_pledge(
-    registry,
-    operator,
-    other_operator,
-    attestor,
-    issuer,
-    other_issuer,
-    manager,
-    note,
-    pledged,
-    now,
-    typed_error,
+def test_release_note_errors(
+    registry, factory, issuer, note, tranche_stub, admin, rando, typed_error
 ):
-    old_batch, old_tree, old_leaves = pledged
-    registry.releaseNote(note, {"from": manager})
-    # the same GPUs, refinanced by another issuer
-    new_note = open_note(registry, other_issuer, manager)
-    leaves = make_leaves(["SN-C", "SN-A"], in_service_at=now - 2 * QUARTER - HOUR)
-    new_batch, new_tree = register_attest_pledge(
-        registry, other_operator, attestor, other_issuer, new_note, leaves
-    )
-    assert registry.livePledgeOf(new_batch)[0]
-    assert registry.collateralValue(new_note) == value_of(2 * GPU_COST, 6666)
-    with brownie.reverts(typed_error("BatchNotLive", old_batch)):
-        registry.proveDoublePledge(
-            old_batch,
-            old_leaves[0].as_tuple(),
-            old_tree.proof(0),
-            new_batch,
-            leaves[1].as_tuple(),
-            new_tree.proof(1),
-        )
-    # the released batch itself cannot be pledged again
-    other = open_note(registry, issuer, manager)
-    with brownie.reverts(typed_error("BatchNotInStatus", old_batch, PLEDGED, ATTESTED)):
-        registry.pledgeBatch(old_batch, other, {"from": operator})
+    with brownie.reverts(typed_error("NoteUnknown", 5)):
+        registry.releaseNote(5, {"from": rando})
+    unbound = open_note(registry, factory, issuer)
+    with brownie.reverts(typed_error("NoteNotBound", unbound)):
+        registry.releaseNote(unbound, {"from": rando})
+    settle(tranche_stub, admin)
+    registry.releaseNote(note, {"from": rando})
+    with brownie.reverts(typed_error("NoteNotOpen", note, NOTE_RELEASED)):
+        registry.releaseNote(note, {"from": rando})
 
 
 # ---- transferLiens ----
 
 
-def test_transfer_liens(
-    registry,
-    manager,
-    trustee,
-    note,
-    pledged,
-    other_operator,
-    attestor,
-    other_issuer,
-    other_note,
-    now,
-    plain,
-):
-    batch_id, tree, leaves = pledged
+def test_transfer_liens(registry, manager, trustee, note, pledged, plain):
+    batch_id, _, _ = pledged
     value = registry.collateralValue(note)
     tx = registry.transferLiens(note, trustee, {"from": manager})
     assert fields(tx, "LiensTransferred") == {"noteId": note, "trustee": trustee.address}
     info = plain(registry.noteInfo(note))
-    assert info[2:5] == (NOTE_STEPPED_IN, trustee.address, False)
+    assert info[2:5] == (NOTE_STEPPED_IN, trustee.address, 0)
     # the batches stay live and keep counting, now for the trustee
     assert plain(registry.livePledgeOf(batch_id)) == (True, note)
     assert registry.collateralValue(note) == value
-    # and still block a double pledge
-    rogue = make_leaves(["SN-B"], in_service_at=now - HOUR)
-    rogue_batch, rogue_tree = register_attest_pledge(
-        registry, other_operator, attestor, other_issuer, other_note, rogue
-    )
-    tx = registry.proveDoublePledge(
-        rogue_batch,
-        rogue[0].as_tuple(),
-        rogue_tree.proof(0),
-        batch_id,
-        leaves[1].as_tuple(),
-        tree.proof(1),
-    )
-    assert tx.events["DoublePledgeProven"]["voidedBatchId"] == rogue_batch
-    assert registry.collateralValue(note) == value
 
 
-def test_transfer_liens_errors(registry, issuer, manager, trustee, note, typed_error):
+def test_transfer_liens_errors(registry, factory, issuer, manager, trustee, note, typed_error):
     with brownie.reverts(typed_error("NoteUnknown", 4)):
         registry.transferLiens(4, trustee, {"from": manager})
-    with brownie.reverts(typed_error("CallerNotNoteManager", note, issuer)):
+    with brownie.reverts(typed_error("CallerNotNoteServicer", note, issuer)):
         registry.transferLiens(note, trustee, {"from": issuer})
+    unbound = open_note(registry, factory, issuer)
+    with brownie.reverts(typed_error("CallerNotNoteServicer", unbound, manager)):
+        registry.transferLiens(unbound, trustee, {"from": manager})
     with brownie.reverts(typed_error("ZeroAddress")):
         registry.transferLiens(note, brownie.ZERO_ADDRESS, {"from": manager})
     registry.transferLiens(note, trustee, {"from": manager})
     with brownie.reverts(typed_error("NoteNotOpen", note, NOTE_STEPPED_IN)):
         registry.transferLiens(note, trustee, {"from": manager})
-    registry.releaseNote(note, {"from": manager})
+    registry.releaseNote(note, {"from": trustee})
     with brownie.reverts(typed_error("NoteNotOpen", note, NOTE_RELEASED)):
         registry.transferLiens(note, trustee, {"from": manager})
 
@@ -738,21 +745,25 @@ def test_double_pledge_across_issuers_is_caught(
         "gpuKey": key,
         "reason": "double pledge",
     }
-    assert fields(tx, "NoteCollateralDeficient") == {"noteId": other_note, "batchId": batch_b}
+    assert fields(tx, "NoteDefectProven") == {
+        "noteId": other_note,
+        "batchId": batch_b,
+        "defects": 1,
+    }
     assert [event.name for event in tx.events] == [
         "DoublePledgeProven",
         "BatchVoided",
-        "NoteCollateralDeficient",
+        "NoteDefectProven",
     ]
     # penalised: the later batch no longer counts, its note is deficient
     assert registry.batchInfo(batch_b)["status"] == VOIDED
     assert registry.batchValue(batch_b) == 0
     assert plain(registry.livePledgeOf(batch_b)) == (False, other_note)
     assert registry.collateralValue(other_note) == 0
-    assert registry.noteInfo(other_note)["deficient"]
+    assert registry.noteInfo(other_note)["defects"] == 1
     # the earlier pledge is untouched
     assert registry.collateralValue(note) == value_a
-    assert not registry.noteInfo(note)["deficient"]
+    assert registry.noteInfo(note)["defects"] == 0
     assert registry.livePledgeOf(batch_a)[0]
 
 
@@ -796,7 +807,7 @@ def test_double_pledge_within_one_batch(
     assert tx.events["BatchVoided"]["batchId"] == batch_id
     assert registry.batchInfo(batch_id)["status"] == VOIDED
     assert registry.collateralValue(note) == 0
-    assert plain(registry.noteInfo(note))[4] is True
+    assert plain(registry.noteInfo(note))[4] == 1
 
 
 def test_double_pledge_within_one_batch_at_the_same_index(
@@ -882,7 +893,8 @@ def test_double_pledge_needs_live_batches(
     operator,
     attestor,
     issuer,
-    manager,
+    tranche_stub,
+    admin,
     note,
     double_pledge,
     now,
@@ -924,7 +936,8 @@ def test_double_pledge_needs_live_batches(
     with brownie.reverts(typed_error("BatchNotLive", batch_b)):
         registry.proveDoublePledge(*args)
     # a released note's batches are not live
-    registry.releaseNote(note, {"from": manager})
+    settle(tranche_stub, admin)
+    registry.releaseNote(note, {"from": admin})
     with brownie.reverts(typed_error("BatchNotLive", batch_a)):
         registry.proveDoublePledge(*args)
 
@@ -961,10 +974,10 @@ def test_prove_bad_leaf(
         "gpuKey": bad.gpu_key,
         "reason": reason,
     }
-    assert fields(tx, "NoteCollateralDeficient") == {"noteId": note, "batchId": batch_id}
+    assert fields(tx, "NoteDefectProven") == {"noteId": note, "batchId": batch_id, "defects": 1}
     assert registry.batchInfo(batch_id)["status"] == VOIDED
     assert registry.collateralValue(note) == 0
-    assert registry.noteInfo(note)["deficient"]
+    assert registry.noteInfo(note)["defects"] == 1
 
 
 def test_prove_bad_leaf_errors(registry, pledged, operator, issuer, now, typed_error):

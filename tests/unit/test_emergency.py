@@ -18,6 +18,7 @@ from gpucredit.protocol import (
     USD,
     DealSpec,
     TrancheSpec,
+    close_subscription,
     make_fleet,
     open_deal,
     pledge_fleet,
@@ -83,7 +84,7 @@ def _subscribe_and_draw(deal, lenders, issuer, amounts=(600_000 * USD, 400_000 *
     senior = deal.senior
     for lender, amount in zip(lenders, amounts, strict=False):
         senior.requestDeposit(amount, lender, lender, {"from": lender})
-    senior.closeSubscription({"from": issuer})
+    close_subscription(senior, issuer)
     senior.fulfil(lenders[: len(amounts)], {"from": issuer})
     senior.drawdown({"from": issuer})
 
@@ -116,7 +117,7 @@ def test_pause_stops_drawdown_but_not_refunds_of_an_oversubscribed_fill(
     senior = deal.senior
     for lender in lenders[:2]:
         senior.requestDeposit(800_000 * USD, lender, lender, {"from": lender})
-    senior.closeSubscription({"from": issuer})
+    close_subscription(senior, issuer)
     senior.fulfil(lenders[:2], {"from": issuer})
     senior.pause({"from": guardian})
     with reverts_with("EnforcedPause"):
@@ -172,12 +173,14 @@ def test_redeem_and_the_burn_work_while_paused(deal, guardian, lenders, issuer, 
     _subscribe_and_draw(deal, lenders, issuer)
     senior.claimShares({"from": lenders[0]})
     senior.pause({"from": guardian})
-    # the SPV account (the servicer contract) pays; here its role goes to an EOA
-    senior.grantRole(senior.SERVICER_ROLE(), issuer, {"from": issuer})
-    core.usd.mint(issuer, SIZE * 2, {"from": core.usd.owner()})
-    core.usd.approve(senior, 2**256 - 1, {"from": issuer})
+    # only the note's servicer pays: impersonate it (anvil) and fund it
+    payer = deal.servicer.address
+    web3.provider.make_request("anvil_impersonateAccount", [payer])
+    web3.provider.make_request("anvil_setBalance", [payer, hex(10**21)])
+    payer = brownie.accounts.at(payer, force=True)
+    core.usd.mint(payer, SIZE * 2, {"from": core.usd.owner()})
     web3.provider.make_request("evm_setNextBlockTimestamp", [chain[-1].timestamp])
-    senior.pay(senior.interestDue(), SIZE, {"from": issuer})
+    senior.pay(senior.interestDue(), SIZE, {"from": payer})
     assert senior.isRepaid()
     before = core.usd.balanceOf(lenders[0])
     senior.redeem({"from": lenders[0]})
@@ -219,7 +222,6 @@ def _admin_contracts(core, deal):
         (core.registry, "admin"),
         (core.oracle, "admin"),
         (deal.senior, "issuer"),
-        (deal.servicer, "issuer"),
     ]
 
 
@@ -239,7 +241,7 @@ def test_every_contract_has_one_default_admin_moved_in_two_steps(
             contract.revokeRole(DEFAULT_ADMIN_ROLE, current, {"from": current})
 
 
-@pytest.mark.parametrize("index", range(5))
+@pytest.mark.parametrize("index", range(4))
 def test_admin_hand_over_waits_for_the_delay_and_the_new_key(
     core, deal, admin, issuer, rando, accounts, index, reverts_with, denied
 ):
@@ -277,18 +279,24 @@ def test_a_pending_hand_over_can_be_cancelled(core, admin, accounts, reverts_wit
 # ---------------------------------------------------------------- servicer: trustee and terms
 
 
-def test_only_a_trustee_appoints_a_trustee(deal, issuer, trustee, rando, denied):
+def test_the_servicer_has_no_admin(deal):
+    names = {item["name"] for item in deal.servicer.abi if item["type"] == "function"}
+    assert not names & {"defaultAdmin", "grantRole", "revokeRole", "beginDefaultAdminTransfer"}
+
+
+def test_only_a_trustee_appoints_a_trustee(deal, issuer, trustee, rando, reverts_with):
     servicer = deal.servicer
-    assert servicer.getRoleAdmin(TRUSTEE_ROLE) == TRUSTEE_ROLE
-    # the servicer's admin (the issuer) cannot make itself the lienholder
-    with denied(issuer, TRUSTEE_ROLE):
-        servicer.grantRole(TRUSTEE_ROLE, issuer, {"from": issuer})
-    with denied(issuer, TRUSTEE_ROLE):
-        servicer.revokeRole(TRUSTEE_ROLE, trustee, {"from": issuer})
-    servicer.grantRole(TRUSTEE_ROLE, rando, {"from": trustee})  # a successor trustee
-    servicer.renounceRole(TRUSTEE_ROLE, trustee, {"from": trustee})
-    assert servicer.hasRole(TRUSTEE_ROLE, rando)
-    assert not servicer.hasRole(TRUSTEE_ROLE, trustee)
+    assert servicer.trustee() == trustee
+    # the issuer cannot make itself the lienholder
+    with reverts_with("NotTrustee", issuer.address):
+        servicer.transferTrustee(issuer, {"from": issuer})
+    with reverts_with("TermsInvalid"):
+        servicer.transferTrustee("0x" + "00" * 20, {"from": trustee})  # never zero
+    tx = servicer.transferTrustee(rando, {"from": trustee})  # a successor trustee
+    assert tx.events["TrusteeSet"]["trustee"] == rando
+    assert servicer.trustee() == rando
+    with reverts_with("NotTrustee", trustee.address):
+        servicer.stepIn({"from": trustee})
 
 
 # ---------------------------------------------------------------- timelocked oracle changes

@@ -168,10 +168,18 @@ def test_remove_identity(identity_registry, agent, listed):
     assert not identity_registry.isVerified(listed)
 
 
-def test_remove_then_register_again_starts_unfrozen(identity_registry, agent, listed, expiry):
+def test_remove_then_register_again_stays_frozen(
+    identity_registry, agent, listed, expiry, typed_error
+):
+    """Issue 13: removing and re-registering must not launder a freeze."""
     identity_registry.setFrozen(listed, True, {"from": agent})
     identity_registry.removeIdentity(listed, {"from": agent})
+    assert tuple(identity_registry.identityOf(listed)) == (0, 0, True)
     identity_registry.registerIdentity(listed, FRANCE, expiry, {"from": agent})
+    assert not identity_registry.isVerified(listed)
+    with brownie.reverts(typed_error("IdentityIsFrozen", listed)):
+        identity_registry.requireVerified(listed)
+    identity_registry.setFrozen(listed, False, {"from": agent})  # only an explicit unfreeze
     assert identity_registry.isVerified(listed)
 
 
@@ -199,9 +207,21 @@ def test_freeze_and_unfreeze(identity_registry, agent, listed, expiry):
     assert identity_registry.isVerified(listed)
 
 
-def test_set_frozen_rejects_unknown(identity_registry, agent, lender, typed_error):
-    with brownie.reverts(typed_error("IdentityUnknown", lender)):
-        identity_registry.setFrozen(lender, True, {"from": agent})
+def test_set_frozen_applies_to_an_unlisted_account(identity_registry, agent, lender, expiry):
+    identity_registry.setFrozen(lender, True, {"from": agent})
+    identity_registry.registerIdentity(lender, FRANCE, expiry, {"from": agent})
+    assert not identity_registry.isVerified(lender)
+
+
+def test_require_not_frozen_ignores_expiry_and_removal(
+    identity_registry, agent, listed, lender, typed_error
+):
+    identity_registry.requireNotFrozen(lender)  # never listed
+    identity_registry.removeIdentity(listed, {"from": agent})
+    identity_registry.requireNotFrozen(listed)  # removed, not frozen
+    identity_registry.setFrozen(listed, True, {"from": agent})
+    with brownie.reverts(typed_error("IdentityIsFrozen", listed)):
+        identity_registry.requireNotFrozen(listed)
 
 
 def test_set_frozen_is_agent_only(identity_registry, rando, listed, typed_error):

@@ -1,43 +1,37 @@
 """NoteTranche: subscriptions (ERC-7540 shape), whitelisting, coupon accrual,
-repayment and redemption. The SPV is a plain wallet here (`spv`), so the
-servicing calls are made directly."""
+repayment and redemption. The tranche is a bare clone wired by hand with a
+plain wallet as its servicer (`spv`), so the servicing calls are made
+directly; the factory wires real notes (tests/regressions)."""
 
 import pytest
-from brownie import ZERO_ADDRESS, chain
+from brownie import chain
 
-from gpucredit.protocol import DAY, USD, YEAR, make_fleet, register_batch
+from gpucredit.protocol import DAY, USD, YEAR, close_subscription, make_fleet, register_batch
 
 RATE = 430 + 450  # reference + spread, bps
 MAX_SIZE = 10_000_000 * USD
 
 
 @pytest.fixture(scope="module")
-def note_id(core, issuer):
-    return core.registry.openNote(issuer, {"from": issuer}).return_value
+def note_id(open_note):
+    return open_note()
+
+
+def _terms(note_id):
+    now = chain[-1].timestamp
+    terms = (note_id, 0, MAX_SIZE, 1_000 * USD, now, now + 14 * DAY, now + 14 * DAY + 3 * YEAR)
+    return terms + (430, 450, 500, 2_500, 13_000)
 
 
 @pytest.fixture(scope="module")
-def tranche(NoteTranche, core, issuer, spv, note_id):
-    now = chain[-1].timestamp
-    terms = (note_id, 0, MAX_SIZE, 1_000 * USD, now, now + 14 * DAY, now + 14 * DAY + 3 * YEAR)
-    terms += (430, 450, 500, 2_500, 13_000)
-    tranche = NoteTranche.deploy(
-        "GPU Senior",
-        "GPU-A",
-        core.usd,
-        core.identities,
-        core.registry,
-        issuer,
-        spv,
-        terms,
-        {"from": issuer},
-    )
-    core.registry.setNoteTranches(note_id, [tranche], {"from": issuer})
+def tranche(make_tranche, open_note, spv, note_id):
+    tranche = make_tranche(_terms(note_id), spv)
+    open_note.bind(note_id, spv, [tranche])
     return tranche
 
 
 @pytest.fixture(scope="module")
-def pledged(core, issuer, operator, attestor, note_id):
+def pledged(core, issuer, operator, attestor, note_id, tranche):
     """600 GPUs at $25k (class 1, in service now): $15M of collateral."""
     leaves = make_fleet(600, in_service_at=chain[-1].timestamp - 1)
     batch_id, _, _ = register_batch(core, issuer, operator, leaves)
@@ -58,7 +52,7 @@ def active(core, tranche, issuer, lenders, spv, pledged):
     """Three lenders 2M / 3M / 5M, drawn down, approvals for the SPV."""
     for lender, amount in zip(lenders, [2, 3, 5], strict=True):
         subscribe(core, tranche, lender, amount * 1_000_000 * USD)
-    tranche.closeSubscription({"from": issuer})
+    close_subscription(tranche, issuer)
     tranche.fulfil(lenders, {"from": issuer})
     tranche.drawn_at = tranche.drawdown({"from": issuer}).timestamp
     for lender in lenders:
@@ -128,32 +122,69 @@ def test_cancel_deposit_request_refunds(core, tranche, lenders, reverts_with):
 
 def test_cancel_after_close_reverts(core, tranche, issuer, lenders, reverts_with):
     subscribe(core, tranche, lenders[0], 4_000 * USD)
-    tranche.closeSubscription({"from": issuer})
+    close_subscription(tranche, issuer)
     with reverts_with("StateIs", 1, 0):
         tranche.cancelDepositRequest({"from": lenders[0]})
 
 
-def test_issuer_only_functions(tranche, rando, reverts_with):
+def test_issuer_only_functions(tranche, rando, issuer, reverts_with):
     for call in (
         lambda: tranche.closeSubscription({"from": rando}),
         lambda: tranche.fulfil([rando], {"from": rando}),
         lambda: tranche.drawdown({"from": rando}),
-        lambda: tranche.cancelOffering({"from": rando}),
-        lambda: tranche.setAmortizationSchedule([], [], {"from": rando}),
-        lambda: tranche.setSpv(rando, {"from": rando}),
-        lambda: tranche.setRateStep(100, {"from": rando}),
-        lambda: tranche.setReferenceRate(500, {"from": rando}),
-        lambda: tranche.pay(0, 0, {"from": rando}),
     ):
         with reverts_with("AccessControlUnauthorizedAccount"):
             call()
+    with reverts_with("DrawdownDeadlineNotPassed"):
+        tranche.cancelOffering({"from": rando})
+
+
+def test_only_the_servicer_pays_and_steps_not_even_the_admin(tranche, rando, issuer, reverts_with):
+    for caller in (rando, issuer):
+        with reverts_with("NotServicer", caller.address):
+            tranche.setRateStep(100, {"from": caller})
+        with reverts_with("NotServicer", caller.address):
+            tranche.pay(0, 0, {"from": caller})
+        with reverts_with("NotServicer", caller.address):
+            tranche.writeOff({"from": caller})
+    for setter in ("setSpv", "setAmortizationSchedule", "setReferenceRate"):
+        assert not hasattr(tranche, setter)
+
+
+def test_initialize_runs_once(tranche, issuer, rando, reverts_with):
+    with reverts_with("AlreadyInitialized"):
+        tranche.initialize("x", "x", rando, rando, tranche.terms(), [], [], {"from": rando})
+
+
+def test_window_closes_only_at_its_end(tranche, issuer, reverts_with):
+    end = tranche.terms()["subscriptionEnd"]
+    with reverts_with("SubscriptionWindowOpen"):
+        tranche.closeSubscription({"from": issuer})
+    close_subscription(tranche, issuer)
+    assert tranche.state() == 1 and chain[-1].timestamp >= end
+
+
+def test_anyone_unwinds_an_offering_not_drawn_by_the_deadline(
+    core, tranche, issuer, lenders, rando, reverts_with
+):
+    subscribe(core, tranche, lenders[0], 4_000 * USD)
+    close_subscription(tranche, issuer)
+    tranche.fulfil([lenders[0]], {"from": issuer})
+    chain.sleep(tranche.DRAWDOWN_WINDOW() + 1)
+    chain.mine()
+    with reverts_with("DrawdownDeadlinePassed"):
+        tranche.drawdown({"from": issuer})
+    tranche.cancelOffering({"from": rando})
+    before = core.usd.balanceOf(lenders[0])
+    tranche.claimShares({"from": lenders[0]})
+    assert core.usd.balanceOf(lenders[0]) - before == 4_000 * USD
 
 
 def test_oversubscription_is_cut_pro_rata(core, tranche, issuer, lenders):
     amounts = [3_000_000 * USD, 4_000_000 * USD, 7_000_000 * USD]  # 14M for a 10M tranche
     for lender, amount in zip(lenders, amounts, strict=True):
         subscribe(core, tranche, lender, amount)
-    tranche.closeSubscription({"from": issuer})
+    close_subscription(tranche, issuer)
     tx = tranche.fulfil(lenders, {"from": issuer})
     fills = [tranche.fillOf(lender) for lender in lenders]
     for (shares, refund), amount in zip(fills, amounts, strict=True):
@@ -169,7 +200,7 @@ def test_oversubscription_is_cut_pro_rata(core, tranche, issuer, lenders):
 def test_refund_claimable_before_drawdown(core, tranche, issuer, lenders):
     subscribe(core, tranche, lenders[0], 8_000_000 * USD)
     subscribe(core, tranche, lenders[1], 8_000_000 * USD)
-    tranche.closeSubscription({"from": issuer})
+    close_subscription(tranche, issuer)
     tranche.fulfil(lenders[:2], {"from": issuer})
     before = core.usd.balanceOf(lenders[0])
     shares, refunded = tranche.claimShares({"from": lenders[0]}).return_value
@@ -180,7 +211,7 @@ def test_refund_claimable_before_drawdown(core, tranche, issuer, lenders):
 
 def test_drawdown_requires_conditions_precedent(core, tranche, issuer, lenders, reverts_with):
     subscribe(core, tranche, lenders[0], 5_000_000 * USD)
-    tranche.closeSubscription({"from": issuer})
+    close_subscription(tranche, issuer)
     with reverts_with("RequestsUnfulfilled", 5_000_000 * USD):
         tranche.drawdown({"from": issuer})
     tranche.fulfil([lenders[0]], {"from": issuer})
@@ -199,7 +230,7 @@ def test_drawdown_rejects_collateral_below_ratio(
     )
     core.registry.pledgeBatch(batch_id, note_id, {"from": operator})
     subscribe(core, tranche, lenders[0], 5_000_000 * USD)
-    tranche.closeSubscription({"from": issuer})
+    close_subscription(tranche, issuer)
     tranche.fulfil([lenders[0]], {"from": issuer})
     with reverts_with("ConditionsPrecedentNotMet", 5_000_000 * USD, 6_500_000 * USD):
         tranche.drawdown({"from": issuer})
@@ -209,7 +240,7 @@ def test_drawdown_sends_capital_to_spv_and_escrows_face(
     core, tranche, issuer, lenders, spv, pledged
 ):
     subscribe(core, tranche, lenders[0], 4_000_000 * USD)
-    tranche.closeSubscription({"from": issuer})
+    close_subscription(tranche, issuer)
     tranche.fulfil([lenders[0]], {"from": issuer})
     before = core.usd.balanceOf(spv)
     tx = tranche.drawdown({"from": issuer})
@@ -228,7 +259,7 @@ def test_cancelled_offering_refunds_everything(core, tranche, issuer, lenders, r
     subscribe(core, tranche, lenders[0], 6_000_000 * USD)
     subscribe(core, tranche, lenders[1], 6_000_000 * USD)
     before = [core.usd.balanceOf(lender) for lender in lenders[:2]]
-    tranche.closeSubscription({"from": issuer})
+    close_subscription(tranche, issuer)
     tranche.fulfil([lenders[0]], {"from": issuer})
     tranche.cancelOffering({"from": issuer})
     tranche.claimShares({"from": lenders[0]})  # fulfilled: fill + refund back
@@ -334,25 +365,22 @@ def test_pay_rejects_overpayment(active, spv, reverts_with):
         active.pay(0, 10_000_000 * USD + 1, {"from": spv})
 
 
-def test_rate_step_is_clamped_and_emitted(active, issuer, spv, reverts_with):
-    active.grantRole(active.COVENANT_ROLE(), issuer, {"from": issuer})
-    tx = active.setRateStep(-200, {"from": issuer})
+def test_rate_step_is_clamped_and_emitted(active, spv, reverts_with):
+    tx = active.setRateStep(-200, {"from": spv})
     assert active.currentRateBps() == RATE - 200
     assert tx.events["RateChanged"]["newRateBps"] == RATE - 200
-    active.setRateStep(-2_000, {"from": issuer})
+    active.setRateStep(-2_000, {"from": spv})
     assert active.currentRateBps() == 500  # floor
-    active.setReferenceRate(3_000, {"from": issuer})
-    active.setRateStep(0, {"from": issuer})
+    active.setRateStep(2_000, {"from": spv})
     assert active.currentRateBps() == 2_500  # cap
     with reverts_with("RateStepOutOfRange", 2_001):
-        active.setRateStep(2_001, {"from": issuer})
+        active.setRateStep(2_001, {"from": spv})
 
 
-def test_rate_change_applies_from_that_second(active, issuer, lenders):
-    active.grantRole(active.COVENANT_ROLE(), issuer, {"from": issuer})
+def test_rate_change_applies_from_that_second(active, spv, lenders):
     t0 = active.drawn_at
     chain.sleep(30 * DAY)
-    tx = active.setRateStep(300, {"from": issuer})
+    tx = active.setRateStep(300, {"from": spv})
     chain.sleep(30 * DAY)
     chain.mine()
     t2 = chain[-1].timestamp
@@ -394,19 +422,23 @@ def test_full_repayment_burns_face_on_redeem(core, active, lenders, spv, reverts
         active.redeem({"from": lenders[0]})
 
 
-def test_amortization_schedule(core, tranche, issuer, lenders, pledged, reverts_with):
-    maturity = tranche.terms()["maturity"]
+def test_amortization_schedule(
+    core, make_tranche, note_id, spv, issuer, lenders, pledged, reverts_with
+):
+    terms = _terms(note_id)
+    maturity = terms[6]
     now = chain[-1].timestamp
     with reverts_with("ScheduleInvalid", 1):
-        tranche.setAmortizationSchedule(
-            [now + 90 * DAY, now + 60 * DAY], [1000, 2000], {"from": issuer}
-        )
+        make_tranche(terms, spv, schedule=([now + 90 * DAY, now + 60 * DAY], [1000, 2000]))
     with reverts_with("ScheduleInvalid", 0):
-        tranche.setAmortizationSchedule([maturity + 1], [1000], {"from": issuer})
+        make_tranche(terms, spv, schedule=([maturity + 1], [1000]))
     dates = [now + 60 * DAY, now + 120 * DAY, now + 180 * DAY]
-    tranche.setAmortizationSchedule(dates, [1_000, 2_500, 4_000], {"from": issuer})
+    tranche = make_tranche(terms, spv, schedule=(dates, [1_000, 2_500, 4_000]))
+    assert [tuple(x) for x in tranche.amortizationSchedule()] == list(
+        zip(dates, [1_000, 2_500, 4_000], strict=True)
+    )
     subscribe(core, tranche, lenders[0], 8_000_000 * USD)
-    tranche.closeSubscription({"from": issuer})
+    close_subscription(tranche, issuer)
     tranche.fulfil([lenders[0]], {"from": issuer})
     tranche.drawdown({"from": issuer})
     assert tranche.principalDue() == 0
@@ -418,23 +450,47 @@ def test_amortization_schedule(core, tranche, issuer, lenders, pledged, reverts_
     assert tranche.principalDue() == 8_000_000 * USD
 
 
-def test_set_spv_moves_servicer_role_before_drawdown_only(
-    active, tranche, issuer, rando, reverts_with
+def test_write_off_shares_held_interest_among_holders(core, active, lenders, spv):
+    chain.sleep(30 * DAY)
+    active.pay(10_000 * USD, 0, {"from": spv})  # partial: held
+    assert active.couponCash()[2] == 10_000 * USD
+    tx = active.writeOff({"from": spv})
+    assert tx.events["WrittenOff"]["heldReleased"] == 10_000 * USD
+    assert tx.events["WrittenOff"]["principalLost"] == 10_000_000 * USD
+    assert active.state() == 5
+    paid = 0
+    for lender in lenders:
+        before = core.usd.balanceOf(lender)
+        active.redeem({"from": lender})
+        paid += core.usd.balanceOf(lender) - before
+        assert active.balanceOf(lender) == 0
+    assert 10_000 * USD - 3 <= paid <= 10_000 * USD
+    assert core.usd.balanceOf(active) <= 3
+
+
+def test_expired_kyc_claims_escrowed_face_but_frozen_does_not(
+    core, tranche, issuer, admin, lenders, pledged, reverts_with
 ):
-    with reverts_with("StateIs"):
-        active.setSpv(rando, {"from": issuer})
-
-
-def test_set_spv_rejects_zero(tranche, issuer, reverts_with):
-    with reverts_with("SpvInvalid", ZERO_ADDRESS):
-        tranche.setSpv(ZERO_ADDRESS, {"from": issuer})
+    for lender in lenders[:2]:
+        subscribe(core, tranche, lender, 4_000_000 * USD)
+    close_subscription(tranche, issuer)
+    tranche.fulfil(lenders[:2], {"from": issuer})
+    tranche.drawdown({"from": issuer})
+    core.identities.setFrozen(lenders[1], True, {"from": admin})
+    expiry = core.identities.identityOf(lenders[0])[1]
+    chain.sleep(expiry - chain.time() + 1)
+    chain.mine()
+    tranche.claimShares({"from": lenders[0]})
+    assert tranche.balanceOf(lenders[0]) == 4_000_000 * USD
+    with reverts_with("IdentityIsFrozen", lenders[1].address):
+        tranche.claimShares({"from": lenders[1]})
 
 
 def test_claim_coupon_takes_escrowed_face_first(core, tranche, issuer, lenders, spv, pledged):
     """A lender who never called claimShares still gets the coupon its face
     earned: couponClaimable is what claimCoupon pays."""
     subscribe(core, tranche, lenders[0], 6_000_000 * USD)
-    tranche.closeSubscription({"from": issuer})
+    close_subscription(tranche, issuer)
     tranche.fulfil([lenders[0]], {"from": issuer})
     drawn_at = tranche.drawdown({"from": issuer}).timestamp
     core.usd.approve(tranche, 2**256 - 1, {"from": spv})
@@ -450,7 +506,13 @@ def test_claim_coupon_takes_escrowed_face_first(core, tranche, issuer, lenders, 
     assert tranche.balanceOf(tranche) == 0
 
 
-def test_initialisation_event_carries_the_terms(tranche):
-    created = tranche.tx.events["TrancheInitialised"]
+def test_initialisation_event_carries_the_terms(tranche, make_tranche, spv, note_id):
+    terms = _terms(note_id)
+    fresh = make_tranche(terms, spv)
+    created = fresh.init_tx.events["TrancheInitialised"]
+    assert tuple(fresh.terms()) == terms
+    assert created["terms"][0] == note_id and created["terms"][2] == MAX_SIZE
+    assert created["spv"] == spv
+    assert (fresh.name(), fresh.symbol()) == ("GPU Senior", "GPU-A")
     assert created["terms"] == tranche.terms()
     assert created["rateBps"] == RATE

@@ -1,0 +1,64 @@
+"""`gpucredit ... --help` shows every `<placeholder>` its help text has.
+
+The help is rendered as markdown (rich), which drops a bare `<chain-id>` as an
+HTML tag: `gpucredit --help` said "Default: deployments/.json".
+
+Run with `python -m pytest -p no:pytest-brownie tests/service/test_cli_help.py`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.main import get_command
+from typer.testing import CliRunner
+
+from gpucredit.cli import app
+
+PLACEHOLDER = re.compile(r"<[A-Za-z][\w-]*>")
+COMMAND = get_command(app)
+
+
+def _commands(command, path: tuple[str, ...] = ()):
+    yield path, command
+    if hasattr(command, "commands"):  # a group
+        for name, sub in command.commands.items():
+            yield from _commands(sub, (*path, name))
+
+
+def _flat(text: str) -> str:
+    """The help without rich's box drawing and line wrapping."""
+    return re.sub(r"[\s│]+", " ", text)
+
+
+def test_the_real_gpucredit_help_shows_the_manifest_default():
+    gpucredit = Path(sys.executable).parent / "gpucredit"
+    env = {**os.environ, "COLUMNS": "200"}
+    result = subprocess.run(
+        [str(gpucredit), "--help"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    help_text = _flat(result.stdout)
+    assert "Default: deployments/<chain-id>.json, or" in help_text
+    assert "$GPUCREDIT_DEPLOYMENTS_DIR/<chain-id>.json" in help_text
+    assert "deployments/.json" not in help_text
+
+
+@pytest.mark.parametrize(
+    "path", [path for path, _ in _commands(COMMAND)], ids=lambda p: " ".join(p) or "gpucredit"
+)
+def test_every_placeholder_of_a_help_text_is_shown(path):
+    command = COMMAND
+    for name in path:
+        command = command.commands[name]
+    texts = [command.help or "", *(getattr(p, "help", None) or "" for p in command.params)]
+    placeholders = {m for text in texts for m in PLACEHOLDER.findall(text)}
+    result = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    shown = _flat(result.output)
+    assert [p for p in sorted(placeholders) if p not in shown] == []
