@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gpucredit import cli_issuer, cli_lender, cli_operator, cli_risk
+from gpucredit import cli_index, cli_issuer, cli_lender, cli_operator, cli_risk, cli_web
 from gpucredit.audit import cli as audit_cli
 from gpucredit.cli_common import (
     DEFAULT_RPC_URL,
@@ -87,6 +87,8 @@ app.add_typer(cli_operator.app, name="operator")
 app.add_typer(cli_operator.attestor_app, name="attestor")
 app.add_typer(audit_cli.app, name="audit")
 app.add_typer(cli_risk.app, name="risk")
+app.command("index")(cli_index.index)
+app.command("serve")(cli_web.serve)
 
 
 @app.command()

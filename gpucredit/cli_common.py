@@ -192,10 +192,18 @@ def when(ts: int) -> str:
 
 # ---- notes ----------------------------------------------------------------
 
-TRANCHE_STATES = ["Subscription", "Closed", "Active", "Repaid", "Cancelled"]
-SERVICER_STATUS = ["Performing", "Defaulted", "SteppedIn"]
+TRANCHE_STATES = ["Subscription", "Closed", "Active", "Repaid", "Cancelled", "WrittenOff"]
+SERVICER_STATUS = ["Performing", "Defaulted", "SteppedIn", "Released"]
 NOTE_STATUS = ["None", "Open", "Released", "SteppedIn"]
-BATCH_STATUS = ["None", "Registered", "Attested", "Pledged", "Voided"]
+BATCH_STATUS = [
+    "None",
+    "Registering",
+    "Registered",
+    "Attested",
+    "Pledged",
+    "Voided",
+    "Rejected",
+]
 BREACHES = {
     1: "DSCR",
     2: "LTV",

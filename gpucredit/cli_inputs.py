@@ -128,7 +128,6 @@ class GpuRow:
             attestation_hash=self.attestation_hash,
             cost=self.cost,
             in_service_at=self.in_service_at,
-            class_id=self.class_id,
         )
 
 

@@ -559,7 +559,7 @@ def note_status(c: Client, note: NoteRecord) -> dict[str, Any]:
             {
                 "batch_id": batch_id,
                 "count": header[2],
-                "status": BATCH_STATUS[header[5]],
+                "status": BATCH_STATUS[header[4]],
                 "value": registry.functions.batchValue(batch_id).call(),
             }
         )

@@ -33,7 +33,7 @@ from gpucredit.cli_common import (
     when,
 )
 from gpucredit.cli_inputs import batch_file, count_rows, read_fleet, read_telemetry
-from gpucredit.merkle import MerkleTree, text_id
+from gpucredit.merkle import MerkleTree, key_chunks, text_id
 
 app = typer.Typer(
     help="Operator workflows: register and pledge GPUs, top up, push telemetry, pay revenue.",
@@ -61,6 +61,29 @@ def _require_operator_role(c: Client, who: str) -> None:
         )
 
 
+TX_GAS_CAP = 16_777_216  # EIP-7825: the most gas one transaction may use (Osaka)
+REGISTERING, REGISTERED, ATTESTED, PLEDGED = 1, 2, 3, 4
+
+
+def _resumable_batch(c: Client, registry: Any, operator: str, root: bytes) -> int | None:
+    """The batch this operator opened for the same Merkle root: still
+    registering (window open), to go on with, or already registered (nothing
+    left to send); None to open a new one."""
+    logs = registry.events.BatchRegistered().get_logs(
+        from_block=0, argument_filters={"operator": operator}
+    )
+    window = registry.functions.REGISTRATION_WINDOW().call()
+    for log in reversed(logs):
+        if bytes(log["args"]["root"]) != root:
+            continue
+        header = registry.functions.batchInfo(log["args"]["batchId"]).call()
+        if header[4] == REGISTERING and c.now() < header[9] + window:
+            return log["args"]["batchId"]
+        if header[4] in (REGISTERED, ATTESTED, PLEDGED):
+            return log["args"]["batchId"]
+    return None
+
+
 @app.command()
 @handle_errors
 def register(
@@ -68,7 +91,8 @@ def register(
         Path,
         typer.Argument(
             help="CSV: vendor,serial,model,site,cost,in_service,attestation[,class]; one model "
-            "and class per file (see examples/fleet.csv)."
+            "per file (see examples/fleet.csv). The class is the model's in the registry: a "
+            "class column, if any, must agree with it."
         ),
     ],
     note: NoteOpt,
@@ -80,14 +104,27 @@ def register(
             "Default: `<csv>.batch-<id>.json` next to the CSV.",
         ),
     ] = None,
+    chunk: Annotated[
+        int,
+        typer.Option(
+            "--chunk",
+            min=1,
+            max=700,
+            help="GPU keys per transaction (about 23,000 gas each; every transaction must "
+            "stay under the 16,777,216 gas cap of EIP-7825).",
+        ),
+    ] = 500,
     json_out: JsonOut = False,
     key_env: KeyEnv = None,
     keystore: Keystore = None,
     password_file: PasswordFile = None,
 ) -> None:
-    """Register the GPUs of a CSV as ONE Merkle batch (one transaction, whatever the
-    count). Each row's attestation file is hashed (keccak256) into its leaf. Every bad
-    row is reported (line and column) before anything is sent."""
+    """Register the GPUs of a CSV as one batch: the header (Merkle root over the
+    leaves, totals, model) in one transaction, then the GPU keys in chunks of
+    `--chunk`, as many transactions as needed, with a progress bar. Resumable: run
+    it again after an interruption and it goes on with the same batch, skipping the
+    chunks already on chain. Each row's attestation file is hashed (keccak256) into
+    its leaf. Every bad row is reported (line and column) before anything is sent."""
     c = client()
     operator = _operator(key_env, keystore, password_file)
     registry = c.core("collateral_registry")
@@ -101,27 +138,67 @@ def register(
         fleet = read_fleet(
             fleet_csv, decimals=c.decimals, now=now, progress=lambda n: bar.advance(task, n)
         )
+        class_id, _, known = registry.functions.modelInfo(text_id(fleet.model)).call()
+        if not known:
+            raise CliError(
+                f"model {fleet.model!r} is not in the registry's model registry: the valuer "
+                "adds it (setModel, then executeModel after the 2-day timelock)"
+            )
+        if fleet.class_id != class_id:
+            raise CliError(
+                f"the CSV says class {fleet.class_id}, the registry has {fleet.model!r} in "
+                f"class {class_id}: the valuer sets the class, not the operator"
+            )
         build = bar.add_task("building the Merkle tree", total=1)
         tree = MerkleTree(fleet.leaves)
         bar.advance(build)
-        send = bar.add_task("registering the batch (1 transaction)", total=1)
-        registration = (
-            issuer,
-            tree.root,
-            len(fleet.rows),
-            fleet.total_cost,
-            text_id(fleet.model),
-            fleet.class_id,
-            fleet.in_service_at,
-            fleet.attestation_set_hash,
+        keys = [leaf.gpu_key for leaf in fleet.leaves]
+        chunks = key_chunks(keys, chunk)
+        batch_id = _resumable_batch(c, registry, operator.address, tree.root)
+        receipts = []
+        if batch_id is None:
+            send = bar.add_task("registering the batch header", total=1)
+            registration = (
+                issuer,
+                tree.root,
+                len(fleet.rows),
+                fleet.total_cost,
+                text_id(fleet.model),
+                fleet.in_service_at,
+                fleet.attestation_set_hash,
+            )
+            receipt = c.send(
+                registry.functions.registerBatch(registration), operator, "register the batch"
+            )
+            receipts.append(receipt)
+            batch_id = registry.events.BatchRegistered().process_receipt(receipt, errors=DISCARD)[
+                0
+            ]["args"]["batchId"]
+            bar.advance(send)
+        done = registry.functions.batchInfo(batch_id).call()[3]
+        todo = [(first, part) for first, part in chunks if first >= done]
+        if any(first < done < first + len(part) for first, part in chunks):
+            raise CliError(
+                f"batch {batch_id} stopped at key {done}, inside a chunk of {chunk}: "
+                "run again with the --chunk of the first run"
+            )
+        gpus = bar.add_task(
+            f"registering {len(keys):,} GPU keys ({len(chunks)} transactions, "
+            f"{len(chunks) - len(todo)} already on chain)",
+            total=len(keys),
+            completed=len(keys) - sum(len(part) for _, part in todo),
         )
-        receipt = c.send(
-            registry.functions.registerBatch(registration), operator, "register the batch"
-        )
-        bar.advance(send)
-    batch_id = registry.events.BatchRegistered().process_receipt(receipt, errors=DISCARD)[0][
-        "args"
-    ]["batchId"]
+        for first, part in todo:
+            fn = registry.functions.registerGpus(batch_id, part)
+            gas = fn.estimate_gas({"from": operator.address})
+            if gas >= TX_GAS_CAP:
+                raise CliError(
+                    f"a chunk of {len(part)} keys needs {gas:,} gas, over the per-transaction "
+                    f"cap of {TX_GAS_CAP:,}: use a smaller --chunk"
+                )
+            receipts.append(c.send(fn, operator, f"register GPU keys {first}-{first + len(part)}"))
+            bar.advance(gpus, len(part))
+    gas_used = sum(r["gasUsed"] for r in receipts)
     record = batch_file(
         fleet,
         batch_id,
@@ -131,11 +208,12 @@ def register(
             "count": len(fleet.rows),
             "total_cost": fleet.total_cost,
             "model": fleet.model,
-            "class": fleet.class_id,
+            "class": class_id,
             "in_service_at": fleet.in_service_at,
             "attestation_hash": "0x" + fleet.attestation_set_hash.hex(),
-            "tx": "0x" + bytes(receipt["transactionHash"]).hex(),
-            "gas_used": receipt["gasUsed"],
+            "chunks": [{"first_index": first, "count": len(part)} for first, part in chunks],
+            "txs": ["0x" + bytes(r["transactionHash"]).hex() for r in receipts],
+            "gas_used": gas_used,
         },
     )
     target = out_file or fleet_csv.with_name(f"{fleet_csv.stem}.batch-{batch_id}.json")
@@ -146,7 +224,9 @@ def register(
         "root": "0x" + tree.root.hex(),
         "total_cost": fleet.total_cost,
         "model": fleet.model,
-        "gas_used": receipt["gasUsed"],
+        "transactions": len(receipts),
+        "max_tx_gas": max((r["gasUsed"] for r in receipts), default=0),
+        "gas_used": gas_used,
         "batch_file": str(target),
     }
     emit(
@@ -155,16 +235,16 @@ def register(
         lambda r: out.print(
             f"batch {r['batch_id']}: {r['gpus']:,} GPUs ({r['model']}, cost "
             f"{money(r['total_cost'], c.decimals)}) under root {r['root'][:18]}..., "
-            f"{r['gas_used']:,} gas; next: `gpucredit attestor attest {r['batch_id']}`, then "
-            f"`gpucredit operator pledge {r['batch_id']} --note {note}`; "
-            f"batch file {r['batch_file']}"
+            f"{r['transactions']} transactions, {r['gas_used']:,} gas; next: `gpucredit "
+            f"attestor attest {r['batch_id']}`, then `gpucredit operator pledge "
+            f"{r['batch_id']} --note {note}`; batch file {r['batch_file']}"
         ),
     )
 
 
 def _batch(c: Client, batch_id: int) -> tuple:
     header = c.core("collateral_registry").functions.batchInfo(batch_id).call()
-    if header[5] == 0:
+    if header[4] == 0:
         raise CliError(f"batch {batch_id} does not exist")
     return header
 
@@ -179,14 +259,16 @@ def pledge(
     keystore: Keystore = None,
     password_file: PasswordFile = None,
 ) -> None:
-    """Pledge an attested batch to a note (its GPUs then secure the note's lenders)."""
+    """Pledge an attested batch to a note (its GPUs then secure the note's lenders). The
+    batch counts in the note's collateral value once its challenge window (3 days
+    from attestation) has passed."""
     c = client()
     operator = _operator(key_env, keystore, password_file)
     header = _batch(c, batch_id)
-    if header[5] == 1:
+    if header[4] in (1, 2):
         raise CliError(
-            f"batch {batch_id} is Registered, not Attested yet: the attestor runs "
-            f"`gpucredit attestor attest {batch_id}` first"
+            f"batch {batch_id} is not Attested yet: finish `gpucredit operator register`, "
+            f"then the attestor runs `gpucredit attestor attest {batch_id}`"
         )
     registry = c.core("collateral_registry")
     receipt = c.send(
@@ -463,11 +545,13 @@ def attest(
     c = client()
     attestor = signer("attestor", key_env, keystore, password_file)
     header = _batch(c, batch_id)
-    if BATCH_STATUS[header[5]] != "Registered":
-        raise CliError(f"batch {batch_id} is {BATCH_STATUS[header[5]]}, not Registered")
+    if BATCH_STATUS[header[4]] != "Registered":
+        raise CliError(
+            f"batch {batch_id} is {BATCH_STATUS[header[4]]}, not Registered (all its GPU keys)"
+        )
     if batch_file_path is not None:
         _check_batch_file(batch_file_path, header)
-    digest = bytes(header[10])
+    digest = bytes(header[12])
     if attestation_hash is not None:
         try:
             digest = bytes.fromhex(attestation_hash.removeprefix("0x"))
@@ -502,7 +586,6 @@ def _check_batch_file(path: Path, header: tuple) -> None:
                 attestation_hash=bytes.fromhex(g["attestation_hash"][2:]),
                 cost=g["cost"],
                 in_service_at=g["in_service_at"],
-                class_id=g["class"],
             )
             for i, g in enumerate(data["gpus"])
         ]
@@ -517,7 +600,7 @@ def _check_batch_file(path: Path, header: tuple) -> None:
             f"the batch has 0x{bytes(header[0]).hex()}"
         )
     attestations = keccak(b"".join(leaf.attestation_hash for leaf in leaves))
-    if attestations != bytes(header[10]):
+    if attestations != bytes(header[12]):
         raise CliError(
             f"{path}: the attestation hashes do not match the batch's attestation set hash"
         )

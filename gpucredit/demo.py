@@ -85,6 +85,7 @@ REPO = repo_root()
 BIN = Path(sys.executable).parent
 ANVIL = REPO / "node_modules" / ".bin" / "anvil"
 DAY = 86_400
+CHALLENGE_WINDOW = 3 * DAY  # CollateralRegistry.CHALLENGE_WINDOW
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
 
 NODE_NAMES = ("node-a", "node-b", "node-c", "node-d")  # 4 signers, quorum 3: f = 1
@@ -643,8 +644,9 @@ class Demo:
             "operator", "pledge", str(batch["batch_id"]), "--note", str(self.note_id)
         )
         self.step(
-            f"operator registered {batch['gpus']:,} GPUs from {batch['csv']} (one Merkle batch, "
-            f"root {batch['root'][:12]}...), attestor attested, operator pledged: collateral "
+            f"operator registered {batch['gpus']:,} GPUs from {batch['csv']} (one batch, root "
+            f"{batch['root'][:12]}..., {batch['transactions']} transactions), attestor attested, "
+            f"operator pledged (counts after the 3-day challenge window): collateral "
             f"{usd(pledged['note_collateral_value'])}"
         )
         # the window closes only at its end (fixed once lenders commit): the
@@ -875,8 +877,11 @@ class Demo:
         return row
 
     def cure(self) -> str:
-        """The operator answers the top-up: 250 more GPUs, registered, attested, pledged."""
+        """The operator answers the top-up: 250 more GPUs, registered, attested, pledged
+        once their challenge window (3 days after attestation) has passed: collateral that
+        can still be voided cures nothing."""
         batch = self.pledge(CURE_GPUS, "H100-CURE-", "fleet-cure")
+        self.chain.warp_to(self.chain.now() + CHALLENGE_WINDOW + 1)
         topped = self.cli(
             "operator", "top-up", "--note", str(self.note_id), "--batch", str(batch["batch_id"])
         )

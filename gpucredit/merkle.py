@@ -11,7 +11,13 @@ A proof is the list of siblings from the leaf up to the root.
     leaves = [GpuLeaf(index=i, gpu_key=gpu_key("NVIDIA", serial), ...) ...]
     tree = MerkleTree(leaves)
     registry.registerBatch((issuer, tree.root, len(leaves), ...))
+    for first, keys in key_chunks([leaf.gpu_key for leaf in leaves], 500):
+        registry.registerGpus(batch_id, keys)
     registry.verifyGpu(batch_id, leaves[7].as_tuple(), tree.proof(7))
+
+Leaf `i` must carry the key registered at index `i` (`registerGpus` in
+order); `chunk_hash` is the hash the registry stores per chunk, which a
+key-mismatch proof (`proveKeyMismatch`) opens with the chunk's keys.
 """
 
 from __future__ import annotations
@@ -25,8 +31,10 @@ from eth_utils import keccak
 __all__ = [
     "GpuLeaf",
     "MerkleTree",
+    "chunk_hash",
     "gpu_key",
     "hash_pair",
+    "key_chunks",
     "leaf_hash",
     "text_id",
     "verify_proof",
@@ -69,7 +77,9 @@ class GpuLeaf:
         attestation_hash: hash of this GPU's attestation document.
         cost: purchase cost in stablecoin units (uint128).
         in_service_at: unix time the GPU went into service (uint40).
-        class_id: depreciation class (uint8).
+
+    The depreciation class is not the leaf's: it is the model's, in the
+    registry's model registry.
     """
 
     index: int
@@ -79,10 +89,9 @@ class GpuLeaf:
     attestation_hash: bytes
     cost: int
     in_service_at: int
-    class_id: int
 
     def encode(self) -> bytes:
-        """`abi.encode` of the fields in struct order (eight 32-byte words)."""
+        """`abi.encode` of the fields in struct order (seven 32-byte words)."""
         return b"".join(
             (
                 _uint_word(self.index, 32, "index"),
@@ -92,11 +101,10 @@ class GpuLeaf:
                 _bytes32_word(self.attestation_hash, "attestation_hash"),
                 _uint_word(self.cost, 128, "cost"),
                 _uint_word(self.in_service_at, 40, "in_service_at"),
-                _uint_word(self.class_id, 8, "class_id"),
             )
         )
 
-    def as_tuple(self) -> tuple[int, bytes, bytes, bytes, bytes, int, int, int]:
+    def as_tuple(self) -> tuple[int, bytes, bytes, bytes, bytes, int, int]:
         """The leaf as the struct tuple a contract call takes."""
         return (
             self.index,
@@ -106,13 +114,24 @@ class GpuLeaf:
             self.attestation_hash,
             self.cost,
             self.in_service_at,
-            self.class_id,
         )
 
 
 def leaf_hash(leaf: GpuLeaf) -> bytes:
     """`keccak256(bytes.concat(keccak256(abi.encode(leaf...))))`, as on-chain."""
     return keccak(keccak(leaf.encode()))
+
+
+def key_chunks(keys: Sequence[bytes], size: int) -> list[tuple[int, list[bytes]]]:
+    """`keys` cut into `registerGpus` chunks of at most `size`: (first index, keys)."""
+    if size < 1:
+        raise ValueError("a chunk holds at least one key")
+    return [(first, list(keys[first : first + size])) for first in range(0, len(keys), size)]
+
+
+def chunk_hash(first_index: int, keys: Sequence[bytes]) -> bytes:
+    """`keccak256(abi.encodePacked(firstIndex, keys))`, as the registry stores it."""
+    return keccak(first_index.to_bytes(_WORD, "big") + b"".join(bytes(k) for k in keys))
 
 
 def hash_pair(a: bytes, b: bytes) -> bytes:

@@ -15,14 +15,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gpucredit.merkle import GpuLeaf, MerkleTree, gpu_key, text_id
+from gpucredit.merkle import GpuLeaf, MerkleTree, gpu_key, key_chunks, text_id
 
 DAY = 86_400
 YEAR = 365 * DAY
 PERIOD = 30 * DAY
 USD = 10**6  # the stablecoin has 6 decimals
 
-H100 = text_id("NVIDIA H100 SXM5 80GB")
+H100 = text_id("NVIDIA H100 SXM5 80GB")  # a default model of the registry: class 1
+B200 = text_id("NVIDIA B200 SXM 180GB")  # class 0
+A100 = text_id("NVIDIA A100 80GB")  # class 2
+# Keys per `registerGpus` call: about 11.5 M gas with every slot new, under
+# the dev chain's 12 M block and the 16,777,216 per-transaction cap.
+CHUNK = 500
+CHALLENGE_WINDOW = 3 * DAY  # CollateralRegistry.CHALLENGE_WINDOW
 
 
 def _containers() -> Any:
@@ -359,12 +365,11 @@ def make_fleet(
     cost: int = 25_000 * USD,
     in_service_at: int,
     model: bytes = H100,
-    class_id: int = 1,
     site: str = "ashburn-1",
     vendor: str = "NVIDIA",
     serial_prefix: str = "H100-",
 ) -> list[GpuLeaf]:
-    """`count` GPU leaves of one model, class and in-service date."""
+    """`count` GPU leaves of one model and in-service date (the class is the model's)."""
     site_id = text_id(site)
     return [
         GpuLeaf(
@@ -375,16 +380,16 @@ def make_fleet(
             attestation_hash=text_id(f"attestation:{serial_prefix}{i:06d}"),
             cost=cost,
             in_service_at=in_service_at,
-            class_id=class_id,
         )
         for i in range(count)
     ]
 
 
 def register_batch(
-    core: Core, issuer: Any, operator: Any, leaves: list[GpuLeaf]
+    core: Core, issuer: Any, operator: Any, leaves: list[GpuLeaf], *, chunk: int = CHUNK
 ) -> tuple[int, MerkleTree, Any]:
-    """Registers `leaves` as one batch; returns (batch id, tree, tx)."""
+    """Registers `leaves` as one batch: the header, then the keys in chunks
+    of `chunk`; returns (batch id, tree, the header's tx)."""
     tree = MerkleTree(leaves)
     first = leaves[0]
     registration = (
@@ -393,22 +398,48 @@ def register_batch(
         len(leaves),
         sum(leaf.cost for leaf in leaves),
         first.model,
-        first.class_id,
         min(leaf.in_service_at for leaf in leaves),
         text_id(f"attestation-set:{tree.root.hex()}"),
     )
     tx = core.registry.registerBatch(registration, {"from": operator})
-    return tx.return_value, tree, tx
+    batch_id = tx.events["BatchRegistered"]["batchId"]
+    for _, keys in key_chunks([leaf.gpu_key for leaf in leaves], chunk):
+        core.registry.registerGpus(batch_id, keys, {"from": operator})
+    return batch_id, tree, tx
+
+
+def wait_challenge_window() -> None:
+    """Moves the dev chain's clock past the challenge window of a batch
+    attested now: from then on it counts as collateral."""
+    from brownie import chain, web3
+
+    # an explicit next timestamp: also right when anvil runs with a fixed
+    # block-timestamp interval (where `evm_increaseTime` does nothing)
+    target = chain[-1].timestamp + CHALLENGE_WINDOW + 1
+    response = web3.provider.make_request("evm_setNextBlockTimestamp", [target])
+    if "error" in response:
+        raise RuntimeError(f"evm_setNextBlockTimestamp: {response['error']}")
+    chain.mine()
 
 
 def pledge_fleet(
-    core: Core, deal: Deal, leaves: list[GpuLeaf], issuer: Any, operator: Any, attestor: Any
+    core: Core,
+    deal: Deal,
+    leaves: list[GpuLeaf],
+    issuer: Any,
+    operator: Any,
+    attestor: Any,
+    *,
+    wait: bool = True,
 ) -> tuple[int, MerkleTree]:
-    """Registers, attests and pledges one batch to the deal's note."""
+    """Registers, attests and pledges one batch to the deal's note; with
+    `wait`, then lets its challenge window pass so that it counts."""
     batch_id, tree, _ = register_batch(core, issuer, operator, leaves)
     batch = core.registry.batchInfo(batch_id)
     core.registry.attestBatch(batch_id, batch["attestationHash"], {"from": attestor})
     core.registry.pledgeBatch(batch_id, deal.note_id, {"from": operator})
+    if wait:
+        wait_challenge_window()
     return batch_id, tree
 
 

@@ -163,7 +163,7 @@ def run_script(
         else:
             CONFIG.networks["development"].setdefault("cmd_settings", {})["port"] = port
     else:
-        _prune_before_connecting(Path(active._path), name)
+        _prune_before_connecting(root, name)
     CONFIG.argv["cli"] = "run"
     CONFIG.argv["network"] = name
     brownie_network.connect(name)

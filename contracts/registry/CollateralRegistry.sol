@@ -4,15 +4,15 @@ pragma solidity 0.8.37;
 import {AccessControlDefaultAdminRules} from
     "@openzeppelin/contracts/access/extensions/AccessControlDefaultAdminRules.sol";
 import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
-import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 import {ICollateralRegistry} from "../interfaces/ICollateralRegistry.sol";
 import {INoteTranche} from "../interfaces/INoteTranche.sol";
 import {Depreciation} from "../libraries/Depreciation.sol";
 
 /// @title Collateral registry of GPUs pledged to gpucredit notes
-/// @notice See {ICollateralRegistry}. A batch of any size costs six storage
-///         slots to register, and one more write each to attest and pledge;
-///         GPUs are only ever touched one at a time, by fraud proofs.
+/// @notice See {ICollateralRegistry}. Each GPU costs one storage slot (its
+///         holder), written once by `registerGpus`; a batch of any size costs
+///         six header slots plus one per chunk; attestation, pledge and
+///         valuation are O(1) per batch.
 contract CollateralRegistry is ICollateralRegistry, AccessControlDefaultAdminRules {
     /// @notice A note's collateral pool. Slot 0 packs issuer, status, the
     ///         bound flag and the defect count.
@@ -26,6 +26,20 @@ contract CollateralRegistry is ICollateralRegistry, AccessControlDefaultAdminRul
         address[] tranches;
         address[] operators;
         uint64[] batchIds; // live batches (pledged, not voided), four ids per slot
+    }
+
+    /// @dev A queued value-raising class change; `eta == 0` means none. One slot.
+    struct PendingClass {
+        uint16 quarterlyMarkdownBps;
+        uint16 floorBps;
+        uint40 eta;
+    }
+
+    /// @dev A queued model change (or a new model); `eta == 0` means none. One slot.
+    struct PendingModel {
+        uint8 classId;
+        uint16 haircutBps;
+        uint40 eta;
     }
 
     /// @inheritdoc ICollateralRegistry
@@ -46,49 +60,50 @@ contract CollateralRegistry is ICollateralRegistry, AccessControlDefaultAdminRul
     /// @inheritdoc ICollateralRegistry
     uint256 public constant MAX_TRANCHES_PER_NOTE = 4;
     /// @inheritdoc ICollateralRegistry
+    uint256 public constant MAX_KEYS_PER_CHUNK = 700;
+    /// @inheritdoc ICollateralRegistry
     uint256 public constant VALUATION_CHANGE_DELAY = 2 days;
+    /// @inheritdoc ICollateralRegistry
+    uint256 public constant REGISTRATION_WINDOW = 3 days;
+    /// @inheritdoc ICollateralRegistry
+    uint256 public constant PLEDGE_WINDOW = 14 days;
+    /// @inheritdoc ICollateralRegistry
+    uint256 public constant CHALLENGE_WINDOW = 3 days;
 
     /// @dev Initial wait between starting and accepting a transfer of `DEFAULT_ADMIN_ROLE`.
     uint48 private constant _ADMIN_TRANSFER_DELAY = 2 days;
 
-    string private constant _REASON_DOUBLE_PLEDGE = "double pledge";
-
     /// @dev Both counters in one slot; ids start at 1 and fit in uint64, the
-    ///      width of `BatchHeader.noteId` and `Note.batchIds`.
+    ///      width of `BatchHeader.noteId`, `Note.batchIds` and `_holders`.
     uint64 private _noteCount;
     uint64 private _batchCount;
 
     mapping(uint256 noteId => Note) private _notes;
     mapping(uint256 noteId => mapping(address operator => bool)) private _isNoteOperator;
     mapping(uint256 batchId => BatchHeader) private _batches;
+    mapping(uint256 batchId => mapping(uint256 firstIndex => bytes32)) private _chunkHashes;
+    /// @dev The uniqueness slot: GPU key -> the batch that registered it last.
+    mapping(bytes32 gpuKey => uint64 batchId) private _holders;
     mapping(uint8 classId => DepreciationClass) private _classes;
-    mapping(bytes32 model => uint16 haircutBps) private _modelHaircuts;
-
-    /// @dev A queued value-raising class change; `eta == 0` means none. One slot.
-    struct PendingClass {
-        uint16 quarterlyMarkdownBps;
-        uint16 floorBps;
-        uint40 eta;
-    }
-
-    /// @dev A queued haircut cut; `eta == 0` means none. One slot.
-    struct PendingHaircut {
-        uint16 haircutBps;
-        uint40 eta;
-    }
-
+    mapping(bytes32 model => ModelInfo) private _models;
     mapping(uint8 classId => PendingClass) private _pendingClasses;
-    mapping(bytes32 model => PendingHaircut) private _pendingHaircuts;
+    mapping(bytes32 model => PendingModel) private _pendingModels;
 
     /// @param admin receives `DEFAULT_ADMIN_ROLE` and `VALUATION_ROLE`.
     /// @dev Default classes: 0 "fast" (latest-generation training GPUs,
     ///      ~18-month economic life) 16.67 %/quarter; 1 at 20 %/yr
     ///      (5 %/quarter); 2 at 15 %/yr (3.75 %/quarter); all floored at 0.
+    ///      Default models (no haircut): B200 in class 0, H100 and H200 in
+    ///      class 1, A100 in class 2. Later models wait the timelock.
     constructor(address admin) AccessControlDefaultAdminRules(_ADMIN_TRANSFER_DELAY, _nonZero(admin)) {
         _grantRole(VALUATION_ROLE, admin);
         _setDepreciationClass(0, 1667, 0);
         _setDepreciationClass(1, 500, 0);
         _setDepreciationClass(2, 375, 0);
+        _setModel(keccak256("NVIDIA B200 SXM 180GB"), 0, 0);
+        _setModel(keccak256("NVIDIA H100 SXM5 80GB"), 1, 0);
+        _setModel(keccak256("NVIDIA H200 SXM 141GB"), 1, 0);
+        _setModel(keccak256("NVIDIA A100 80GB"), 2, 0);
     }
 
     // ---- notes ----
@@ -163,23 +178,21 @@ contract CollateralRegistry is ICollateralRegistry, AccessControlDefaultAdminRul
         returns (uint256 batchId)
     {
         if (registration.count == 0) revert BatchEmpty();
-        if (!_classes[registration.classId].exists) revert DepreciationClassUnknown(registration.classId);
+        if (!_models[registration.model].exists) revert ModelUnknown(registration.model);
         if (registration.inServiceAt > block.timestamp) revert BatchInServiceInFuture(registration.inServiceAt);
         if (registration.issuer == address(0)) revert ZeroAddress();
         batchId = ++_batchCount;
-        _batches[batchId] = BatchHeader({
-            root: registration.root,
-            operator: msg.sender,
-            count: registration.count,
-            classId: registration.classId,
-            inServiceAt: registration.inServiceAt,
-            status: BatchStatus.Registered,
-            issuer: registration.issuer,
-            noteId: 0,
-            totalCost: registration.totalCost,
-            model: registration.model,
-            attestationHash: registration.attestationHash
-        });
+        BatchHeader storage batch = _batches[batchId];
+        batch.root = registration.root;
+        batch.operator = msg.sender;
+        batch.count = registration.count;
+        batch.status = BatchStatus.Registering;
+        batch.issuer = registration.issuer;
+        batch.totalCost = registration.totalCost;
+        batch.inServiceAt = registration.inServiceAt;
+        batch.openedAt = uint40(block.timestamp);
+        batch.model = registration.model;
+        batch.attestationHash = registration.attestationHash;
         emit BatchRegistered(
             batchId,
             msg.sender,
@@ -188,10 +201,41 @@ contract CollateralRegistry is ICollateralRegistry, AccessControlDefaultAdminRul
             registration.count,
             registration.totalCost,
             registration.model,
-            registration.classId,
             registration.inServiceAt,
             registration.attestationHash
         );
+    }
+
+    /// @inheritdoc ICollateralRegistry
+    function registerGpus(uint256 batchId, bytes32[] calldata keys) external {
+        BatchHeader storage batch = _batch(batchId);
+        if (msg.sender != batch.operator) revert CallerNotBatchOperator(batchId, msg.sender);
+        if (batch.status != BatchStatus.Registering) {
+            revert BatchNotInStatus(batchId, batch.status, BatchStatus.Registering);
+        }
+        uint256 deadline = uint256(batch.openedAt) + REGISTRATION_WINDOW;
+        if (block.timestamp >= deadline) revert BatchExpired(batchId, deadline);
+        uint256 first = batch.keysRegistered;
+        uint256 n = keys.length;
+        if (n == 0 || n > MAX_KEYS_PER_CHUNK || first + n > batch.count) revert ChunkInvalid(batchId, first, n);
+
+        uint64 id = uint64(batchId); // <= _batchCount, a uint64
+        for (uint256 i = 0; i < n; ++i) {
+            bytes32 key = keys[i];
+            uint64 holder = _holders[key];
+            if (holder != 0) {
+                if (holder == id) revert GpuDuplicate(key, batchId);
+                if (_blocks(_batches[holder])) revert GpuHeld(key, holder);
+            }
+            _holders[key] = id;
+        }
+
+        bytes32 hash = keccak256(abi.encodePacked(first, keys));
+        _chunkHashes[batchId][first] = hash;
+        uint32 registered = uint32(first + n); // <= count, a uint32
+        batch.keysRegistered = registered;
+        if (registered == batch.count) batch.status = BatchStatus.Registered;
+        emit GpusRegistered(batchId, first, hash, keys);
     }
 
     /// @inheritdoc ICollateralRegistry
@@ -200,9 +244,24 @@ contract CollateralRegistry is ICollateralRegistry, AccessControlDefaultAdminRul
         if (batch.status != BatchStatus.Registered) {
             revert BatchNotInStatus(batchId, batch.status, BatchStatus.Registered);
         }
+        uint256 deadline = uint256(batch.openedAt) + REGISTRATION_WINDOW;
+        if (block.timestamp >= deadline) revert BatchExpired(batchId, deadline);
         batch.status = BatchStatus.Attested;
+        batch.attestedAt = uint40(block.timestamp);
         batch.attestationHash = attestationHash;
         emit BatchAttested(batchId, msg.sender, attestationHash);
+    }
+
+    /// @inheritdoc ICollateralRegistry
+    function rejectBatch(uint256 batchId) external onlyRole(ATTESTOR_ROLE) {
+        BatchHeader storage batch = _batch(batchId);
+        BatchStatus status = batch.status;
+        if (status != BatchStatus.Registering && status != BatchStatus.Registered && status != BatchStatus.Attested)
+        {
+            revert BatchNotInStatus(batchId, status, BatchStatus.Attested);
+        }
+        batch.status = BatchStatus.Rejected;
+        emit BatchRejected(batchId, msg.sender);
     }
 
     /// @inheritdoc ICollateralRegistry
@@ -212,6 +271,8 @@ contract CollateralRegistry is ICollateralRegistry, AccessControlDefaultAdminRul
         if (batch.status != BatchStatus.Attested) {
             revert BatchNotInStatus(batchId, batch.status, BatchStatus.Attested);
         }
+        uint256 deadline = uint256(batch.attestedAt) + PLEDGE_WINDOW;
+        if (block.timestamp >= deadline) revert BatchExpired(batchId, deadline);
         Note storage note = _note(noteId);
         if (note.status != NoteStatus.Open) revert NoteNotOpen(noteId, note.status);
         if (!note.bound) revert NoteNotBound(noteId);
@@ -227,35 +288,30 @@ contract CollateralRegistry is ICollateralRegistry, AccessControlDefaultAdminRul
     // ---- fraud proofs ----
 
     /// @inheritdoc ICollateralRegistry
-    function proveDoublePledge(
-        uint256 batchA,
-        GpuLeaf calldata a,
-        bytes32[] calldata proofA,
-        uint256 batchB,
-        GpuLeaf calldata b,
-        bytes32[] calldata proofB
-    ) external {
-        if (a.gpuKey != b.gpuKey) revert ProofsNotConflicting();
-        bytes32 leafA = _leafHash(a);
-        bytes32 leafB = _leafHash(b);
-        if (batchA == batchB && leafA == leafB) revert ProofsNotConflicting();
-        BatchHeader storage headerA = _liveBatch(batchA);
-        BatchHeader storage headerB = _liveBatch(batchB);
-        if (!MerkleProof.verifyCalldata(proofA, headerA.root, leafA)) revert ProofInvalid(batchA, a.gpuKey);
-        if (!MerkleProof.verifyCalldata(proofB, headerB.root, leafB)) revert ProofInvalid(batchB, b.gpuKey);
-
-        (uint256 keptBatchId, uint256 voidedBatchId) = batchA < batchB ? (batchA, batchB) : (batchB, batchA);
-        if (keptBatchId == voidedBatchId) keptBatchId = 0; // one batch holds the GPU twice: nothing is kept
-        emit DoublePledgeProven(a.gpuKey, keptBatchId, voidedBatchId, msg.sender);
-        _void(voidedBatchId, voidedBatchId == batchA ? headerA : headerB, a.gpuKey, _REASON_DOUBLE_PLEDGE);
+    function proveBadLeaf(uint256 batchId, GpuLeaf calldata leaf, bytes32[] calldata proof) external {
+        BatchHeader storage batch = _challengeable(batchId);
+        if (!MerkleProof.verifyCalldata(proof, batch.root, _leafHash(leaf))) revert ProofInvalid(batchId, leaf.gpuKey);
+        _void(batchId, batch, leaf.gpuKey, _badLeafReason(batchId, batch, leaf));
     }
 
     /// @inheritdoc ICollateralRegistry
-    function proveBadLeaf(uint256 batchId, GpuLeaf calldata leaf, bytes32[] calldata proof) external {
-        BatchHeader storage batch = _liveBatch(batchId);
+    function proveKeyMismatch(
+        uint256 batchId,
+        GpuLeaf calldata leaf,
+        bytes32[] calldata proof,
+        uint256 firstIndex,
+        bytes32[] calldata keys
+    ) external {
+        BatchHeader storage batch = _challengeable(batchId);
         if (!MerkleProof.verifyCalldata(proof, batch.root, _leafHash(leaf))) revert ProofInvalid(batchId, leaf.gpuKey);
-        string memory reason = _badLeafReason(batchId, batch, leaf);
-        _void(batchId, batch, leaf.gpuKey, reason);
+        if (keccak256(abi.encodePacked(firstIndex, keys)) != _chunkHashes[batchId][firstIndex]) {
+            revert ChunkKeysMismatch(batchId, firstIndex);
+        }
+        uint256 index = leaf.index;
+        if (index < firstIndex || index - firstIndex >= keys.length || keys[index - firstIndex] == leaf.gpuKey) {
+            revert LeafConsistent(batchId);
+        }
+        _void(batchId, batch, leaf.gpuKey, "key mismatch");
     }
 
     // ---- valuation ----
@@ -268,9 +324,7 @@ contract CollateralRegistry is ICollateralRegistry, AccessControlDefaultAdminRul
         if (quarterlyMarkdownBps > Depreciation.BPS) revert BpsOutOfRange(quarterlyMarkdownBps);
         if (floorBps > Depreciation.BPS) revert BpsOutOfRange(floorBps);
         DepreciationClass memory current = _classes[classId];
-        bool raisesValues =
-            current.exists && (quarterlyMarkdownBps < current.quarterlyMarkdownBps || floorBps > current.floorBps);
-        if (raisesValues) {
+        if (current.exists && !_notAbove(quarterlyMarkdownBps, floorBps, current)) {
             uint40 eta = uint40(block.timestamp + VALUATION_CHANGE_DELAY);
             _pendingClasses[classId] = PendingClass(quarterlyMarkdownBps, floorBps, eta);
             emit DepreciationClassQueued(classId, quarterlyMarkdownBps, floorBps, eta);
@@ -294,29 +348,33 @@ contract CollateralRegistry is ICollateralRegistry, AccessControlDefaultAdminRul
     }
 
     /// @inheritdoc ICollateralRegistry
-    function setModelHaircut(bytes32 model, uint16 haircutBps) external onlyRole(VALUATION_ROLE) {
+    function setModel(bytes32 model, uint8 classId, uint16 haircutBps) external onlyRole(VALUATION_ROLE) {
         if (haircutBps > Depreciation.BPS) revert BpsOutOfRange(haircutBps);
-        if (haircutBps < _modelHaircuts[model]) {
+        if (!_classes[classId].exists) revert DepreciationClassUnknown(classId);
+        ModelInfo memory current = _models[model];
+        bool lowers = current.exists && haircutBps >= current.haircutBps
+            && (classId == current.classId || _classNotAbove(classId, current.classId));
+        if (!lowers) {
             uint40 eta = uint40(block.timestamp + VALUATION_CHANGE_DELAY);
-            _pendingHaircuts[model] = PendingHaircut(haircutBps, eta);
-            emit ModelHaircutQueued(model, haircutBps, eta);
+            _pendingModels[model] = PendingModel(classId, haircutBps, eta);
+            emit ModelQueued(model, classId, haircutBps, eta);
             return;
         }
-        _dropPendingHaircut(model);
-        _setModelHaircut(model, haircutBps);
+        _dropPendingModel(model);
+        _setModel(model, classId, haircutBps);
     }
 
     /// @inheritdoc ICollateralRegistry
-    function executeModelHaircut(bytes32 model) external onlyRole(VALUATION_ROLE) {
-        PendingHaircut memory pending = _pendingHaircuts[model];
+    function executeModel(bytes32 model) external onlyRole(VALUATION_ROLE) {
+        PendingModel memory pending = _pendingModels[model];
         _requireReady(pending.eta);
-        delete _pendingHaircuts[model];
-        _setModelHaircut(model, pending.haircutBps);
+        delete _pendingModels[model];
+        _setModel(model, pending.classId, pending.haircutBps);
     }
 
     /// @inheritdoc ICollateralRegistry
-    function cancelModelHaircut(bytes32 model) external onlyRole(VALUATION_ROLE) {
-        if (!_dropPendingHaircut(model)) revert ValuationChangeNotQueued();
+    function cancelModel(bytes32 model) external onlyRole(VALUATION_ROLE) {
+        if (!_dropPendingModel(model)) revert ValuationChangeNotQueued();
     }
 
     // ---- views ----
@@ -359,7 +417,19 @@ contract CollateralRegistry is ICollateralRegistry, AccessControlDefaultAdminRul
     /// @inheritdoc ICollateralRegistry
     function livePledgeOf(uint256 batchId) external view returns (bool live, uint256 noteId) {
         BatchHeader storage batch = _batch(batchId);
-        return (_isLive(batch), batch.noteId);
+        live = batch.status == BatchStatus.Pledged && _isLiveNoteStatus(_notes[batch.noteId].status);
+        return (live, batch.noteId);
+    }
+
+    /// @inheritdoc ICollateralRegistry
+    function holderOf(bytes32 gpuKey) external view returns (uint256 batchId, bool blocking) {
+        batchId = _holders[gpuKey];
+        blocking = batchId != 0 && _blocks(_batches[batchId]);
+    }
+
+    /// @inheritdoc ICollateralRegistry
+    function chunkHash(uint256 batchId, uint256 firstIndex) external view returns (bytes32) {
+        return _chunkHashes[batchId][firstIndex];
     }
 
     /// @inheritdoc ICollateralRegistry
@@ -405,8 +475,8 @@ contract CollateralRegistry is ICollateralRegistry, AccessControlDefaultAdminRul
     }
 
     /// @inheritdoc ICollateralRegistry
-    function modelHaircutBps(bytes32 model) external view returns (uint16) {
-        return _modelHaircuts[model];
+    function modelInfo(bytes32 model) external view returns (ModelInfo memory) {
+        return _models[model];
     }
 
     /// @inheritdoc ICollateralRegistry
@@ -420,9 +490,9 @@ contract CollateralRegistry is ICollateralRegistry, AccessControlDefaultAdminRul
     }
 
     /// @inheritdoc ICollateralRegistry
-    function pendingModelHaircut(bytes32 model) external view returns (uint16 haircutBps, uint40 eta) {
-        PendingHaircut memory pending = _pendingHaircuts[model];
-        return (pending.haircutBps, pending.eta);
+    function pendingModel(bytes32 model) external view returns (uint8 classId, uint16 haircutBps, uint40 eta) {
+        PendingModel memory pending = _pendingModels[model];
+        return (pending.classId, pending.haircutBps, pending.eta);
     }
 
     // ---- internals ----
@@ -440,9 +510,28 @@ contract CollateralRegistry is ICollateralRegistry, AccessControlDefaultAdminRul
         emit DepreciationClassSet(classId, quarterlyMarkdownBps, floorBps);
     }
 
-    function _setModelHaircut(bytes32 model, uint16 haircutBps) private {
-        _modelHaircuts[model] = haircutBps;
-        emit ModelHaircutSet(model, haircutBps);
+    /// @dev Expects the class to exist and the haircut checked.
+    function _setModel(bytes32 model, uint8 classId, uint16 haircutBps) private {
+        _models[model] = ModelInfo({classId: classId, haircutBps: haircutBps, exists: true});
+        emit ModelSet(model, classId, haircutBps);
+    }
+
+    /// @dev A curve (markdown, floor) is worth no more than `class_` at every
+    ///      age: no depreciation at all is worth the most, else a markdown not
+    ///      slower and a floor not higher.
+    function _notAbove(uint16 markdownBps, uint16 floorBps, DepreciationClass memory class_)
+        private
+        pure
+        returns (bool)
+    {
+        if (class_.quarterlyMarkdownBps == 0) return true; // class_ is worth 100 % forever
+        return markdownBps >= class_.quarterlyMarkdownBps && floorBps <= class_.floorBps;
+    }
+
+    /// @dev Class `a` is worth no more than class `b` at every age.
+    function _classNotAbove(uint8 a, uint8 b) private view returns (bool) {
+        DepreciationClass memory classA = _classes[a];
+        return _notAbove(classA.quarterlyMarkdownBps, classA.floorBps, _classes[b]);
     }
 
     /// @dev Deletes the class's queued change, if any; true when there was one.
@@ -454,12 +543,12 @@ contract CollateralRegistry is ICollateralRegistry, AccessControlDefaultAdminRul
         }
     }
 
-    /// @dev Deletes the model's queued haircut, if any; true when there was one.
-    function _dropPendingHaircut(bytes32 model) private returns (bool dropped) {
-        dropped = _pendingHaircuts[model].eta != 0;
+    /// @dev Deletes the model's queued change, if any; true when there was one.
+    function _dropPendingModel(bytes32 model) private returns (bool dropped) {
+        dropped = _pendingModels[model].eta != 0;
         if (dropped) {
-            delete _pendingHaircuts[model];
-            emit ModelHaircutCancelled(model);
+            delete _pendingModels[model];
+            emit ModelCancelled(model);
         }
     }
 
@@ -467,6 +556,37 @@ contract CollateralRegistry is ICollateralRegistry, AccessControlDefaultAdminRul
     function _requireReady(uint40 eta) private view {
         if (eta == 0) revert ValuationChangeNotQueued();
         if (block.timestamp < eta) revert ValuationChangeNotReady(eta, block.timestamp);
+    }
+
+    /// @dev Whether a batch still blocks the GPUs whose slot names it (see
+    ///      {ICollateralRegistry}): provisional while registering (until the
+    ///      registration window closes), attested (until the pledge window
+    ///      closes), or a lien (pledged, voided or not, to a live note).
+    function _blocks(BatchHeader storage batch) private view returns (bool) {
+        BatchStatus status = batch.status;
+        if (status == BatchStatus.Registering || status == BatchStatus.Registered) {
+            return block.timestamp < uint256(batch.openedAt) + REGISTRATION_WINDOW;
+        }
+        if (status == BatchStatus.Attested) return block.timestamp < uint256(batch.attestedAt) + PLEDGE_WINDOW;
+        if (status == BatchStatus.Pledged || (status == BatchStatus.Voided && batch.noteId != 0)) {
+            return _isLiveNoteStatus(_notes[batch.noteId].status);
+        }
+        return false; // Rejected, or voided before any pledge
+    }
+
+    /// @dev A batch a defect may still void: before attestation or within
+    ///      its challenge window, and not yet pledged unless to a live note.
+    function _challengeable(uint256 batchId) private view returns (BatchHeader storage batch) {
+        batch = _batch(batchId);
+        BatchStatus status = batch.status;
+        bool open = status == BatchStatus.Registering || status == BatchStatus.Registered
+            || status == BatchStatus.Attested
+            || (status == BatchStatus.Pledged && _isLiveNoteStatus(_notes[batch.noteId].status));
+        if (!open) revert BatchNotChallengeable(batchId);
+        uint256 attestedAt = batch.attestedAt;
+        if (attestedAt != 0 && block.timestamp >= attestedAt + CHALLENGE_WINDOW) {
+            revert ChallengeWindowClosed(batchId, attestedAt + CHALLENGE_WINDOW);
+        }
     }
 
     /// @dev Why `leaf` contradicts its batch header, or LeafConsistent.
@@ -477,17 +597,19 @@ contract CollateralRegistry is ICollateralRegistry, AccessControlDefaultAdminRul
     {
         if (leaf.index >= batch.count) return "index out of range";
         if (leaf.model != batch.model) return "model mismatch";
-        if (leaf.classId != batch.classId) return "class mismatch";
         if (leaf.inServiceAt < batch.inServiceAt) return "in service before batch";
         revert LeafConsistent(batchId);
     }
 
-    /// @dev Marks a live batch voided, drops it from its note's live batches
-    ///      and counts a defect on the note; emits `BatchVoided` and
-    ///      `NoteDefectProven`.
+    /// @dev Marks a batch voided; a pledged one leaves its note's live
+    ///      batches (its lien stays: `_blocks`) and counts a defect on the
+    ///      note. Emits `BatchVoided` and, when pledged, `NoteDefectProven`.
     function _void(uint256 batchId, BatchHeader storage batch, bytes32 gpuKey, string memory reason) private {
-        uint256 noteId = batch.noteId;
+        bool pledged = batch.status == BatchStatus.Pledged;
         batch.status = BatchStatus.Voided;
+        uint256 noteId = batch.noteId;
+        emit BatchVoided(batchId, noteId, gpuKey, reason);
+        if (!pledged) return;
         Note storage note = _notes[noteId];
         uint64[] storage ids = note.batchIds;
         uint256 last = ids.length - 1;
@@ -499,7 +621,6 @@ contract CollateralRegistry is ICollateralRegistry, AccessControlDefaultAdminRul
             }
         }
         uint256 defects = ++note.defects;
-        emit BatchVoided(batchId, noteId, gpuKey, reason);
         emit NoteDefectProven(noteId, batchId, defects);
     }
 
@@ -511,15 +632,6 @@ contract CollateralRegistry is ICollateralRegistry, AccessControlDefaultAdminRul
     function _batch(uint256 batchId) private view returns (BatchHeader storage batch) {
         batch = _batches[batchId];
         if (batch.status == BatchStatus.None) revert BatchUnknown(batchId);
-    }
-
-    function _liveBatch(uint256 batchId) private view returns (BatchHeader storage batch) {
-        batch = _batch(batchId);
-        if (!_isLive(batch)) revert BatchNotLive(batchId);
-    }
-
-    function _isLive(BatchHeader storage batch) private view returns (bool) {
-        return batch.status == BatchStatus.Pledged && _isLiveNoteStatus(_notes[batch.noteId].status);
     }
 
     function _isLiveNoteStatus(NoteStatus status) private pure returns (bool) {
@@ -537,22 +649,25 @@ contract CollateralRegistry is ICollateralRegistry, AccessControlDefaultAdminRul
         return true;
     }
 
+    /// @dev The note's live batches whose challenge window has passed.
     function _collateralValue(Note storage note) private view returns (uint256 value) {
         if (!_isLiveNoteStatus(note.status)) return 0;
         uint64[] storage batchIds = note.batchIds;
         for (uint256 i = 0; i < batchIds.length; ++i) {
             BatchHeader storage batch = _batches[batchIds[i]];
-            if (batch.status == BatchStatus.Pledged) value += _batchValue(batch);
+            if (block.timestamp >= uint256(batch.attestedAt) + CHALLENGE_WINDOW) value += _batchValue(batch);
         }
     }
 
-    /// @dev Rounds down (see {Depreciation-value}).
+    /// @dev Rounds down (see {Depreciation-value}). The class and haircut are
+    ///      the batch's model's, now.
     function _batchValue(BatchHeader storage batch) private view returns (uint256) {
-        if (batch.status == BatchStatus.Voided) return 0;
-        DepreciationClass memory class_ = _classes[batch.classId];
+        if (batch.status == BatchStatus.Voided || batch.status == BatchStatus.Rejected) return 0;
+        ModelInfo memory model = _models[batch.model];
+        DepreciationClass memory class_ = _classes[model.classId];
         uint256 quarters = Depreciation.quartersElapsed(batch.inServiceAt, block.timestamp);
         uint256 factor = Depreciation.factorBps(class_.quarterlyMarkdownBps, class_.floorBps, quarters);
-        return Depreciation.value(batch.totalCost, factor, _modelHaircuts[batch.model]);
+        return Depreciation.value(batch.totalCost, factor, model.haircutBps);
     }
 
     function _leafHash(GpuLeaf calldata leaf) private pure returns (bytes32) {
@@ -560,14 +675,7 @@ contract CollateralRegistry is ICollateralRegistry, AccessControlDefaultAdminRul
             bytes.concat(
                 keccak256(
                     abi.encode(
-                        leaf.index,
-                        leaf.gpuKey,
-                        leaf.model,
-                        leaf.siteId,
-                        leaf.attestationHash,
-                        leaf.cost,
-                        leaf.inServiceAt,
-                        leaf.classId
+                        leaf.index, leaf.gpuKey, leaf.model, leaf.siteId, leaf.attestationHash, leaf.cost, leaf.inServiceAt
                     )
                 )
             )

@@ -51,6 +51,7 @@ ORACLE = "TelemetryOracle"
 SERVICER = "Servicer"
 TRANCHE = "NoteTranche"
 STABLECOIN = "MockStablecoin"
+FACTORY = "NoteFactory"
 
 # Contract names a manifest may use for the shared contracts, with aliases
 # (the second of each is the key `scripts/deploy.py` writes, docs/deploy.md).
@@ -59,6 +60,8 @@ _CORE_ALIASES = {
     IDENTITIES: (IDENTITIES, "identity_registry", "identities", "identityRegistry"),
     ORACLE: (ORACLE, "telemetry_oracle", "oracle"),
     STABLECOIN: (STABLECOIN, "stablecoin", "usd", "asset"),
+    # optional: with it, each note's creation event is replayed and checked
+    FACTORY: (FACTORY, "note_factory", "factory"),
 }
 _REQUIRED_CORE = (REGISTRY, IDENTITIES, ORACLE)
 _START_KEYS = ("start_block", "block", "deployed_at_block", "from_block")
@@ -273,7 +276,7 @@ def _is_dynamic(kind: str) -> bool:
 class AbiBook:
     """Event ABIs of the gpucredit contracts, by contract and by topic."""
 
-    CONTRACTS = (REGISTRY, IDENTITIES, ORACLE, SERVICER, TRANCHE, STABLECOIN)
+    CONTRACTS = (REGISTRY, IDENTITIES, ORACLE, SERVICER, TRANCHE, STABLECOIN, FACTORY)
 
     def __init__(self, build_dir: Path | None = None) -> None:
         self.build_dir = Path(build_dir or DEFAULT_BUILD_DIR)

@@ -71,7 +71,20 @@ SUBSCRIPTION, CLOSED, ACTIVE, REPAID, CANCELLED, WRITTEN_OFF = range(6)
 REPORT_NONE, REPORTED, MISSED = range(3)
 # ICollateralRegistry.NoteStatus / BatchStatus
 NOTE_NONE, NOTE_OPEN, NOTE_RELEASED, NOTE_STEPPED_IN = range(4)
-BATCH_NONE, BATCH_REGISTERED, BATCH_ATTESTED, BATCH_PLEDGED, BATCH_VOIDED = range(5)
+(
+    BATCH_NONE,
+    BATCH_REGISTERING,
+    BATCH_REGISTERED,
+    BATCH_ATTESTED,
+    BATCH_PLEDGED,
+    BATCH_VOIDED,
+    BATCH_REJECTED,
+) = range(7)
+DAY_SECONDS = 86_400
+REGISTRATION_WINDOW = 3 * DAY_SECONDS  # CollateralRegistry.REGISTRATION_WINDOW
+PLEDGE_WINDOW = 14 * DAY_SECONDS
+CHALLENGE_WINDOW = 3 * DAY_SECONDS
+MAX_KEYS_PER_CHUNK = 700
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 
@@ -92,10 +105,12 @@ class Batch:
     operator: str
     count: int
     total_cost: int
-    model: str  # bytes32 as lower-case 0x hex
-    class_id: int
+    model: str  # bytes32 as lower-case 0x hex; its class and haircut are the model's
     in_service_at: int
-    status: int = BATCH_REGISTERED
+    opened_at: int = 0
+    status: int = BATCH_REGISTERING
+    keys_registered: int = 0
+    attested_at: int = 0
     note_id: int = 0
 
 
@@ -121,36 +136,51 @@ class Registry:
 
     def __init__(self) -> None:
         self.classes: dict[int, tuple[int, int]] = {}
-        self.haircuts: dict[str, int] = {}
+        # model -> (class id, haircut bps)
+        self.models: dict[str, tuple[int, int]] = {}
+        # GPU key (lower-case 0x hex) -> the batch whose slot holds it
+        self.holders: dict[str, int] = {}
         # value-raising changes waiting out VALUATION_CHANGE_DELAY: value, eta
         self.pending_classes: dict[int, tuple[tuple[int, int], int]] = {}
-        self.pending_haircuts: dict[str, tuple[int, int]] = {}
+        self.pending_models: dict[str, tuple[tuple[int, int], int]] = {}
         self.batches: dict[int, Batch] = {}
         self.notes: dict[int, NoteCollateral] = {}
         self.batch_count = 0
         self.note_count = 0
 
     def batch_value(self, batch: Batch, ts: int) -> int:
-        """cost x factor x (1 - haircut), rounded down; 0 once voided."""
-        if batch.status == BATCH_VOIDED:
+        """cost x factor x (1 - haircut) of the batch's model, rounded down;
+        0 once voided or rejected."""
+        if batch.status in (BATCH_VOIDED, BATCH_REJECTED):
             return 0
-        markdown, floor = self.classes.get(batch.class_id, (0, 0))
+        class_id, haircut = self.models.get(batch.model, (0, 0))
+        markdown, floor = self.classes.get(class_id, (0, 0))
         factor = depreciation_factor_bps(markdown, floor, quarters_elapsed(batch.in_service_at, ts))
-        haircut = self.haircuts.get(batch.model, 0)
         return batch_value(batch.total_cost, factor, haircut)
 
     def is_live_note(self, note_id: int) -> bool:
         note = self.notes.get(note_id)
         return note is not None and note.status in (NOTE_OPEN, NOTE_STEPPED_IN)
 
+    def blocks(self, batch: Batch, ts: int) -> bool:
+        """Whether the batch still holds the GPUs whose slot names it."""
+        if batch.status in (BATCH_REGISTERING, BATCH_REGISTERED):
+            return ts < batch.opened_at + REGISTRATION_WINDOW
+        if batch.status == BATCH_ATTESTED:
+            return ts < batch.attested_at + PLEDGE_WINDOW
+        if batch.status == BATCH_PLEDGED or (batch.status == BATCH_VOIDED and batch.note_id):
+            return self.is_live_note(batch.note_id)
+        return False
+
     def collateral_value(self, note_id: int, ts: int) -> int:
-        """Value of the note's pledged, non-voided batches; 0 unless the note is live."""
+        """Value of the note's live batches past their challenge window; 0
+        unless the note is live."""
         if not self.is_live_note(note_id):
             return 0
         total = 0
         for batch_id in self.notes[note_id].batch_ids:
             batch = self.batches[batch_id]
-            if batch.status == BATCH_PLEDGED:
+            if ts >= batch.attested_at + CHALLENGE_WINDOW:
                 total += self.batch_value(batch, ts)
         return total
 

@@ -26,6 +26,7 @@ from eth_utils import keccak
 
 from gpucredit.audit.errors import AuditInputError
 from gpucredit.audit.export import (
+    FACTORY,
     IDENTITIES,
     ORACLE,
     REGISTRY,
@@ -42,15 +43,21 @@ from gpucredit.audit.model import (
     BATCH_ATTESTED,
     BATCH_PLEDGED,
     BATCH_REGISTERED,
+    BATCH_REGISTERING,
+    BATCH_REJECTED,
     BATCH_VOIDED,
     BPS,
     CANCELLED,
+    CHALLENGE_WINDOW,
     CLOSED,
     DEFAULTED,
+    MAX_KEYS_PER_CHUNK,
     NOTE_OPEN,
     NOTE_RELEASED,
     NOTE_STEPPED_IN,
     PERFORMING,
+    PLEDGE_WINDOW,
+    REGISTRATION_WINDOW,
     RELEASED,
     REPAID,
     REPORTED,
@@ -101,8 +108,12 @@ def _waited(pending: tuple[Any, int] | None, value: Any, ev: Event) -> bool:
 
 
 def _raises_class_values(current: tuple[int, int] | None, value: tuple[int, int]) -> bool:
-    """A slower markdown or a higher floor for an existing class (the registry queues it)."""
-    return current is not None and (value[0] < current[0] or value[1] > current[1])
+    """A curve worth more than the existing `current` at some age: a slower
+    markdown or a higher floor, unless `current` never depreciates (the
+    registry queues such a change)."""
+    if current is None or current[0] == 0:
+        return False
+    return value[0] < current[0] or value[1] > current[1]
 
 
 # Events that change nothing the model decides (ERC-20 allowances, EIP-712
@@ -291,6 +302,7 @@ class Replayer:
                 )
             )
         self.roles: dict[str, dict[str, set[str]]] = {}
+        self._registry_born_tx: str | None = None
         self.mismatches: list[Mismatch] = []
         self.periods: list[PeriodRow] = []
         self.fields_checked = 0
@@ -303,18 +315,19 @@ class Replayer:
         self._tx_repaid: set[str] = set()
         self._handlers: dict[tuple[str, str], Callable[[Event], None]] = {
             (REGISTRY, "DepreciationClassSet"): self._depreciation_class_set,
-            (REGISTRY, "ModelHaircutSet"): self._model_haircut_set,
+            (REGISTRY, "ModelSet"): self._model_set,
             (REGISTRY, "DepreciationClassQueued"): self._depreciation_class_queued,
             (REGISTRY, "DepreciationClassCancelled"): self._depreciation_class_cancelled,
-            (REGISTRY, "ModelHaircutQueued"): self._model_haircut_queued,
-            (REGISTRY, "ModelHaircutCancelled"): self._model_haircut_cancelled,
+            (REGISTRY, "ModelQueued"): self._model_queued,
+            (REGISTRY, "ModelCancelled"): self._model_cancelled,
             (REGISTRY, "NoteOpened"): self._note_opened,
             (REGISTRY, "NoteBound"): self._note_bound,
             (REGISTRY, "BatchRegistered"): self._batch_registered,
+            (REGISTRY, "GpusRegistered"): self._gpus_registered,
             (REGISTRY, "BatchAttested"): self._batch_attested,
+            (REGISTRY, "BatchRejected"): self._batch_rejected,
             (REGISTRY, "BatchPledged"): self._batch_pledged,
             (REGISTRY, "BatchVoided"): self._batch_voided,
-            (REGISTRY, "DoublePledgeProven"): self._double_pledge_proven,
             (REGISTRY, "NoteDefectProven"): self._note_defect_proven,
             (REGISTRY, "NoteReleased"): self._registry_note_released,
             (REGISTRY, "LiensTransferred"): self._liens_transferred,
@@ -349,6 +362,7 @@ class Replayer:
             (TRANCHE, "PrincipalRedeemed"): self._principal_redeemed,
             (TRANCHE, "AmortizationScheduleSet"): self._amortization_schedule_set,
             (TRANCHE, "WrittenOff"): self._written_off,
+            (FACTORY, "NoteCreated"): self._note_created,
             (SERVICER, "TrusteeSet"): self._trustee_set,
             (SERVICER, "WoundUp"): self._wound_up,
             (SERVICER, "LateCashTrapped"): self._late_cash_trapped,
@@ -817,6 +831,8 @@ class Replayer:
         class_id = int(a["classId"])
         markdown, floor = int(a["quarterlyMarkdownBps"]), int(a["floorBps"])
         self._require(ev, "bps <= 10,000", markdown <= BPS and floor <= BPS, "BpsOutOfRange")
+        if self._registry_born_tx is None:
+            self._registry_born_tx = ev["tx"]  # the constructor sets the first classes
         pending = self.registry.pending_classes.pop(class_id, None)
         if _raises_class_values(self.registry.classes.get(class_id), (markdown, floor)):
             waited = _waited(pending, (markdown, floor), ev)
@@ -837,29 +853,45 @@ class Replayer:
         dropped = self.registry.pending_classes.pop(int(ev["args"]["classId"]), None)
         self._require(ev, "a change was queued", dropped, "ValuationChangeNotQueued")
 
-    def _model_haircut_set(self, ev: Event) -> None:
+    def _model_set(self, ev: Event) -> None:
+        """At once only when it lowers the model's values at every age (the
+        constructor's catalog is set before any role exists); a new model or
+        any other change only after its timelock."""
         a = ev["args"]
         model = str(a["model"]).lower()
-        haircut = int(a["haircutBps"])
-        self._require(ev, "haircut <= 10,000", haircut <= BPS, "BpsOutOfRange")
-        pending = self.registry.pending_haircuts.pop(model, None)
-        if haircut < self.registry.haircuts.get(model, 0):
-            waited = _waited(pending, haircut, ev)
-            self._require(ev, "haircut cut after its timelock", waited, "ValuationChangeNotReady")
-        self.registry.haircuts[model] = haircut
+        value = (int(a["classId"]), int(a["haircutBps"]))
+        self._require(ev, "haircut <= 10,000", value[1] <= BPS, "BpsOutOfRange")
+        self._require(ev, "class exists", value[0] in self.registry.classes, "ClassUnknown")
+        pending = self.registry.pending_models.pop(model, None)
+        constructor = ev["tx"] == self._registry_born_tx  # the constructor's catalog
+        if not constructor and self._raises_model_values(model, value):
+            waited = _waited(pending, value, ev)
+            self._require(ev, "model change after its timelock", waited, "ValuationChangeNotReady")
+        self.registry.models[model] = value
 
-    def _model_haircut_queued(self, ev: Event) -> None:
+    def _raises_model_values(self, model: str, value: tuple[int, int]) -> bool:
+        current = self.registry.models.get(model)
+        if current is None:
+            return True
+        if value[1] < current[1]:
+            return True
+        if value[0] == current[0]:
+            return False
+        new_class = self.registry.classes.get(value[0], (0, 0))
+        return _raises_class_values(self.registry.classes.get(current[0]), new_class)
+
+    def _model_queued(self, ev: Event) -> None:
         a = ev["args"]
         model = str(a["model"]).lower()
-        haircut = int(a["haircutBps"])
-        cut = haircut < self.registry.haircuts.get(model, 0)
-        self._require(ev, "only a haircut cut is queued", cut, NOT_VALUE_RAISING)
+        value = (int(a["classId"]), int(a["haircutBps"]))
+        raises = self._raises_model_values(model, value)
+        self._require(ev, "only a value-raising change is queued", raises, NOT_VALUE_RAISING)
         self._check(ev, {"eta": ev["timestamp"] + VALUATION_CHANGE_DELAY})
-        self.registry.pending_haircuts[model] = (haircut, int(a["eta"]))
+        self.registry.pending_models[model] = (value, int(a["eta"]))
 
-    def _model_haircut_cancelled(self, ev: Event) -> None:
-        dropped = self.registry.pending_haircuts.pop(str(ev["args"]["model"]).lower(), None)
-        self._require(ev, "a cut was queued", dropped, "ValuationChangeNotQueued")
+    def _model_cancelled(self, ev: Event) -> None:
+        dropped = self.registry.pending_models.pop(str(ev["args"]["model"]).lower(), None)
+        self._require(ev, "a change was queued", dropped, "ValuationChangeNotQueued")
 
     def _note_opened(self, ev: Event) -> None:
         a = ev["args"]
@@ -903,12 +935,10 @@ class Replayer:
         batch_id = int(a["batchId"])
         self._check(ev, {"batchId": self.registry.batch_count + 1})
         self._need_role(ev, OPERATOR_ROLE, "OPERATOR_ROLE", str(a["operator"]))
-        class_id = int(a["classId"])
+        model = str(a["model"]).lower()
         in_service = int(a["inServiceAt"])
         self._require(ev, "count > 0", int(a["count"]) > 0, "BatchEmpty")
-        self._require(
-            ev, "class exists", class_id in self.registry.classes, "DepreciationClassUnknown"
-        )
+        self._require(ev, "a registered model", model in self.registry.models, "ModelUnknown")
         self._require(
             ev, "inServiceAt <= block time", in_service <= ev["timestamp"], "BatchInServiceInFuture"
         )
@@ -919,15 +949,53 @@ class Replayer:
             operator=str(a["operator"]).lower(),
             count=int(a["count"]),
             total_cost=int(a["totalCost"]),
-            model=str(a["model"]).lower(),
-            class_id=class_id,
+            model=model,
             in_service_at=in_service,
+            opened_at=ev["timestamp"],
         )
 
     def _batch(self, ev: Event, batch_id: int) -> Batch | None:
         batch = self.registry.batches.get(batch_id)
         self._require(ev, "batch exists", batch, f"BatchUnknown: {batch_id}")
         return batch
+
+    def _gpus_registered(self, ev: Event) -> None:
+        """The next chunk, in order, within the registration window; every
+        key free (its holder no longer blocks) and new to the batch; the
+        chunk hash as the registry computes it. Rebuilds the holder map."""
+        a = ev["args"]
+        batch = self._batch(ev, int(a["batchId"]))
+        if batch is None:
+            return
+        ts = ev["timestamp"]
+        keys = [
+            "0x" + bytes(k).hex() if isinstance(k, bytes | bytearray) else str(k).lower()
+            for k in a["keys"]
+        ]
+        first = int(a["firstIndex"])
+        registering = batch.status == BATCH_REGISTERING
+        self._require(ev, "batch Registering", registering, f"BatchNotInStatus: {batch.status}")
+        in_window = ts < batch.opened_at + REGISTRATION_WINDOW
+        self._require(ev, "within the registration window", in_window, "BatchExpired")
+        fits = first == batch.keys_registered and 0 < len(keys) <= MAX_KEYS_PER_CHUNK
+        fits = fits and first + len(keys) <= batch.count
+        self._require(ev, "the next chunk", fits, "ChunkInvalid")
+        packed = first.to_bytes(32, "big") + b"".join(bytes.fromhex(k[2:]) for k in keys)
+        self._check(ev, {"chunkHash": "0x" + keccak(packed).hex()})
+        for key in keys:
+            holder = self.registry.holders.get(key)
+            if holder is not None:
+                self._require(
+                    ev, "a key new to the batch", holder != batch.batch_id, "GpuDuplicate"
+                )
+                held = holder != batch.batch_id and self.registry.blocks(
+                    self.registry.batches[holder], ts
+                )
+                self._require(ev, f"GPU {key} free", not held, f"GpuHeld: {key}, {holder}")
+            self.registry.holders[key] = batch.batch_id
+        batch.keys_registered = first + len(keys)
+        if batch.keys_registered == batch.count:
+            batch.status = BATCH_REGISTERED
 
     def _batch_attested(self, ev: Event) -> None:
         a = ev["args"]
@@ -936,7 +1004,19 @@ class Replayer:
         if batch is not None:
             ok = batch.status == BATCH_REGISTERED
             self._require(ev, "batch Registered", ok, f"BatchNotInStatus: {batch.status}")
+            in_window = ev["timestamp"] < batch.opened_at + REGISTRATION_WINDOW
+            self._require(ev, "within the registration window", in_window, "BatchExpired")
             batch.status = BATCH_ATTESTED
+            batch.attested_at = ev["timestamp"]
+
+    def _batch_rejected(self, ev: Event) -> None:
+        a = ev["args"]
+        self._need_role(ev, ATTESTOR_ROLE, "ATTESTOR_ROLE", str(a["attestor"]))
+        batch = self._batch(ev, int(a["batchId"]))
+        if batch is not None:
+            ok = batch.status in (BATCH_REGISTERING, BATCH_REGISTERED, BATCH_ATTESTED)
+            self._require(ev, "batch not pledged", ok, f"BatchNotInStatus: {batch.status}")
+            batch.status = BATCH_REJECTED
 
     def _batch_pledged(self, ev: Event) -> None:
         a = ev["args"]
@@ -947,6 +1027,8 @@ class Replayer:
             return
         ok = batch.status == BATCH_ATTESTED
         self._require(ev, "batch Attested", ok, f"BatchNotInStatus: {batch.status}")
+        in_window = ev["timestamp"] < batch.attested_at + PLEDGE_WINDOW
+        self._require(ev, "within the pledge window", in_window, "BatchExpired")
         self._require(ev, "note open", note.status == NOTE_OPEN, "NoteNotOpen")
         self._require(ev, "note bound", note.bound, "NoteNotBound")
         consent = batch.operator in note.operators
@@ -962,23 +1044,25 @@ class Replayer:
         self._check(ev, {"collateralValue": value})
 
     def _batch_voided(self, ev: Event) -> None:
+        """Only within the challenge window (or before attestation), on a
+        batch not yet pledged or pledged to a live note; a pledged one leaves
+        its note's live batches, keeps its lien and counts a defect."""
         a = ev["args"]
         batch = self._batch(ev, int(a["batchId"]))
         if batch is None:
             return
-        live = batch.status == BATCH_PLEDGED and self.registry.is_live_note(batch.note_id)
-        self._require(ev, "batch live", live, "BatchNotLive")
+        open_statuses = (BATCH_REGISTERING, BATCH_REGISTERED, BATCH_ATTESTED)
+        pledged = batch.status == BATCH_PLEDGED and self.registry.is_live_note(batch.note_id)
+        ok = batch.status in open_statuses or pledged
+        self._require(ev, "batch challengeable", ok, "BatchNotChallengeable")
+        in_window = not batch.attested_at or ev["timestamp"] < batch.attested_at + CHALLENGE_WINDOW
+        self._require(ev, "within the challenge window", in_window, "ChallengeWindowClosed")
         self._check(ev, {"noteId": batch.note_id})
         batch.status = BATCH_VOIDED
-        note = self.registry.notes.get(batch.note_id)
+        note = self.registry.notes.get(batch.note_id) if pledged else None
         if note is not None:
             note.batch_ids.remove(batch.batch_id)
             note.defects += 1
-
-    def _double_pledge_proven(self, ev: Event) -> None:
-        a = ev["args"]
-        kept, voided = int(a["keptBatchId"]), int(a["voidedBatchId"])
-        self._require(ev, "the later batch is voided", kept < voided, "kept >= voided")
 
     def _note_defect_proven(self, ev: Event) -> None:
         """Right after the BatchVoided of one of the note's batches; the
@@ -1156,14 +1240,38 @@ class Replayer:
 
     def _tranche_initialised(self, ev: Event) -> None:
         """The terms a tranche announced at deployment are the ones replayed."""
+        self.__dict__.setdefault("_initialised_in", {})[ev["address"].lower()] = ev["tx"]
         t = self._tranche(ev)
         rate = t.terms.reference_rate_bps + t.terms.spread_bps
         rate = min(max(rate, t.terms.floor_rate_bps), t.terms.cap_rate_bps)
         terms = dict(self._raw_tranche_terms[ev["address"].lower()])
         self._check(ev, {"terms": terms, "rateBps": rate})
 
+    def _note_created(self, ev: Event) -> None:
+        """The factory's creation event: the note's servicer and tranches are
+        the manifest's, and each was initialised in this same transaction (so
+        nothing was wired, or rewired, later: none of them has a setter)."""
+        a = ev["args"]
+        note_id = _as_int(a["noteId"])
+        servicer = str(a["servicer"]).lower()
+        tranches = [str(t).lower() for t in a["tranches"]]
+        s = self.servicers.get(servicer)
+        if s is None or s.note_id != note_id:
+            self._mismatch(ev, "servicer", "the manifest's servicer of the note", servicer)
+            return
+        expected = [t.escrow for t in s.tranches]
+        if tranches != expected:
+            self._mismatch(ev, "tranches", expected, tranches)
+        inits = getattr(self, "_initialised_in", {})
+        for address in [servicer, *tranches]:
+            same_tx = inits.get(address) == ev["tx"]
+            self._require(ev, f"{address} wired at creation", same_tx, "initialised elsewhere")
+        trustee = str(a["trustee"]).lower()
+        self._require(ev, "trustee set", trustee == s.trustee, f"trustee {s.trustee}")
+
     def _servicer_initialised(self, ev: Event) -> None:
         """The covenant terms a servicer announced at deployment are the ones replayed."""
+        self.__dict__.setdefault("_initialised_in", {})[ev["address"].lower()] = ev["tx"]
         servicer = self.servicers[ev["address"].lower()]
         terms = dict(self._raw_covenant_terms[ev["address"].lower()])
         junior = servicer.junior.address if servicer.junior is not None else "0x" + "00" * 20

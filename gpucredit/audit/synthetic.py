@@ -37,7 +37,7 @@ from gpucredit.audit.export import (
     _function_output,
     to_json_value,
 )
-from gpucredit.audit.model import ACTIVE, REPAID, ZERO_ADDRESS
+from gpucredit.audit.model import ACTIVE, CHALLENGE_WINDOW, REPAID, ZERO_ADDRESS
 from gpucredit.audit.replay import (
     ATTESTOR_ROLE,
     ISSUER_ROLE,
@@ -256,10 +256,23 @@ class _Story:
             count=cost // (25_000 * USD),
             totalCost=cost,
             model=MODEL,
-            classId=1,
             inServiceAt=w.ts - 1,
             attestationHash=_hash(f"docs:{batch}"),
         )
+        keys = [_hash(f"gpu:{batch}:{i}") for i in range(cost // (25_000 * USD))]
+        for first in range(0, len(keys), 500):
+            chunk = keys[first : first + 500]
+            packed = first.to_bytes(32, "big") + b"".join(bytes.fromhex(k[2:]) for k in chunk)
+            w.transaction()
+            w.emit(
+                REGISTRY,
+                self.registry,
+                "GpusRegistered",
+                batchId=batch,
+                firstIndex=first,
+                chunkHash="0x" + keccak(packed).hex(),
+                keys=chunk,
+            )
         w.transaction()
         w.emit(
             REGISTRY,
@@ -269,7 +282,7 @@ class _Story:
             attestor=self.attestor,
             attestationHash=_hash(f"attested:{batch}"),
         )
-        w.transaction()
+        w.transaction(at=w.ts + CHALLENGE_WINDOW + 1)  # counts from the pledge on
         w.emit(REGISTRY, self.registry, "BatchPledged", batchId=batch, noteId=note.note_id)
 
     # ---- acts ----
@@ -294,6 +307,7 @@ class _Story:
                 quarterlyMarkdownBps=markdown,
                 floorBps=0,
             )
+        w.emit(REGISTRY, self.registry, "ModelSet", model=MODEL, classId=1, haircutBps=0)
         for role, account in (
             (ISSUER_ROLE, self.issuer),
             (NOTE_FACTORY_ROLE, self.admin),  # the admin stands in for the NoteFactory

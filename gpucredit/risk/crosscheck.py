@@ -161,13 +161,27 @@ def _tranche(address: str, t: TrancheParams, seniority: int, deal: DealParams) -
 def play_model(deal: DealParams, paths: PathInputs, i: int) -> list[dict[str, Any]]:
     """Path `i` through the audit model; per period the close's result and waterfall."""
     registry = m.Registry()
-    model = "0x" + "11" * 32
-    note = m.NoteCollateral(note_id=1, issuer="i", manager="s")
+    note = m.NoteCollateral(note_id=1, issuer="i", servicer="s", bound=True)
     registry.notes[1] = note
+    models = []
     for k, b in enumerate(deal.batches, start=1):
+        # one model per batch, so that each keeps its own depreciation class;
+        # every model takes the path's haircut
+        model = f"0x{k:064x}"
+        models.append((model, k))
         registry.classes[k] = (b.markdown_bps, b.floor_bps)
+        registry.models[model] = (k, 0)
         registry.batches[k] = m.Batch(
-            k, "i", "o", 1, b.cost, model, k, b.in_service_at, m.BATCH_PLEDGED, 1
+            batch_id=k,
+            issuer="i",
+            operator="o",
+            count=1,
+            total_cost=b.cost,
+            model=model,
+            in_service_at=b.in_service_at,
+            status=m.BATCH_PLEDGED,
+            keys_registered=1,
+            note_id=1,
         )
         note.batch_ids.append(k)
     oracle = m.Oracle()
@@ -180,7 +194,8 @@ def play_model(deal: DealParams, paths: PathInputs, i: int) -> list[dict[str, An
     _, periods = paths.shape
     for p in range(periods):
         ts = int(paths.close_ts[i, p])
-        registry.haircuts[model] = int(paths.haircut_bps[i, p])
+        for model, class_id in models:
+            registry.models[model] = (class_id, int(paths.haircut_bps[i, p]))
         posted = int(paths.cash_posted[i, p])
         if servicer.status == m.STEPPED_IN:
             servicer.trapped += posted

@@ -21,6 +21,7 @@ import json
 import os
 from dataclasses import replace
 
+import brownie
 import pytest
 from brownie import chain, web3
 from brownie.exceptions import VirtualMachineError
@@ -34,7 +35,7 @@ from web3 import Web3
 from gpucredit.audit.cli import app as audit_app
 from gpucredit.audit.export import Manifest, export_events, read_jsonl, write_jsonl
 from gpucredit.audit.replay import Replayer, replay, replay_events
-from gpucredit.merkle import MerkleTree
+from gpucredit.merkle import MerkleTree, text_id
 from gpucredit.protocol import (
     DAY,
     H100,
@@ -67,11 +68,13 @@ def fresh_web3():
     return Web3(Web3.HTTPProvider(rpc_url()))
 
 
-def manifest_of(registry, identities, oracle, notes, start_block):
+def manifest_of(registry, identities, oracle, notes, start_block, factory=None):
+    contracts = {"NoteFactory": factory.address} if factory is not None else {}
     return {
         "chain_id": chain.id,
         "start_block": start_block,
         "contracts": {
+            **contracts,
             "CollateralRegistry": registry.address,
             "IdentityRegistry": identities.address,
             "TelemetryOracle": oracle.address,
@@ -106,6 +109,7 @@ def demo(accounts):
         core.oracle,
         [(deal.note_id, deal.servicer, deal.tranches)],
         year.start_block,
+        core.factory,
     )
 
 
@@ -385,6 +389,7 @@ def prop(core, admin, issuer, operator, attestor, trustee, lenders, spv, signers
         core.oracle,
         [(deal.note_id, deal.servicer, deal.tranches)],
         start,
+        core.factory,
     )
     return deal
 
@@ -538,7 +543,7 @@ class History:
         elif kind == "reference":
             pass  # the reference rate is a term now: no setter left to call
         elif kind == "haircut":
-            core.registry.setModelHaircut(H100, action[1], {"from": self.admin})
+            core.registry.setModel(H100, 1, action[1], {"from": self.admin})
         elif kind == "sleep":
             chain.sleep(action[1])
         elif kind == "cure":
@@ -575,7 +580,9 @@ class History:
             deal.servicer.releaseCollateral({"from": self.anyone})
 
     def double_pledge(self):
-        """Pledges a batch repeating GPU 0 of the fleet, then proves it: the new batch is voided."""
+        """Tries to register a batch repeating GPU 0 of the fleet (reverts:
+        held), then pledges a batch with a planted bad leaf and proves it: the
+        new batch is voided and the note counts a defect."""
         deal, core = self.deal, self.core
         if core.registry.noteInfo(deal.note_id)[2] != 1:
             return
@@ -583,21 +590,28 @@ class History:
         extra = make_fleet(
             3, in_service_at=chain[-1].timestamp - 1, serial_prefix=f"D{self.batches}-"
         )
-        leaves = [extra[0], extra[1], replace(deal.leaves[0], index=2)]
-        batch_id, tree, _ = register_batch(core, self.issuer, self.operator, leaves)
-        core.registry.attestBatch(
-            batch_id, core.registry.batchInfo(batch_id)["attestationHash"], {"from": self.attestor}
+        with brownie.reverts():
+            repeated = [*extra[:2], replace(deal.leaves[0], index=2)]
+            register_batch(core, self.issuer, self.operator, repeated)
+        bad = replace(extra[2], index=7)
+        leaves = [extra[0], extra[1], bad]
+        tree = MerkleTree(leaves)
+        registration = (
+            self.issuer,
+            tree.root,
+            3,
+            sum(leaf.cost for leaf in leaves),
+            extra[0].model,
+            extra[0].in_service_at,
+            text_id("docs"),
         )
+        tx = core.registry.registerBatch(registration, {"from": self.operator})
+        batch_id = tx.events["BatchRegistered"]["batchId"]
+        keys = [leaf.gpu_key for leaf in extra]
+        core.registry.registerGpus(batch_id, keys, {"from": self.operator})
+        core.registry.attestBatch(batch_id, text_id("attested"), {"from": self.attestor})
         core.registry.pledgeBatch(batch_id, deal.note_id, {"from": self.operator})
-        core.registry.proveDoublePledge(
-            deal.batch_id,
-            deal.leaves[0].as_tuple(),
-            deal.tree.proof(0),
-            batch_id,
-            leaves[2].as_tuple(),
-            MerkleTree(leaves).proof(2),
-            {"from": self.anyone},
-        )
+        core.registry.proveBadLeaf(batch_id, bad.as_tuple(), tree.proof(2), {"from": self.anyone})
 
 
 def assert_model_matches_views(replayer, core, deal, lenders, fees, operator):
@@ -805,10 +819,10 @@ def test_timelocked_changes_and_the_pause_replay_and_a_skipped_timelock_is_caugh
     without the queue event of the executed cut shows the cut as skipping the
     timelock."""
     registry, oracle, senior = core.registry, core.oracle, prop.senior
-    registry.setModelHaircut(H100, 2_000, {"from": admin})  # more conservative: at once
-    registry.setModelHaircut(H100, 500, {"from": admin})  # a cut: queued
-    registry.cancelModelHaircut(H100, {"from": admin})
-    queued = registry.setModelHaircut(H100, 1_000, {"from": admin})
+    registry.setModel(H100, 1, 2_000, {"from": admin})  # more conservative: at once
+    registry.setModel(H100, 1, 500, {"from": admin})  # a cut: queued
+    registry.cancelModel(H100, {"from": admin})
+    queued = registry.setModel(H100, 1, 1_000, {"from": admin})
     registry.setDepreciationClass(1, 400, 0, {"from": admin})  # slower markdown: queued
     new_set = signer_order([str(s) for s in signers[:4]])
     oracle.queueSignerChange(prop.note_id, new_set, 3, {"from": admin})
@@ -821,11 +835,12 @@ def test_timelocked_changes_and_the_pause_replay_and_a_skipped_timelock_is_caugh
     registry.beginDefaultAdminTransfer(issuer, {"from": admin})
     chain.sleep(2 * DAY + 1)
     chain.mine()
-    registry.executeModelHaircut(H100, {"from": admin})
+    registry.executeModel(H100, {"from": admin})
     registry.executeDepreciationClass(1, {"from": admin})
     oracle.executeSignerChange(prop.note_id, {"from": admin})
     oracle.executeOperatorChange(prop.note_id, {"from": admin})
-    assert registry.modelHaircutBps(H100) == 1_000 and oracle.fleet(prop.note_id)["quorum"] == 3
+    assert registry.modelInfo(H100)["haircutBps"] == 1_000
+    assert oracle.fleet(prop.note_id)["quorum"] == 3
 
     result = replay_clean(prop)
     assert result.fields_checked > 0
@@ -834,12 +849,12 @@ def test_timelocked_changes_and_the_pause_replay_and_a_skipped_timelock_is_caugh
     skipped = [
         ev
         for ev in exported.events
-        if not (ev["event"] == "ModelHaircutQueued" and ev["tx"] == queued.txid)
+        if not (ev["event"] == "ModelQueued" and ev["tx"] == queued.txid)
     ]
     assert len(skipped) == len(exported.events) - 1
     mismatches = replay_events(exported.header, skipped).mismatches
     assert [(m.event, m.field, m.recorded) for m in mismatches] == [
-        ("ModelHaircutSet", "haircut cut after its timelock", "ValuationChangeNotReady")
+        ("ModelSet", "model change after its timelock", "ValuationChangeNotReady")
     ]
     # the operator key (whose telemetry the nodes accept) is held to the same timelock
     skipped = [
@@ -851,3 +866,62 @@ def test_timelocked_changes_and_the_pause_replay_and_a_skipped_timelock_is_caugh
     assert [(m.event, m.field, m.recorded) for m in mismatches] == [
         ("FleetOperatorChanged", "operator change after its timelock", "OperatorChangeNotReady")
     ]
+
+
+def test_the_factory_creation_is_replayed_and_a_rewired_note_is_caught(demo_file, tmp_path):
+    """The note's wiring comes from the factory's one creation transaction: a
+    file claiming other tranches (or wiring outside that transaction) fails."""
+    lines = lines_of(demo_file)
+    i, record = find(lines, "NoteCreated")
+    assert len(record["args"]["tranches"]) == 2
+    record["args"]["tranches"] = list(reversed(record["args"]["tranches"]))
+    lines[i] = json.dumps(record)
+    result, code = replay_lines(tmp_path, lines)
+    assert code == 1
+    assert [(m.event, m.field) for m in result.mismatches] == [("NoteCreated", "tranches")]
+
+
+def test_registry_claims_rejections_and_defects_replay_and_a_forged_claim_is_caught(
+    prop, core, admin, issuer, operator, attestor, rando
+):
+    """A squatter's batch holding the real fleet's keys, rejected; the real
+    fleet registered in chunks, attested, pledged; a batch with a planted bad
+    leaf voided (a defect on the note); a new model through its timelock: all
+    replay clean. A file in which a second batch claims a key the first still
+    holds shows `GpuHeld`."""
+    registry = core.registry
+    now = chain[-1].timestamp
+    fleet = make_fleet(6, in_service_at=now - 1, serial_prefix="REPLAY-")
+    squat, _, _ = register_batch(core, issuer, rando_operator(core, admin, rando), fleet, chunk=4)
+    registry.rejectBatch(squat, {"from": attestor})
+    owner, _, _ = register_batch(core, issuer, operator, fleet, chunk=4)
+    registry.attestBatch(owner, text_id("attested"), {"from": attestor})
+    registry.pledgeBatch(owner, prop.note_id, {"from": operator})
+    bad_fleet = make_fleet(2, in_service_at=now - 1, serial_prefix="REPLAY-BAD-")
+    bad = replace(bad_fleet[1], index=5)
+    tree = MerkleTree([bad_fleet[0], bad])
+    header = (issuer, tree.root, 2, 2 * bad.cost, bad.model, bad.in_service_at, text_id("d"))
+    batch = registry.registerBatch(header, {"from": operator}).events["BatchRegistered"]["batchId"]
+    registry.registerGpus(batch, [leaf.gpu_key for leaf in bad_fleet], {"from": operator})
+    registry.attestBatch(batch, text_id("attested"), {"from": attestor})
+    registry.pledgeBatch(batch, prop.note_id, {"from": operator})
+    tx = registry.proveBadLeaf(batch, bad.as_tuple(), tree.proof(1), {"from": rando})
+    assert "NoteDefectProven" in tx.events
+    model = text_id("NVIDIA GB300")
+    registry.setModel(model, 0, 1_000, {"from": admin})
+    chain.sleep(2 * DAY + 1)
+    chain.mine()
+    registry.executeModel(model, {"from": admin})
+    replay_clean(prop)
+
+    exported = export_events(fresh_web3(), Manifest.from_dict(prop.manifest))
+    rejected = [ev for ev in exported.events if ev["event"] != "BatchRejected"]
+    mismatches = replay_events(exported.header, rejected).mismatches
+    held = [m for m in mismatches if m.event == "GpusRegistered"]
+    assert held and "GpuHeld" in held[0].recorded
+
+
+def rando_operator(core, admin, rando):
+    """`rando` as a second (squatting) operator."""
+    core.registry.grantRole(core.registry.OPERATOR_ROLE(), rando, {"from": admin})
+    return rando

@@ -69,6 +69,7 @@ from gpucredit.protocol import (
     make_fleet,
     open_note,
     register_batch,
+    wait_challenge_window,
 )
 
 GPUS = 1_000
@@ -210,7 +211,14 @@ def covenant(spv):
 
 @pytest.fixture(scope="module")
 def tranche(core, admin, issuer, operator, attestor, spv, covenant):
-    """The senior tranche over its pledged fleet; the window opens now."""
+    """The senior tranche over its pledged fleet; the window opens now. The
+    fleet is registered and attested first and its challenge window lets
+    pass, so it counts from the pledge on."""
+    leaves = make_fleet(GPUS, cost=GPU_COST, in_service_at=chain[-1].timestamp - 1)
+    batch_id, _, _ = register_batch(core, issuer, operator, leaves)
+    attestation = core.registry.batchInfo(batch_id)["attestationHash"]
+    core.registry.attestBatch(batch_id, attestation, {"from": attestor})
+    wait_challenge_window()
     opened = chain[-1].timestamp
     note_id = open_note(core, admin, issuer)
     window_end = opened + SUBSCRIPTION_DAYS * DAY
@@ -218,10 +226,6 @@ def tranche(core, admin, issuer, operator, attestor, spv, covenant):
     terms += (REFERENCE_BPS, SPREAD_BPS, FLOOR_BPS, CAP_BPS, MIN_COLLATERAL_BPS)
     tranche = clone_tranche(core, admin, issuer, spv, terms)
     bind_note(core, admin, note_id, spv, [tranche], [operator])
-    leaves = make_fleet(GPUS, cost=GPU_COST, in_service_at=opened - 1, class_id=1)
-    batch_id, _, _ = register_batch(core, issuer, operator, leaves)
-    attestation = core.registry.batchInfo(batch_id)["attestationHash"]
-    core.registry.attestBatch(batch_id, attestation, {"from": attestor})
     core.registry.pledgeBatch(batch_id, note_id, {"from": operator})
     core.usd.approve(tranche, 2**256 - 1, {"from": spv})
     tranche.opened = opened

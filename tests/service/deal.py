@@ -74,6 +74,30 @@ def open_live_deal(
     for who in (lender, operator_addr):
         send(usd.functions.mint(who, 100_000_000 * USD), admin)
 
+    # Ten H100s registered and attested four days back in chain time: their
+    # challenge window (three days) has passed when the chain is back on the
+    # wall clock, so they count from the pledge on.
+    leaves = make_fleet(10, in_service_at=now - 5 * 86_400)
+    tree = MerkleTree(leaves)
+    attestation = text_id(f"attestation-set:{tree.root.hex()}")
+    w3.provider.make_request("anvil_setTime", [now - 4 * 86_400])
+    registration = (
+        issuer,
+        tree.root,
+        len(leaves),
+        sum(leaf.cost for leaf in leaves),
+        leaves[0].model,
+        now - 5 * 86_400,
+        attestation,
+    )
+    batch_id = registry.functions.registerBatch(registration).call({"from": operator_addr})
+    send(registry.functions.registerBatch(registration), operator_addr)
+    keys = [leaf.gpu_key for leaf in leaves]
+    send(registry.functions.registerGpus(batch_id, keys), operator_addr)
+    send(registry.functions.attestBatch(batch_id, attestation), attestor)
+    w3.provider.make_request("anvil_setTime", [int(__import__("time").time())])
+    w3.provider.make_request("evm_mine", [])
+
     # The note factory creates and wires the note in one transaction.
     tranche_impl = anvil.deploy("NoteTranche", usd.address, identities.address, registry.address)
     servicer_impl = anvil.deploy("Servicer", usd.address, registry.address, oracle.address)
@@ -133,23 +157,7 @@ def open_live_deal(
         admin,
     )
 
-    # Ten H100s pledged, attested, then the senior tranche subscribed and drawn.
-    leaves = make_fleet(10, in_service_at=now - 1)
-    tree = MerkleTree(leaves)
-    attestation = text_id(f"attestation-set:{tree.root.hex()}")
-    registration = (
-        issuer,
-        tree.root,
-        len(leaves),
-        sum(leaf.cost for leaf in leaves),
-        leaves[0].model,
-        leaves[0].class_id,
-        now - 1,
-        attestation,
-    )
-    batch_id = registry.functions.registerBatch(registration).call({"from": operator_addr})
-    send(registry.functions.registerBatch(registration), operator_addr)
-    send(registry.functions.attestBatch(batch_id, attestation), attestor)
+    # The fleet pledged, then the senior tranche subscribed and drawn.
     send(registry.functions.pledgeBatch(batch_id, note_id), operator_addr)
 
     amount = 180_000 * USD  # LTV 72 %: above the 65 % limit of the low-utilization step

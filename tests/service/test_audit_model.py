@@ -74,16 +74,26 @@ def test_depreciation_curve_markdown_floor_and_quarters():
 def _registry(cost=25_000_000 * USD, markdown=500, in_service=G - 1):
     registry = m.Registry()
     registry.classes[1] = (markdown, 0)
+    registry.models["0xh100"] = (1, 0)
     registry.notes[1] = m.NoteCollateral(1, ISSUER, SERVICER, batch_ids=[1])
     registry.batches[1] = m.Batch(
-        1, ISSUER, ISSUER, 1_000, cost, "0xh100", 1, in_service, m.BATCH_PLEDGED, 1
+        1,
+        ISSUER,
+        ISSUER,
+        1_000,
+        cost,
+        "0xh100",
+        in_service,
+        status=m.BATCH_PLEDGED,
+        attested_at=in_service - m.CHALLENGE_WINDOW,
+        note_id=1,
     )
     return registry
 
 
 def test_collateral_value_haircut_void_and_note_status():
     registry = _registry()
-    registry.haircuts["0xh100"] = 1_500
+    registry.models["0xh100"] = (1, 1_500)
     two_quarters = G - 1 + 2 * m.QUARTER
     # 25M x 90 % (two quarters at 5 %) x 85 % (haircut), rounded down
     assert registry.collateral_value(1, two_quarters) == 19_125_000 * USD
@@ -94,6 +104,11 @@ def test_collateral_value_haircut_void_and_note_status():
     registry.notes[1].status = m.NOTE_OPEN
     registry.batches[1].status = m.BATCH_VOIDED
     assert registry.collateral_value(1, two_quarters) == 0
+    # a batch counts only once its challenge window has passed
+    registry.batches[1].status = m.BATCH_PLEDGED
+    registry.batches[1].attested_at = two_quarters - m.CHALLENGE_WINDOW + 1
+    assert registry.collateral_value(1, two_quarters) == 0
+    assert registry.collateral_value(1, two_quarters + 1) > 0
 
 
 def test_batch_value_rounds_down():

@@ -472,7 +472,15 @@ def test_register_attest_and_pledge_1000_gpus(env, fleet_csv, tmp_path):
     )
     header = registry.functions.batchInfo(1).call()
     assert "0x" + bytes(header[0]).hex() == result["root"]
-    assert header[2] == 1_000 and header[5] == 1 and header[6] == env.issuer.address
+    # count, every key registered (two chunks of 500), Registered, the issuer
+    assert header[2] == 1_000 and header[3] == 1_000
+    assert header[4] == 2 and header[5] == env.issuer.address
+    assert result["transactions"] == 3  # the header and two chunks of keys
+    # a re-run finds the batch on chain and skips every chunk
+    again = env.json(
+        "operator", "register", str(fleet_csv), "--note", "1", "--out", str(batch_path)
+    )
+    assert again["batch_id"] == 1 and again["transactions"] == 0
     saved = json.loads(batch_path.read_text())
     assert len(saved["gpus"]) == 1_000 and saved["root"] == result["root"]
     # the root is the Merkle root of the CSV's leaves, attestation files hashed in
@@ -483,7 +491,7 @@ def test_register_attest_and_pledge_1000_gpus(env, fleet_csv, tmp_path):
     assert registry.functions.verifyGpu(1, leaves[7].as_tuple(), MerkleTree(leaves).proof(7)).call()
 
     result = env.cli("operator", "pledge", "1", "--note", "1", ok=False)
-    assert "batch 1 is Registered, not Attested yet" in result.stderr
+    assert "batch 1 is not Attested yet" in result.stderr
     result = env.cli(
         "attestor", "attest", "1", ok=False, GPUCREDIT_ATTESTOR_KEY=env.operator.key.hex()
     )
@@ -492,7 +500,11 @@ def test_register_attest_and_pledge_1000_gpus(env, fleet_csv, tmp_path):
     attested = env.json("attestor", "attest", "1", "--batch-file", str(batch_path))
     assert attested["attestation_hash"] == saved["registration"]["attestation_hash"]
     pledged = env.json("operator", "pledge", "1", "--note", "1")
-    assert pledged["note_collateral_value"] == registry.functions.collateralValue(1).call() > 0
+    # pledged, counted once the 3-day challenge window after the attestation has passed
+    assert pledged["note_collateral_value"] == registry.functions.collateralValue(1).call() == 0
+    env.anvil.rpc("evm_increaseTime", 3 * 86_400 + 1)
+    env.anvil.rpc("evm_mine")
+    assert registry.functions.collateralValue(1).call() > 0
 
 
 def test_close_fulfils_draws_down_and_lenders_claim(env):

@@ -28,6 +28,7 @@ from livenet import ANVIL_KEY_0, BIN, REPO, LiveNetwork
 from test_deploy_config import docs_yaml_blocks
 
 from gpucredit.deployment import CORE_CONTRACTS
+from gpucredit.run import parse_args
 
 DOTTED = "tmp.AbC123"
 SKIPPED = shutil.ignore_patterns(
@@ -77,6 +78,15 @@ def _env(checkout: Path, home: Path) -> dict[str, str]:
 
 def _manifest_contracts(path: Path) -> dict[str, dict]:
     return json.loads(path.read_text())["contracts"]
+
+
+def test_the_runner_takes_the_arguments_of_brownie_run():
+    assert parse_args(["scripts/deploy.py"]) == ("scripts/deploy.py", "main", [], None)
+    assert parse_args(
+        ["scripts/deploy.py", "main", "deploy.yaml", "--network", "gpucredit-sepolia", "a=b"]
+    ) == ("scripts/deploy.py", "main", ["deploy.yaml", "a=b"], "gpucredit-sepolia")
+    with pytest.raises(SystemExit, match="--network needs a name"):
+        parse_args(["scripts/deploy.py", "--network"])
 
 
 def test_a_checkout_under_a_dotted_folder_deploys_on_a_private_anvil(checkout, tmp_path):

@@ -76,6 +76,7 @@ from gpucredit.protocol import (
     make_fleet,
     open_note,
     register_batch,
+    wait_challenge_window,
     whitelist,
 )
 
@@ -153,6 +154,7 @@ def tranche(core, admin, issuer, operator, attestor, lenders, spv, covenant):
     attestation = core.registry.batchInfo(batch_id)["attestationHash"]
     core.registry.attestBatch(batch_id, attestation, {"from": attestor})
     core.registry.pledgeBatch(batch_id, note_id, {"from": operator})
+    wait_challenge_window()
     core.usd.approve(tranche, 2**256 - 1, {"from": spv})
     return tranche
 

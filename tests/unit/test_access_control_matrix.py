@@ -126,6 +126,7 @@ class Ctx:
     accounts: dict[str, str]
     note_id: int
     spare_batch: int
+    open_batch: int
     tranche: str
     trustee: str
     signers: list[str]
@@ -231,10 +232,20 @@ TABLE: dict[str, dict[str, list[tuple[Callable, Rule]]]] = {
             ),
         ),
         "registerBatch": _one(
-            lambda c: ((c.accounts["issuer"], b"\x01" * 32, 1, 1, H100, 1, 1, b"\x00" * 32),),
+            lambda c: ((c.accounts["issuer"], b"\x01" * 32, 1, 1, H100, 1, b"\x00" * 32),),
             by_role("OPERATOR_ROLE"),
         ),
+        "registerGpus": _one(
+            lambda c: (c.open_batch, [b"\x07" * 32]),
+            only(
+                "operator",
+                expect=lambda c, caller: error(
+                    "CallerNotBatchOperator(uint256,address)", c.open_batch, caller
+                ),
+            ),
+        ),
         "attestBatch": _one(lambda c: (c.spare_batch, b"\x04" * 32), by_role("ATTESTOR_ROLE")),
+        "rejectBatch": _one(lambda c: (c.spare_batch,), by_role("ATTESTOR_ROLE")),
         "pledgeBatch": _one(
             lambda c: (c.spare_batch, c.note_id),
             only(
@@ -244,14 +255,14 @@ TABLE: dict[str, dict[str, list[tuple[Callable, Rule]]]] = {
                 ),
             ),
         ),
-        "proveDoublePledge": _one(lambda c: (), ANYONE),
         "proveBadLeaf": _one(lambda c: (), ANYONE),
+        "proveKeyMismatch": _one(lambda c: (), ANYONE),
         "setDepreciationClass": _one(lambda c: (1, 400, 0), by_role("VALUATION_ROLE")),
         "executeDepreciationClass": _one(lambda c: (1,), by_role("VALUATION_ROLE")),
         "cancelDepreciationClass": _one(lambda c: (1,), by_role("VALUATION_ROLE")),
-        "setModelHaircut": _one(lambda c: (H100, 100), by_role("VALUATION_ROLE")),
-        "executeModelHaircut": _one(lambda c: (H100,), by_role("VALUATION_ROLE")),
-        "cancelModelHaircut": _one(lambda c: (H100,), by_role("VALUATION_ROLE")),
+        "setModel": _one(lambda c: (H100, 1, 100), by_role("VALUATION_ROLE")),
+        "executeModel": _one(lambda c: (H100,), by_role("VALUATION_ROLE")),
+        "cancelModel": _one(lambda c: (H100,), by_role("VALUATION_ROLE")),
     },
     "oracle": {
         "registerFleet": _one(
@@ -362,6 +373,9 @@ def protocol(
         core, issuer, operator, make_fleet(3, in_service_at=now - 1, serial_prefix="SPARE-")
     )
     core.registry.attestBatch(spare, b"\x05" * 32, {"from": attestor})
+    header = (issuer, b"\x02" * 32, 2, 2, H100, now - 1, b"\x00" * 32)
+    tx = core.registry.registerBatch(header, {"from": operator})
+    open_batch = tx.events["BatchRegistered"]["batchId"]
     senior, lender = deal.senior, lenders[0]
     core.usd.approve(senior, 2**256 - 1, {"from": lender})
     senior.requestDeposit(1_000_000 * USD, lender, lender, {"from": lender})
@@ -407,6 +421,7 @@ def protocol(
         accounts=accounts,
         note_id=deal.note_id,
         spare_batch=spare,
+        open_batch=open_batch,
         tranche=senior.address,
         trustee=trustee.address,
         signers=[s.address for s in signers[:4]],
@@ -416,7 +431,7 @@ def protocol(
     )
     ctx.terms = tuple(senior.terms())
     ctx.covenants = tuple(deal.servicer.covenantTerms())
-    ctx.deal, ctx.core, ctx.signer_keys = deal, core, signer_keys[:3]
+    ctx.deal, ctx.core, ctx.signer_keys = deal, core, signer_keys[:4]
     return contracts, ctx
 
 

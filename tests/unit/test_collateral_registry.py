@@ -7,7 +7,16 @@ import brownie
 import pytest
 from eth_utils import keccak
 
-from gpucredit.merkle import GpuLeaf, MerkleTree, gpu_key, leaf_hash, text_id, verify_proof
+from gpucredit.merkle import (
+    GpuLeaf,
+    MerkleTree,
+    chunk_hash,
+    gpu_key,
+    key_chunks,
+    leaf_hash,
+    text_id,
+    verify_proof,
+)
 
 QUARTER = 7_889_400
 HOUR = 3600
@@ -15,7 +24,7 @@ VALUATION_CHANGE_DELAY = 2 * 86_400  # value-raising valuation changes wait this
 BPS = 10_000
 
 H100 = text_id("NVIDIA H100 SXM5 80GB")
-B200 = text_id("NVIDIA B200 SXM 180GB")
+B200 = text_id("NVIDIA B200 SXM 180GB")  # a default model: class 0
 SITE = text_id("ams-1")
 OPERATOR_DOCS = text_id("operator attestation documents")
 ATTESTOR_DOCS = text_id("attestor report 2025-Q3")
@@ -23,7 +32,12 @@ GPU_COST = 25_000_000_000  # 25,000 USD with 6 decimals
 
 # enum values
 NOTE_OPEN, NOTE_RELEASED, NOTE_STEPPED_IN = 1, 2, 3
-REGISTERED, ATTESTED, PLEDGED, VOIDED = 1, 2, 3, 4
+REGISTERING, REGISTERED, ATTESTED, PLEDGED, VOIDED, REJECTED = 1, 2, 3, 4, 5, 6
+DAY = 86_400
+REGISTRATION_WINDOW = 3 * DAY
+PLEDGE_WINDOW = 14 * DAY
+CHALLENGE_WINDOW = 3 * DAY
+A100 = text_id("NVIDIA A100 80GB")
 
 
 # ---- fixtures ----
@@ -105,10 +119,11 @@ def other_note(opener, other_issuer):
 
 @pytest.fixture
 def pledged(registry, operator, attestor, issuer, note, now):
-    """Batch of three H100s (class 0) pledged to `note`, in service two
-    quarters and an hour ago."""
+    """Batch of three B200s (class 0) pledged to `note`, in service two
+    quarters and an hour ago, its challenge window passed: it counts."""
     leaves = make_leaves(["SN-A", "SN-B", "SN-C"], in_service_at=now - 2 * QUARTER - HOUR)
     batch_id, tree = register_attest_pledge(registry, operator, attestor, issuer, note, leaves)
+    wait(CHALLENGE_WINDOW + 1)
     return batch_id, tree, leaves
 
 
@@ -125,8 +140,7 @@ def make_leaves(
     serials,
     *,
     in_service_at,
-    model=H100,
-    class_id=0,
+    model=B200,
     cost=GPU_COST,
     vendor="NVIDIA",
     first_index=0,
@@ -140,7 +154,6 @@ def make_leaves(
             attestation_hash=keccak(text=serial),
             cost=cost,
             in_service_at=in_service_at,
-            class_id=class_id,
         )
         for i, serial in enumerate(serials)
     ]
@@ -155,28 +168,23 @@ def registration(issuer, leaves, **overrides):
         "count": len(leaves),
         "totalCost": sum(leaf.cost for leaf in leaves),
         "model": leaves[0].model,
-        "classId": leaves[0].class_id,
         "inServiceAt": min(leaf.in_service_at for leaf in leaves),
         "attestationHash": OPERATOR_DOCS,
     }
     fields.update(overrides)
-    order = [
-        "issuer",
-        "root",
-        "count",
-        "totalCost",
-        "model",
-        "classId",
-        "inServiceAt",
-        "attestationHash",
-    ]
+    order = ["issuer", "root", "count", "totalCost", "model", "inServiceAt", "attestationHash"]
     return tuple(fields[key] for key in order), tree
 
 
-def register(registry, operator, issuer, leaves, **overrides):
+def register(registry, operator, issuer, leaves, *, keys=None, chunk=500, **overrides):
+    """Registers the header, then the keys (by default the leaves' own) in chunks."""
     reg, tree = registration(issuer, leaves, **overrides)
     tx = registry.registerBatch(reg, {"from": operator})
-    return tx.events["BatchRegistered"]["batchId"], tree
+    batch_id = tx.events["BatchRegistered"]["batchId"]
+    keys = [leaf.gpu_key for leaf in leaves] if keys is None else keys
+    for _, part in key_chunks(keys, chunk):
+        registry.registerGpus(batch_id, part, {"from": operator})
+    return batch_id, tree
 
 
 def register_attest_pledge(registry, operator, attestor, issuer, note_id, leaves, **overrides):
@@ -184,6 +192,11 @@ def register_attest_pledge(registry, operator, attestor, issuer, note_id, leaves
     registry.attestBatch(batch_id, ATTESTOR_DOCS, {"from": attestor})
     registry.pledgeBatch(batch_id, note_id, {"from": operator})
     return batch_id, tree
+
+
+def wait(seconds):
+    brownie.chain.sleep(seconds)
+    brownie.chain.mine()
 
 
 def open_note(registry, factory, issuer):
@@ -228,8 +241,13 @@ def value_of(cost, factor_bps, haircut_bps=0):
 
 
 def test_roles_and_constants(registry, admin, issuer, operator, attestor, rando):
-    for name in ("ISSUER_ROLE", "OPERATOR_ROLE", "ATTESTOR_ROLE", "VALUATION_ROLE"):
+    roles = ("ISSUER_ROLE", "NOTE_FACTORY_ROLE", "OPERATOR_ROLE", "ATTESTOR_ROLE", "VALUATION_ROLE")
+    for name in roles:
         assert bytes(getattr(registry, name)()) == keccak(text=name)
+    assert registry.MAX_KEYS_PER_CHUNK() == 700
+    assert registry.REGISTRATION_WINDOW() == REGISTRATION_WINDOW
+    assert registry.PLEDGE_WINDOW() == PLEDGE_WINDOW
+    assert registry.CHALLENGE_WINDOW() == CHALLENGE_WINDOW
     assert registry.QUARTER() == QUARTER == (36525 * 24 * 3600) // 400
     assert registry.MAX_BATCHES_PER_NOTE() == 32
     assert registry.MAX_TRANCHES_PER_NOTE() == 4
@@ -250,6 +268,10 @@ def test_default_depreciation_classes(CollateralRegistry, admin, plain):
     assert plain(registry.depreciationClass(1)) == (500, 0, True)
     assert plain(registry.depreciationClass(2)) == (375, 0, True)
     assert plain(registry.depreciationClass(3)) == (0, 0, False)
+    models = [plain_value(tuple(e.values())) for e in registry.tx.events["ModelSet"]]
+    assert models == [(B200, 0, 0), (H100, 1, 0), (text_id("NVIDIA H200 SXM 141GB"), 1, 0)] + [
+        (A100, 2, 0)
+    ]
 
 
 def test_constructor_rejects_zero_admin(CollateralRegistry, admin, typed_error):
@@ -378,13 +400,14 @@ def test_outstanding_principal_sums_the_fixed_tranches(
     assert registry.outstandingPrincipal(note_id) == 3_000_000_000_006
 
 
-# ---- registerBatch ----
+# ---- registerBatch / registerGpus ----
 
 
 def test_register_batch(registry, operator, issuer, now, plain):
-    leaves = make_leaves(["SN-1", "SN-2"], in_service_at=now - HOUR, class_id=1)
+    leaves = make_leaves(["SN-1", "SN-2"], in_service_at=now - HOUR, model=H100)
     reg, tree = registration(issuer, leaves)
     tx = registry.registerBatch(reg, {"from": operator})
+    opened = tx.timestamp
     assert fields(tx, "BatchRegistered") == {
         "batchId": 1,
         "operator": operator.address,
@@ -393,36 +416,61 @@ def test_register_batch(registry, operator, issuer, now, plain):
         "count": 2,
         "totalCost": 2 * GPU_COST,
         "model": H100,
-        "classId": 1,
         "inServiceAt": now - HOUR,
         "attestationHash": OPERATOR_DOCS,
     }
-    assert plain(registry.batchInfo(1)) == (
-        tree.root,
-        operator.address,
-        2,
-        1,
-        now - HOUR,
-        REGISTERED,
-        issuer.address,
-        0,
-        2 * GPU_COST,
-        H100,
-        OPERATOR_DOCS,
-    )
+    header = (tree.root, operator.address, 2, 0, REGISTERING, issuer.address, 0, 2 * GPU_COST)
+    header += (now - HOUR, opened, 0, H100, OPERATOR_DOCS)
+    assert plain(registry.batchInfo(1)) == header
+    keys = [leaf.gpu_key for leaf in leaves]
+    tx = registry.registerGpus(1, keys, {"from": operator})
+    assert fields(tx, "GpusRegistered") == {
+        "batchId": 1,
+        "firstIndex": 0,
+        "chunkHash": chunk_hash(0, keys),
+        "keys": tuple(keys),
+    }
+    info = registry.batchInfo(1)
+    assert (info["keysRegistered"], info["status"]) == (2, REGISTERED)
+    assert bytes(registry.chunkHash(1, 0)) == chunk_hash(0, keys)
+    for key in keys:
+        assert plain(registry.holderOf(key)) == (1, True)
     assert plain(registry.livePledgeOf(1)) == (False, 0)
     assert registry.batchValue(1) == 2 * GPU_COST  # less than a quarter in service
-    second, _ = register(registry, operator, issuer, leaves)
+    second, _ = register(registry, operator, issuer, make_leaves(["SN-3"], in_service_at=now))
     assert second == 2
 
 
-def test_register_batch_errors(registry, operator, issuer, now, chain, typed_error):
+def test_register_in_chunks_is_resumable(registry, operator, issuer, now, typed_error, plain):
+    leaves = make_leaves([f"SN-{i}" for i in range(7)], in_service_at=now)
+    reg, _ = registration(issuer, leaves)
+    batch = registry.registerBatch(reg, {"from": operator}).events["BatchRegistered"]["batchId"]
+    keys = [leaf.gpu_key for leaf in leaves]
+    registry.registerGpus(batch, keys[:3], {"from": operator})
+    # a chunk must continue where the last one stopped, and not overflow the count
+    with brownie.reverts(typed_error("ChunkInvalid", batch, 3, 5)):
+        registry.registerGpus(batch, keys[2:], {"from": operator})
+    with brownie.reverts(typed_error("ChunkInvalid", batch, 3, 0)):
+        registry.registerGpus(batch, [], {"from": operator})
+    with brownie.reverts(typed_error("GpuDuplicate", keys[2], batch)):
+        registry.registerGpus(batch, keys[2:6], {"from": operator})
+    info = registry.batchInfo(batch)
+    assert (info["keysRegistered"], info["status"]) == (3, REGISTERING)
+    registry.registerGpus(batch, keys[3:], {"from": operator})  # resumed
+    assert registry.batchInfo(batch)["status"] == REGISTERED
+    with brownie.reverts(typed_error("BatchNotInStatus", batch, REGISTERED, REGISTERING)):
+        registry.registerGpus(batch, [b"\x01" * 32], {"from": operator})
+    assert bytes(registry.chunkHash(batch, 3)) == chunk_hash(3, keys[3:])
+
+
+def test_register_batch_errors(registry, operator, other_operator, issuer, now, typed_error):
     leaves = make_leaves(["SN-1"], in_service_at=now - HOUR)
     reg, _ = registration(issuer, leaves, count=0)
     with brownie.reverts(typed_error("BatchEmpty")):
         registry.registerBatch(reg, {"from": operator})
-    reg, _ = registration(issuer, leaves, classId=7)
-    with brownie.reverts(typed_error("DepreciationClassUnknown", 7)):
+    unknown = text_id("NVIDIA H100 SXM5 80GB (renamed)")
+    reg, _ = registration(issuer, leaves, model=unknown)
+    with brownie.reverts(typed_error("ModelUnknown", unknown)):
         registry.registerBatch(reg, {"from": operator})
     future = now + 1000
     reg, _ = registration(issuer, leaves, inServiceAt=future)
@@ -431,6 +479,17 @@ def test_register_batch_errors(registry, operator, issuer, now, chain, typed_err
     reg, _ = registration(brownie.ZERO_ADDRESS, leaves)
     with brownie.reverts(typed_error("ZeroAddress")):
         registry.registerBatch(reg, {"from": operator})
+    reg, _ = registration(issuer, leaves)
+    batch = registry.registerBatch(reg, {"from": operator}).events["BatchRegistered"]["batchId"]
+    with brownie.reverts(typed_error("CallerNotBatchOperator", batch, other_operator)):
+        registry.registerGpus(batch, [leaves[0].gpu_key], {"from": other_operator})
+    too_many = [keccak(i.to_bytes(32, "big")) for i in range(701)]
+    with brownie.reverts(typed_error("ChunkInvalid", batch, 0, 701)):
+        registry.registerGpus(batch, too_many, {"from": operator})
+    wait(REGISTRATION_WINDOW)
+    deadline = registry.batchInfo(batch)["openedAt"] + REGISTRATION_WINDOW
+    with brownie.reverts(typed_error("BatchExpired", batch, deadline)):
+        registry.registerGpus(batch, [leaves[0].gpu_key], {"from": operator})
 
 
 def test_register_batch_is_operator_only(registry, issuer, attestor, rando, now, typed_error):
@@ -450,6 +509,65 @@ def test_batch_views_reject_unknown_batch(registry, typed_error, now):
         registry.livePledgeOf(1)
     with brownie.reverts(typed_error("BatchUnknown", 1)):
         registry.verifyGpu(1, leaf.as_tuple(), [])
+    assert plain_value(tuple(registry.holderOf(leaf.gpu_key))) == (0, False)
+
+
+# ---- uniqueness and squatting ----
+
+
+def test_a_held_gpu_cannot_enter_another_batch(
+    registry, operator, other_operator, attestor, issuer, other_issuer, pledged, now, typed_error
+):
+    batch_id, _, leaves = pledged
+    rogue = make_leaves(["NEW-1", "SN-B"], in_service_at=now)
+    with brownie.reverts(typed_error("GpuHeld", leaves[1].gpu_key, batch_id)):
+        register(registry, other_operator, other_issuer, rogue)  # any issuer, any operator
+
+
+def test_a_squatter_blocks_no_one_for_long(
+    registry, operator, other_operator, attestor, issuer, other_issuer, opener, now, typed_error
+):
+    """A squatter registers the real owner's serials first. Unattested, its
+    claim lapses after the registration window, or at once when the attestor
+    rejects it; it can never attest or pledge them afterwards."""
+    owner_fleet = make_leaves(["REAL-1", "REAL-2"], in_service_at=now)
+    squat, _ = register(registry, other_operator, other_issuer, owner_fleet)
+    with brownie.reverts(typed_error("GpuHeld", owner_fleet[0].gpu_key, squat)):
+        register(registry, operator, issuer, owner_fleet)
+    tx = registry.rejectBatch(squat, {"from": attestor})
+    assert fields(tx, "BatchRejected") == {"batchId": squat, "attestor": attestor.address}
+    assert registry.holderOf(owner_fleet[0].gpu_key) == (squat, False)
+    owner, _ = register(registry, operator, issuer, owner_fleet)
+    registry.attestBatch(owner, ATTESTOR_DOCS, {"from": attestor})
+    note_id = opener(issuer)
+    registry.pledgeBatch(owner, note_id, {"from": operator})
+    with brownie.reverts(typed_error("BatchNotInStatus", squat, REJECTED, REGISTERED)):
+        registry.attestBatch(squat, ATTESTOR_DOCS, {"from": attestor})
+
+    # without a rejection the claim lapses on its own
+    other = make_leaves(["REAL-3"], in_service_at=now)
+    squat_2, _ = register(registry, other_operator, other_issuer, other)
+    wait(REGISTRATION_WINDOW)
+    deadline = registry.batchInfo(squat_2)["openedAt"] + REGISTRATION_WINDOW
+    assert registry.holderOf(other[0].gpu_key) == (squat_2, False)
+    with brownie.reverts(typed_error("BatchExpired", squat_2, deadline)):
+        registry.attestBatch(squat_2, ATTESTOR_DOCS, {"from": attestor})
+    owner_2, _ = register(registry, operator, issuer, other)
+    assert registry.holderOf(other[0].gpu_key) == (owner_2, True)
+
+
+def test_reject_batch(registry, operator, attestor, issuer, note, pledged, now, typed_error):
+    batch_id, _, _ = pledged
+    with brownie.reverts(typed_error("BatchNotInStatus", batch_id, PLEDGED, ATTESTED)):
+        registry.rejectBatch(batch_id, {"from": attestor})
+    with brownie.reverts(unauthorized(typed_error, operator, registry.ATTESTOR_ROLE())):
+        registry.rejectBatch(batch_id, {"from": operator})
+    other, _ = register(registry, operator, issuer, make_leaves(["R-1"], in_service_at=now))
+    registry.attestBatch(other, ATTESTOR_DOCS, {"from": attestor})
+    registry.rejectBatch(other, {"from": attestor})
+    assert registry.batchValue(other) == 0
+    with brownie.reverts(typed_error("BatchNotInStatus", other, REJECTED, ATTESTED)):
+        registry.pledgeBatch(other, note, {"from": operator})
 
 
 # ---- attestBatch ----
@@ -464,14 +582,18 @@ def test_attest_batch(registry, operator, attestor, issuer, now):
         "attestationHash": ATTESTOR_DOCS,
     }
     header = registry.batchInfo(batch_id)
-    assert header["status"] == ATTESTED
+    assert (header["status"], header["attestedAt"]) == (ATTESTED, tx.timestamp)
     assert bytes(header["attestationHash"]) == ATTESTOR_DOCS
 
 
 def test_attest_batch_errors(registry, operator, attestor, issuer, now, typed_error):
     with brownie.reverts(typed_error("BatchUnknown", 1)):
         registry.attestBatch(1, ATTESTOR_DOCS, {"from": attestor})
-    batch_id, _ = register(registry, operator, issuer, make_leaves(["SN-1"], in_service_at=now))
+    leaves = make_leaves(["SN-1", "SN-2"], in_service_at=now)
+    batch_id, _ = register(registry, operator, issuer, leaves, keys=[leaves[0].gpu_key])
+    with brownie.reverts(typed_error("BatchNotInStatus", batch_id, REGISTERING, REGISTERED)):
+        registry.attestBatch(batch_id, ATTESTOR_DOCS, {"from": attestor})
+    registry.registerGpus(batch_id, [leaves[1].gpu_key], {"from": operator})
     registry.attestBatch(batch_id, ATTESTOR_DOCS, {"from": attestor})
     with brownie.reverts(typed_error("BatchNotInStatus", batch_id, ATTESTED, REGISTERED)):
         registry.attestBatch(batch_id, ATTESTOR_DOCS, {"from": attestor})
@@ -492,24 +614,24 @@ def test_pledge_batch(registry, operator, attestor, issuer, note, now, plain):
     batch_id, _ = register(registry, operator, issuer, leaves)
     registry.attestBatch(batch_id, ATTESTOR_DOCS, {"from": attestor})
     tx = registry.pledgeBatch(batch_id, note, {"from": operator})
-    first_value = value_of(2 * GPU_COST, 6666)
-    assert fields(tx, "BatchPledged") == {
-        "batchId": batch_id,
-        "noteId": note,
-        "collateralValue": first_value,
-    }
+    # pledged, but not counted before its challenge window has passed
+    assert fields(tx, "BatchPledged") == {"batchId": batch_id, "noteId": note, "collateralValue": 0}
     header = registry.batchInfo(batch_id)
     assert (header["status"], header["noteId"]) == (PLEDGED, note)
     assert plain(registry.livePledgeOf(batch_id)) == (True, note)
     assert plain(registry.noteInfo(note))[5] == (batch_id,)
+    wait(CHALLENGE_WINDOW)
+    first_value = value_of(2 * GPU_COST, 6666)
+    assert registry.collateralValue(note) == first_value
 
-    # a second batch, class 1 (5 %/quarter): the event carries the new total
-    leaves = make_leaves(["SN-3"], in_service_at=now - 2 * QUARTER - HOUR, class_id=1)
+    # a second batch, H100 (class 1, 5 %/quarter): the event carries the total that counts
+    leaves = make_leaves(["SN-3"], in_service_at=now - 2 * QUARTER - HOUR, model=H100)
     batch_2, _ = register(registry, operator, issuer, leaves)
     registry.attestBatch(batch_2, ATTESTOR_DOCS, {"from": attestor})
     tx = registry.pledgeBatch(batch_2, note, {"from": operator})
+    assert tx.events["BatchPledged"]["collateralValue"] == first_value
+    wait(CHALLENGE_WINDOW)
     total = first_value + value_of(GPU_COST, 9000)
-    assert tx.events["BatchPledged"]["collateralValue"] == total
     assert registry.collateralValue(note) == total
     assert plain(registry.noteInfo(note))[5] == (batch_id, batch_2)
 
@@ -562,22 +684,26 @@ def test_pledge_batch_errors(
     with brownie.reverts(typed_error("BatchNotInStatus", batch_id, PLEDGED, ATTESTED)):
         registry.pledgeBatch(batch_id, note, {"from": operator})
 
+    # an attested batch left unpledged lapses after the pledge window
+    late, _ = register(registry, operator, issuer, make_leaves(["SN-9"], in_service_at=now))
+    registry.attestBatch(late, ATTESTOR_DOCS, {"from": attestor})
+    wait(PLEDGE_WINDOW)
+    deadline = registry.batchInfo(late)["attestedAt"] + PLEDGE_WINDOW
+    with brownie.reverts(typed_error("BatchExpired", late, deadline)):
+        registry.pledgeBatch(late, note, {"from": operator})
+
 
 def test_pledge_batch_limit(registry, operator, attestor, issuer, note, now, typed_error):
-    leaves = make_leaves(["SN-1"], in_service_at=now)
-    reg, _ = registration(issuer, leaves)
-    for _ in range(32):
-        batch_id = registry.registerBatch(reg, {"from": operator}).events["BatchRegistered"][
-            "batchId"
-        ]
-        registry.attestBatch(batch_id, ATTESTOR_DOCS, {"from": attestor})
-        registry.pledgeBatch(batch_id, note, {"from": operator})
+    for i in range(32):
+        leaves = make_leaves([f"SN-{i}"], in_service_at=now)
+        register_attest_pledge(registry, operator, attestor, issuer, note, leaves)
     assert len(registry.noteInfo(note)[5]) == 32
-    batch_id = registry.registerBatch(reg, {"from": operator}).events["BatchRegistered"]["batchId"]
+    batch_id, _ = register(registry, operator, issuer, make_leaves(["SN-X"], in_service_at=now))
     registry.attestBatch(batch_id, ATTESTOR_DOCS, {"from": attestor})
     with brownie.reverts(typed_error("NoteBatchLimitReached", note, 32)):
         registry.pledgeBatch(batch_id, note, {"from": operator})
     # collateralValue loops over all 32 batches
+    wait(CHALLENGE_WINDOW)
     assert registry.collateralValue(note) == 32 * GPU_COST
 
 
@@ -691,271 +817,19 @@ def test_transfer_liens_errors(registry, factory, issuer, manager, trustee, note
         registry.transferLiens(note, trustee, {"from": manager})
 
 
-# ---- proveDoublePledge ----
-
-
-@pytest.fixture
-def double_pledge(
-    registry,
-    operator,
-    other_operator,
-    attestor,
-    issuer,
-    other_issuer,
-    note,
-    other_note,
-    pledged,
-    now,
-):
-    """`pledged` holds SN-A..SN-C for `issuer`; a later batch of
-    `other_issuer` pledges SN-X and SN-B again."""
-    batch_a, tree_a, leaves_a = pledged
-    leaves_b = make_leaves(["SN-X", "SN-B"], in_service_at=now - HOUR, class_id=1)
-    batch_b, tree_b = register_attest_pledge(
-        registry, other_operator, attestor, other_issuer, other_note, leaves_b
-    )
-    return (batch_a, tree_a, leaves_a), (batch_b, tree_b, leaves_b)
-
-
-def test_double_pledge_across_issuers_is_caught(
-    registry, note, other_note, double_pledge, rando, plain
-):
-    (batch_a, tree_a, leaves_a), (batch_b, tree_b, leaves_b) = double_pledge
-    value_a = registry.collateralValue(note)
-    assert registry.collateralValue(other_note) == value_of(2 * GPU_COST, BPS)
-    key = gpu_key("NVIDIA", "SN-B")
-    tx = registry.proveDoublePledge(
-        batch_a,
-        leaves_a[1].as_tuple(),
-        tree_a.proof(1),
-        batch_b,
-        leaves_b[1].as_tuple(),
-        tree_b.proof(1),
-        {"from": rando},
-    )
-    assert fields(tx, "DoublePledgeProven") == {
-        "gpuKey": key,
-        "keptBatchId": batch_a,
-        "voidedBatchId": batch_b,
-        "prover": rando.address,
-    }
-    assert fields(tx, "BatchVoided") == {
-        "batchId": batch_b,
-        "noteId": other_note,
-        "gpuKey": key,
-        "reason": "double pledge",
-    }
-    assert fields(tx, "NoteDefectProven") == {
-        "noteId": other_note,
-        "batchId": batch_b,
-        "defects": 1,
-    }
-    assert [event.name for event in tx.events] == [
-        "DoublePledgeProven",
-        "BatchVoided",
-        "NoteDefectProven",
-    ]
-    # penalised: the later batch no longer counts, its note is deficient
-    assert registry.batchInfo(batch_b)["status"] == VOIDED
-    assert registry.batchValue(batch_b) == 0
-    assert plain(registry.livePledgeOf(batch_b)) == (False, other_note)
-    assert registry.collateralValue(other_note) == 0
-    assert registry.noteInfo(other_note)["defects"] == 1
-    # the earlier pledge is untouched
-    assert registry.collateralValue(note) == value_a
-    assert registry.noteInfo(note)["defects"] == 0
-    assert registry.livePledgeOf(batch_a)[0]
-
-
-def test_double_pledge_voids_the_later_batch_whatever_the_order(
-    registry, other_note, double_pledge
-):
-    (batch_a, tree_a, leaves_a), (batch_b, tree_b, leaves_b) = double_pledge
-    tx = registry.proveDoublePledge(
-        batch_b,
-        leaves_b[1].as_tuple(),
-        tree_b.proof(1),
-        batch_a,
-        leaves_a[1].as_tuple(),
-        tree_a.proof(1),
-    )
-    assert tx.events["DoublePledgeProven"]["keptBatchId"] == batch_a
-    assert tx.events["DoublePledgeProven"]["voidedBatchId"] == batch_b
-    assert registry.batchInfo(batch_b)["status"] == VOIDED
-
-
-def test_double_pledge_within_one_batch(
-    registry, operator, attestor, issuer, note, now, rando, plain
-):
-    leaves = make_leaves(["SN-1", "SN-2", "SN-3", "SN-1"], in_service_at=now - HOUR)
-    batch_id, tree = register_attest_pledge(registry, operator, attestor, issuer, note, leaves)
-    tx = registry.proveDoublePledge(
-        batch_id,
-        leaves[0].as_tuple(),
-        tree.proof(0),
-        batch_id,
-        leaves[3].as_tuple(),
-        tree.proof(3),
-        {"from": rando},
-    )
-    assert fields(tx, "DoublePledgeProven") == {
-        "gpuKey": gpu_key("NVIDIA", "SN-1"),
-        "keptBatchId": 0,
-        "voidedBatchId": batch_id,
-        "prover": rando.address,
-    }
-    assert tx.events["BatchVoided"]["batchId"] == batch_id
-    assert registry.batchInfo(batch_id)["status"] == VOIDED
-    assert registry.collateralValue(note) == 0
-    assert plain(registry.noteInfo(note))[4] == 1
-
-
-def test_double_pledge_within_one_batch_at_the_same_index(
-    registry, operator, attestor, issuer, note, now
-):
-    """Two distinct leaves claim the same index for one GPU: still a duplicate."""
-    leaves = make_leaves(["SN-1", "SN-2"], in_service_at=now - HOUR)
-    twin = replace(leaves[0], site_id=text_id("other site"))
-    tree_leaves = [*leaves, twin]
-    batch_id, tree = register_attest_pledge(
-        registry, operator, attestor, issuer, note, tree_leaves, count=2
-    )
-    registry.proveDoublePledge(
-        batch_id,
-        leaves[0].as_tuple(),
-        tree.proof(0),
-        batch_id,
-        twin.as_tuple(),
-        tree.proof(2),
-    )
-    assert registry.batchInfo(batch_id)["status"] == VOIDED
-
-
-def test_double_pledge_rejects_non_conflicting_proofs(registry, double_pledge, typed_error):
-    (batch_a, tree_a, leaves_a), (batch_b, tree_b, leaves_b) = double_pledge
-    # different GPUs
-    with brownie.reverts(typed_error("ProofsNotConflicting")):
-        registry.proveDoublePledge(
-            batch_a,
-            leaves_a[0].as_tuple(),
-            tree_a.proof(0),
-            batch_b,
-            leaves_b[1].as_tuple(),
-            tree_b.proof(1),
-        )
-    # one leaf proven twice
-    with brownie.reverts(typed_error("ProofsNotConflicting")):
-        registry.proveDoublePledge(
-            batch_a,
-            leaves_a[1].as_tuple(),
-            tree_a.proof(1),
-            batch_a,
-            leaves_a[1].as_tuple(),
-            tree_a.proof(1),
-        )
-
-
-def test_double_pledge_rejects_invalid_proofs(registry, double_pledge, typed_error):
-    (batch_a, tree_a, leaves_a), (batch_b, tree_b, leaves_b) = double_pledge
-    key = leaves_a[1].gpu_key
-    with brownie.reverts(typed_error("ProofInvalid", batch_a, key)):
-        registry.proveDoublePledge(
-            batch_a,
-            leaves_a[1].as_tuple(),
-            tree_a.proof(0),
-            batch_b,
-            leaves_b[1].as_tuple(),
-            tree_b.proof(1),
-        )
-    with brownie.reverts(typed_error("ProofInvalid", batch_b, key)):
-        registry.proveDoublePledge(
-            batch_a,
-            leaves_a[1].as_tuple(),
-            tree_a.proof(1),
-            batch_b,
-            leaves_b[1].as_tuple(),
-            tree_a.proof(1),
-        )
-    # a leaf of batch B proven against batch A's root
-    with brownie.reverts(typed_error("ProofInvalid", batch_a, key)):
-        registry.proveDoublePledge(
-            batch_a,
-            leaves_b[1].as_tuple(),
-            tree_b.proof(1),
-            batch_b,
-            leaves_b[1].as_tuple(),
-            tree_b.proof(1),
-        )
-
-
-def test_double_pledge_needs_live_batches(
-    registry,
-    operator,
-    attestor,
-    issuer,
-    tranche_stub,
-    admin,
-    note,
-    double_pledge,
-    now,
-    typed_error,
-):
-    (batch_a, tree_a, leaves_a), (batch_b, tree_b, leaves_b) = double_pledge
-    # an attested but unpledged batch holding SN-A
-    leaves_c = make_leaves(["SN-A"], in_service_at=now)
-    batch_c, tree_c = register(registry, operator, issuer, leaves_c)
-    registry.attestBatch(batch_c, ATTESTOR_DOCS, {"from": attestor})
-    with brownie.reverts(typed_error("BatchNotLive", batch_c)):
-        registry.proveDoublePledge(
-            batch_a,
-            leaves_a[0].as_tuple(),
-            tree_a.proof(0),
-            batch_c,
-            leaves_c[0].as_tuple(),
-            tree_c.proof(0),
-        )
-    with brownie.reverts(typed_error("BatchUnknown", 77)):
-        registry.proveDoublePledge(
-            batch_a,
-            leaves_a[0].as_tuple(),
-            tree_a.proof(0),
-            77,
-            leaves_c[0].as_tuple(),
-            tree_c.proof(0),
-        )
-    # once voided, a batch cannot be voided again
-    args = (
-        batch_a,
-        leaves_a[1].as_tuple(),
-        tree_a.proof(1),
-        batch_b,
-        leaves_b[1].as_tuple(),
-        tree_b.proof(1),
-    )
-    registry.proveDoublePledge(*args)
-    with brownie.reverts(typed_error("BatchNotLive", batch_b)):
-        registry.proveDoublePledge(*args)
-    # a released note's batches are not live
-    settle(tranche_stub, admin)
-    registry.releaseNote(note, {"from": admin})
-    with brownie.reverts(typed_error("BatchNotLive", batch_a)):
-        registry.proveDoublePledge(*args)
-
-
-# ---- proveBadLeaf ----
+# ---- fraud proofs ----
 
 
 @pytest.mark.parametrize(
     "field, value, reason",
     [
         ("index", 3, "index out of range"),
-        ("model", B200, "model mismatch"),
-        ("class_id", 1, "class mismatch"),
+        ("model", H100, "model mismatch"),
         ("in_service_at", -1, "in service before batch"),
     ],
 )
 def test_prove_bad_leaf(
-    registry, operator, attestor, issuer, note, now, rando, field, value, reason
+    registry, operator, attestor, issuer, note, pledged, now, rando, field, value, reason
 ):
     in_service_at = now - HOUR
     leaves = make_leaves(["SN-1", "SN-2", "SN-3"], in_service_at=in_service_at)
@@ -963,10 +837,12 @@ def test_prove_bad_leaf(
         value = in_service_at - 1
     bad = replace(leaves[2], **{field: value})
     tree_leaves = [leaves[0], leaves[1], bad]
-    header = {"count": 3, "model": H100, "classId": 0, "inServiceAt": in_service_at}
+    header = {"count": 3, "model": B200, "inServiceAt": in_service_at}
+    keys = [leaf.gpu_key for leaf in leaves]
     batch_id, tree = register_attest_pledge(
-        registry, operator, attestor, issuer, note, tree_leaves, **header
+        registry, operator, attestor, issuer, note, tree_leaves, keys=keys, **header
     )
+    counted = registry.collateralValue(note)  # `pledged` only: the new batch is not final
     tx = registry.proveBadLeaf(batch_id, bad.as_tuple(), tree.proof(2), {"from": rando})
     assert fields(tx, "BatchVoided") == {
         "batchId": batch_id,
@@ -976,12 +852,32 @@ def test_prove_bad_leaf(
     }
     assert fields(tx, "NoteDefectProven") == {"noteId": note, "batchId": batch_id, "defects": 1}
     assert registry.batchInfo(batch_id)["status"] == VOIDED
-    assert registry.collateralValue(note) == 0
-    assert registry.noteInfo(note)["defects"] == 1
+    assert registry.noteInfo(note)["batchIds"] == [pledged[0]]
+    wait(CHALLENGE_WINDOW)
+    assert registry.collateralValue(note) == counted
+    # the voided batch keeps its lien on its GPUs while the note is live
+    assert registry.holderOf(leaves[0].gpu_key) == (batch_id, True)
+    assert registry.livePledgeOf(batch_id) == (False, note)
 
 
-def test_prove_bad_leaf_errors(registry, pledged, operator, issuer, now, typed_error):
-    batch_id, tree, leaves = pledged
+def test_prove_bad_leaf_on_an_unpledged_batch_frees_its_gpus(
+    registry, operator, attestor, issuer, now, rando
+):
+    leaves = make_leaves(["SN-1", "SN-2"], in_service_at=now)
+    bad = replace(leaves[1], index=7)
+    batch_id, tree = register(
+        registry, operator, issuer, [leaves[0], bad], keys=[leaf.gpu_key for leaf in leaves]
+    )
+    tx = registry.proveBadLeaf(batch_id, bad.as_tuple(), tree.proof(1), {"from": rando})
+    assert fields(tx, "BatchVoided")["noteId"] == 0
+    assert "NoteDefectProven" not in tx.events
+    assert registry.holderOf(leaves[0].gpu_key) == (batch_id, False)
+
+
+def test_prove_bad_leaf_errors(registry, opener, operator, attestor, issuer, now, typed_error):
+    note = opener(issuer)
+    leaves = make_leaves(["E-1", "E-2", "E-3"], in_service_at=now - HOUR)
+    batch_id, tree = register_attest_pledge(registry, operator, attestor, issuer, note, leaves)
     # a consistent leaf
     with brownie.reverts(typed_error("LeafConsistent", batch_id)):
         registry.proveBadLeaf(batch_id, leaves[2].as_tuple(), tree.proof(2))
@@ -989,12 +885,34 @@ def test_prove_bad_leaf_errors(registry, pledged, operator, issuer, now, typed_e
     forged = replace(leaves[2], index=99)
     with brownie.reverts(typed_error("ProofInvalid", batch_id, forged.gpu_key)):
         registry.proveBadLeaf(batch_id, forged.as_tuple(), tree.proof(2))
-    # a batch that is not live
-    idle, idle_tree = register(registry, operator, issuer, leaves)
-    with brownie.reverts(typed_error("BatchNotLive", idle)):
-        registry.proveBadLeaf(idle, leaves[0].as_tuple(), idle_tree.proof(0))
     with brownie.reverts(typed_error("BatchUnknown", 50)):
-        registry.proveBadLeaf(50, leaves[0].as_tuple(), idle_tree.proof(0))
+        registry.proveBadLeaf(50, leaves[0].as_tuple(), tree.proof(0))
+    # after the challenge window nothing can void the batch: it counts
+    wait(CHALLENGE_WINDOW)
+    closed_at = registry.batchInfo(batch_id)["attestedAt"] + CHALLENGE_WINDOW
+    with brownie.reverts(typed_error("ChallengeWindowClosed", batch_id, closed_at)):
+        registry.proveBadLeaf(batch_id, leaves[2].as_tuple(), tree.proof(2))
+
+
+def test_prove_key_mismatch(registry, operator, attestor, issuer, note, now, rando, typed_error):
+    leaves = make_leaves([f"K-{i}" for i in range(5)], in_service_at=now)
+    keys = [leaf.gpu_key for leaf in leaves]
+    keys[3] = gpu_key("NVIDIA", "ANOTHER")
+    batch_id, tree = register_attest_pledge(
+        registry, operator, attestor, issuer, note, leaves, keys=keys, chunk=2
+    )
+    args = (batch_id, leaves[3].as_tuple(), tree.proof(3))
+    with brownie.reverts(typed_error("ChunkKeysMismatch", batch_id, 2)):
+        registry.proveKeyMismatch(*args, 2, [keys[2], leaves[3].gpu_key])
+    with brownie.reverts(typed_error("LeafConsistent", batch_id)):
+        registry.proveKeyMismatch(
+            batch_id, leaves[2].as_tuple(), tree.proof(2), 2, keys[2:4], {"from": rando}
+        )
+    with brownie.reverts(typed_error("LeafConsistent", batch_id)):
+        registry.proveKeyMismatch(*args, 0, keys[0:2])  # index outside the chunk
+    tx = registry.proveKeyMismatch(*args, 2, keys[2:4], {"from": rando})
+    assert fields(tx, "BatchVoided")["reason"] == "key mismatch"
+    assert registry.noteInfo(note)["defects"] == 1
 
 
 # ---- valuation ----
@@ -1035,10 +953,10 @@ def test_batch_value_follows_the_curve(registry, operator, issuer, admin, now, c
     total = 3 * cost
     assert registry.batchValue(batch_id) == total * 6_666 // BPS  # 66.66 % after 2 quarters
 
-    # a new generation ships: 25 % obsolescence haircut on the model
-    tx = registry.setModelHaircut(H100, 2_500, {"from": admin})
-    assert fields(tx, "ModelHaircutSet") == {"model": H100, "haircutBps": 2_500}
-    assert registry.modelHaircutBps(H100) == 2_500
+    # a new generation ships: 25 % obsolescence haircut on the model, at once
+    tx = registry.setModel(B200, 0, 2_500, {"from": admin})
+    assert fields(tx, "ModelSet") == {"model": B200, "classId": 0, "haircutBps": 2_500}
+    assert plain_value(tuple(registry.modelInfo(B200))) == (0, 2_500, True)
     expected = total * 6_666 * 7_500 // BPS**2
     assert expected * BPS**2 < total * 6_666 * 7_500  # rounded down
     assert registry.batchValue(batch_id) == expected == value_of(total, 6_666, 2_500)
@@ -1054,7 +972,7 @@ def test_batch_value_follows_the_curve(registry, operator, issuer, admin, now, c
 
 
 def test_floor_and_reclassification(registry, operator, issuer, admin, now, chain):
-    leaves = make_leaves(["SN-1"], in_service_at=now - 10 * QUARTER - HOUR, class_id=1)
+    leaves = make_leaves(["SN-1"], in_service_at=now - 10 * QUARTER - HOUR, model=H100)
     batch_id, _ = register(registry, operator, issuer, leaves)
     assert registry.batchValue(batch_id) == value_of(GPU_COST, 5_000)
     registry.setDepreciationClass(1, 500, 6_000, {"from": admin})  # a higher floor: queued
@@ -1067,20 +985,31 @@ def test_floor_and_reclassification(registry, operator, issuer, admin, now, chai
         "floorBps": 6_000,
     }
     assert registry.batchValue(batch_id) == value_of(GPU_COST, 6_000)  # floor respected
-    registry.setModelHaircut(H100, 10_000, {"from": admin})
+    registry.setModel(H100, 1, 10_000, {"from": admin})
     assert registry.batchValue(batch_id) == 0
+    # moving H100 to a slower class raises values: queued, then applied
+    tx = registry.setModel(H100, 2, 10_000, {"from": admin})
+    assert "ModelQueued" in tx.events and registry.modelInfo(H100)["classId"] == 1
+    assert plain_value(tuple(registry.pendingModel(H100)))[:2] == (2, 10_000)
+    registry.cancelModel(H100, {"from": admin})
+    assert registry.pendingModel(H100)[2] == 0
+    # moving it to a faster one lowers values: at once
+    registry.setModel(H100, 0, 0, {"from": admin})  # queued: the haircut cut raises values
+    registry.setModel(H100, 0, 10_000, {"from": admin})
+    assert registry.modelInfo(H100)["classId"] == 0
 
 
 def test_collateral_value_counts_live_batches_only(registry, operator, attestor, issuer, note, now):
     in_service = now - 4 * QUARTER - HOUR
-    classes = [0, 1, 2]
     batch_ids = []
-    for class_id in classes:
+    for class_id, model in enumerate((B200, H100, A100)):
         leaves = make_leaves(
-            [f"SN-{class_id}-{i}" for i in range(4)], in_service_at=in_service, class_id=class_id
+            [f"SN-{class_id}-{i}" for i in range(4)], in_service_at=in_service, model=model
         )
         batch_id, _ = register_attest_pledge(registry, operator, attestor, issuer, note, leaves)
         batch_ids.append(batch_id)
+    assert registry.collateralValue(note) == 0  # not final yet
+    wait(CHALLENGE_WINDOW)
     expected = sum(value_of(4 * GPU_COST, f) for f in (3_332, 8_000, 8_500))
     assert registry.collateralValue(note) == expected
     # an attested batch that is not pledged does not count
@@ -1097,7 +1026,13 @@ def test_valuation_setters_errors(registry, admin, typed_error):
     with brownie.reverts(typed_error("BpsOutOfRange", 10_001)):
         registry.setDepreciationClass(4, 100, 10_001, {"from": admin})
     with brownie.reverts(typed_error("BpsOutOfRange", 10_001)):
-        registry.setModelHaircut(H100, 10_001, {"from": admin})
+        registry.setModel(H100, 1, 10_001, {"from": admin})
+    with brownie.reverts(typed_error("DepreciationClassUnknown", 77)):
+        registry.setModel(H100, 77, 0, {"from": admin})
+    with brownie.reverts(typed_error("ValuationChangeNotQueued")):
+        registry.executeModel(H100, {"from": admin})
+    with brownie.reverts(typed_error("ValuationChangeNotQueued")):
+        registry.cancelModel(H100, {"from": admin})
     registry.setDepreciationClass(4, 10_000, 10_000, {"from": admin})
     assert registry.depreciationFactorBps(4, 3) == 10_000
 
@@ -1110,16 +1045,26 @@ def test_valuation_setters_are_valuation_role_only(
         with brownie.reverts(unauthorized(typed_error, account, role)):
             registry.setDepreciationClass(4, 100, 0, {"from": account})
         with brownie.reverts(unauthorized(typed_error, account, role)):
-            registry.setModelHaircut(H100, 100, {"from": account})
+            registry.setModel(H100, 1, 100, {"from": account})
     registry.grantRole(role, rando, {"from": admin})
-    registry.setModelHaircut(H100, 100, {"from": rando})
+    registry.setModel(H100, 1, 100, {"from": rando})
     registry.setDepreciationClass(4, 100, 0, {"from": rando})
-    assert registry.modelHaircutBps(H100) == 100
+    assert registry.modelInfo(H100)["haircutBps"] == 100
 
 
-def test_new_class_can_be_used_for_batches(registry, admin, operator, issuer, now):
-    registry.setDepreciationClass(7, 250, 1_000, {"from": admin})
-    leaves = make_leaves(["SN-1"], in_service_at=now - 4 * QUARTER - HOUR, class_id=7)
+def test_a_new_model_waits_the_timelock(registry, admin, operator, issuer, now, typed_error):
+    registry.setDepreciationClass(7, 250, 1_000, {"from": admin})  # inert: at once
+    model = text_id("NVIDIA GB300")
+    tx = registry.setModel(model, 7, 0, {"from": admin})
+    eta = tx.events["ModelQueued"]["eta"]
+    assert eta == tx.timestamp + VALUATION_CHANGE_DELAY
+    leaves = make_leaves(["SN-1"], in_service_at=now - 4 * QUARTER - HOUR, model=model)
+    with brownie.reverts(typed_error("ModelUnknown", model)):
+        register(registry, operator, issuer, leaves)
+    with brownie.reverts(revert_pattern=f"ValuationChangeNotReady: {eta}, .*"):
+        registry.executeModel(model, {"from": admin})
+    wait(VALUATION_CHANGE_DELAY)
+    registry.executeModel(model, {"from": admin})
     batch_id, _ = register(registry, operator, issuer, leaves)
     assert registry.batchValue(batch_id) == value_of(GPU_COST, 9_000)
 
@@ -1129,7 +1074,7 @@ def test_new_class_can_be_used_for_batches(registry, admin, operator, issuer, no
 
 def test_leaf_hash_matches_python(registry):
     leaves = [
-        GpuLeaf(0, bytes(32), bytes(32), bytes(32), bytes(32), 0, 0, 0),
+        GpuLeaf(0, bytes(32), bytes(32), bytes(32), bytes(32), 0, 0),
         GpuLeaf(
             2**32 - 1,
             b"\xff" * 32,
@@ -1138,7 +1083,6 @@ def test_leaf_hash_matches_python(registry):
             b"\xfc" * 32,
             2**128 - 1,
             2**40 - 1,
-            255,
         ),
         make_leaves(["SN-1"], in_service_at=1_700_000_000, first_index=17)[0],
     ]
@@ -1181,55 +1125,36 @@ def test_merkle_tree_is_order_independent_and_fast():
     with pytest.raises(ValueError):
         MerkleTree([])
     with pytest.raises(ValueError):
-        GpuLeaf(2**32, bytes(32), bytes(32), bytes(32), bytes(32), 0, 0, 0).encode()
+        GpuLeaf(2**32, bytes(32), bytes(32), bytes(32), bytes(32), 0, 0).encode()
     with pytest.raises(ValueError):
-        GpuLeaf(0, bytes(31), bytes(32), bytes(32), bytes(32), 0, 0, 0).encode()
+        GpuLeaf(0, bytes(31), bytes(32), bytes(32), bytes(32), 0, 0).encode()
 
 
 # ---- gas at fleet scale ----
 
 
-def test_ten_thousand_gpu_batch_costs_under_2000_gas_per_gpu(
-    registry,
-    operator,
-    other_operator,
-    attestor,
-    issuer,
-    other_issuer,
-    note,
-    other_note,
-    now,
-    rando,
+def test_ten_thousand_gpus_cost_at_most_24000_gas_per_gpu(
+    registry, operator, other_operator, attestor, issuer, other_issuer, note, now, typed_error
 ):
+    """Register (header and 20 chunks of 500 keys), attest and pledge
+    10,000 GPUs: one new storage slot each, at most 24,000 gas per GPU, every
+    transaction under the 16,777,216 cap. The same fleet registered again
+    elsewhere reverts at once."""
     leaves = make_leaves([f"1652221{i:06d}" for i in range(10_000)], in_service_at=now - HOUR)
     reg, tree = registration(issuer, leaves)
-    register_tx = registry.registerBatch(reg, {"from": operator})
-    batch_id = register_tx.events["BatchRegistered"]["batchId"]
-    attest_tx = registry.attestBatch(batch_id, ATTESTOR_DOCS, {"from": attestor})
-    pledge_tx = registry.pledgeBatch(batch_id, note, {"from": operator})
-    total = register_tx.gas_used + attest_tx.gas_used + pledge_tx.gas_used
-    assert total / 10_000 <= 2_000
+    txs = [registry.registerBatch(reg, {"from": operator})]
+    batch_id = txs[0].events["BatchRegistered"]["batchId"]
+    for _, keys in key_chunks([leaf.gpu_key for leaf in leaves], 500):
+        txs.append(registry.registerGpus(batch_id, keys, {"from": operator}))
+    txs.append(registry.attestBatch(batch_id, ATTESTOR_DOCS, {"from": attestor}))
+    txs.append(registry.pledgeBatch(batch_id, note, {"from": operator}))
+    assert max(tx.gas_used for tx in txs) < 16_777_216
+    assert sum(tx.gas_used for tx in txs) / 10_000 <= 24_000
+    assert len(txs) == 23
 
-    # the same fleet pledged again elsewhere is caught with two 14-deep proofs
-    reg, _ = registration(other_issuer, leaves)
+    reg, _ = registration(other_issuer, leaves[4_321:4_322])
     other = registry.registerBatch(reg, {"from": other_operator}).events["BatchRegistered"][
         "batchId"
     ]
-    registry.attestBatch(other, ATTESTOR_DOCS, {"from": attestor})
-    registry.pledgeBatch(other, other_note, {"from": other_operator})
-    proof_tx = registry.proveDoublePledge(
-        batch_id,
-        leaves[4_321].as_tuple(),
-        tree.proof(4_321),
-        other,
-        leaves[4_321].as_tuple(),
-        tree.proof(4_321),
-        {"from": rando},
-    )
-    assert len(tree.proof(4_321)) in (13, 14)
-    assert registry.batchInfo(other)["status"] == VOIDED
-    print(
-        f"\n10,000-GPU batch gas: register {register_tx.gas_used}, attest {attest_tx.gas_used},"
-        f" pledge {pledge_tx.gas_used}, total {total} ({total / 10_000:.1f}/GPU);"
-        f" proveDoublePledge {proof_tx.gas_used}"
-    )
+    with brownie.reverts(typed_error("GpuHeld", leaves[4_321].gpu_key, batch_id)):
+        registry.registerGpus(other, [leaves[4_321].gpu_key], {"from": other_operator})

@@ -364,38 +364,38 @@ def test_compromised_fleet_admin_cannot_swap_signers_before_anyone_notices(
 
 def test_haircut_cut_waits_raise_applies_at_once(core, admin, reverts_with):
     registry = core.registry
-    registry.setModelHaircut(H100, 3_000, {"from": admin})  # a raise: immediate
-    assert registry.modelHaircutBps(H100) == 3_000
-    tx = registry.setModelHaircut(H100, 1_000, {"from": admin})  # a cut raises values
+    registry.setModel(H100, 1, 3_000, {"from": admin})  # a raise: immediate
+    assert registry.modelInfo(H100)["haircutBps"] == 3_000
+    tx = registry.setModel(H100, 1, 1_000, {"from": admin})  # a cut raises values
     eta = tx.timestamp + TIMELOCK
-    queued = tx.events["ModelHaircutQueued"]
-    assert (queued["haircutBps"], queued["eta"]) == (1_000, eta)
-    assert "ModelHaircutSet" not in tx.events
-    assert registry.modelHaircutBps(H100) == 3_000
-    assert tuple(registry.pendingModelHaircut(H100)) == (1_000, eta)
+    queued = tx.events["ModelQueued"]
+    assert (queued["classId"], queued["haircutBps"], queued["eta"]) == (1, 1_000, eta)
+    assert "ModelSet" not in tx.events
+    assert registry.modelInfo(H100)["haircutBps"] == 3_000
+    assert tuple(registry.pendingModel(H100)) == (1, 1_000, eta)
     set_next_timestamp(eta - 1)
     with reverts_with("ValuationChangeNotReady", eta, eta - 1):
-        registry.executeModelHaircut(H100, {"from": admin})
+        registry.executeModel(H100, {"from": admin})
     set_next_timestamp(eta)
-    tx = registry.executeModelHaircut(H100, {"from": admin})
-    assert tx.events["ModelHaircutSet"]["haircutBps"] == 1_000
-    assert registry.modelHaircutBps(H100) == 1_000
+    tx = registry.executeModel(H100, {"from": admin})
+    assert tx.events["ModelSet"]["haircutBps"] == 1_000
+    assert registry.modelInfo(H100)["haircutBps"] == 1_000
     with reverts_with("ValuationChangeNotQueued"):
-        registry.executeModelHaircut(H100, {"from": admin})
+        registry.executeModel(H100, {"from": admin})
 
 
 def test_conservative_change_drops_a_queued_weakening(core, admin, reverts_with):
     registry = core.registry
-    registry.setModelHaircut(H100, 3_000, {"from": admin})
-    registry.setModelHaircut(H100, 0, {"from": admin})  # queued cut
-    tx = registry.setModelHaircut(H100, 4_000, {"from": admin})  # later, a raise
-    assert "ModelHaircutCancelled" in tx.events
-    assert registry.modelHaircutBps(H100) == 4_000
+    registry.setModel(H100, 1, 3_000, {"from": admin})
+    registry.setModel(H100, 1, 0, {"from": admin})  # queued cut
+    tx = registry.setModel(H100, 1, 4_000, {"from": admin})  # later, a raise
+    assert "ModelCancelled" in tx.events
+    assert registry.modelInfo(H100)["haircutBps"] == 4_000
     chain.sleep(TIMELOCK + 1)
     with reverts_with("ValuationChangeNotQueued"):
-        registry.executeModelHaircut(H100, {"from": admin})
+        registry.executeModel(H100, {"from": admin})
     with reverts_with("ValuationChangeNotQueued"):
-        registry.cancelModelHaircut(H100, {"from": admin})
+        registry.cancelModel(H100, {"from": admin})
 
 
 @pytest.mark.parametrize(
@@ -442,12 +442,12 @@ def test_new_class_is_immediate_and_a_queued_class_change_can_be_cancelled(
 def test_collateral_value_moves_only_when_the_cut_executes(core, deal, admin):
     registry = core.registry
     full = registry.collateralValue(deal.note_id)  # no haircut yet
-    registry.setModelHaircut(H100, 2_000, {"from": admin})  # a raise: at once
+    registry.setModel(H100, 1, 2_000, {"from": admin})  # a raise: at once
     cut = registry.collateralValue(deal.note_id)
     assert cut < full
-    registry.setModelHaircut(H100, 0, {"from": admin})
+    registry.setModel(H100, 1, 0, {"from": admin})
     chain.sleep(TIMELOCK)
     chain.mine()
     assert registry.collateralValue(deal.note_id) == cut
-    registry.executeModelHaircut(H100, {"from": admin})
+    registry.executeModel(H100, {"from": admin})
     assert registry.collateralValue(deal.note_id) == full

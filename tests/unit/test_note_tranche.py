@@ -6,7 +6,15 @@ directly; the factory wires real notes (tests/regressions)."""
 import pytest
 from brownie import chain
 
-from gpucredit.protocol import DAY, USD, YEAR, close_subscription, make_fleet, register_batch
+from gpucredit.protocol import (
+    DAY,
+    USD,
+    YEAR,
+    close_subscription,
+    make_fleet,
+    register_batch,
+    wait_challenge_window,
+)
 
 RATE = 430 + 450  # reference + spread, bps
 MAX_SIZE = 10_000_000 * USD
@@ -39,6 +47,7 @@ def pledged(core, issuer, operator, attestor, note_id, tranche):
         batch_id, core.registry.batchInfo(batch_id)["attestationHash"], {"from": attestor}
     )
     core.registry.pledgeBatch(batch_id, note_id, {"from": operator})
+    wait_challenge_window()
     return batch_id
 
 
@@ -229,6 +238,7 @@ def test_drawdown_rejects_collateral_below_ratio(
         batch_id, core.registry.batchInfo(batch_id)["attestationHash"], {"from": attestor}
     )
     core.registry.pledgeBatch(batch_id, note_id, {"from": operator})
+    wait_challenge_window()
     subscribe(core, tranche, lenders[0], 5_000_000 * USD)
     close_subscription(tranche, issuer)
     tranche.fulfil([lenders[0]], {"from": issuer})
@@ -514,5 +524,5 @@ def test_initialisation_event_carries_the_terms(tranche, make_tranche, spv, note
     assert created["terms"][0] == note_id and created["terms"][2] == MAX_SIZE
     assert created["spv"] == spv
     assert (fresh.name(), fresh.symbol()) == ("GPU Senior", "GPU-A")
-    assert created["terms"] == tranche.terms()
+    assert created["terms"] == fresh.terms()
     assert created["rateBps"] == RATE

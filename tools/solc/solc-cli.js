@@ -19,7 +19,13 @@ function versionText() {
   } catch (_) { /* no cache yet */ }
   const full = require("solc").version().replace(".Emscripten.clang", "");
   const text = `solc, the solidity compiler commandline interface\nVersion: ${full}\n`;
-  try { fs.writeFileSync(cache, pkg + "\n" + text); } catch (_) { /* read-only is fine */ }
+  // Written aside and renamed: brownie and slither may start compiling at the
+  // same moment (`make test` runs them side by side); a reader never sees half.
+  const partial = `${cache}.${process.pid}`;
+  try {
+    fs.writeFileSync(partial, pkg + "\n" + text);
+    fs.renameSync(partial, cache);
+  } catch (_) { /* read-only is fine */ }
   return text;
 }
 

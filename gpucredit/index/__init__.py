@@ -1,0 +1,1 @@
+"""The indexer: protocol events into SQL (docs/indexer.md)."""
