@@ -80,7 +80,7 @@ def _spec() -> DealSpec:
         ],
         subscription_days=14,
         term_days=360,
-        quorum=2,
+        quorum=3,
     )
 
 
@@ -106,7 +106,7 @@ def test_engine_path_on_the_contracts(
         operator=operator,
         trustee=trustee,
         fee_recipient=spv,
-        signers=signers[:3],
+        signers=signers[:4],
         start=start,
     )
     model_id = text_id(f"risk-path-{slot}")

@@ -7,7 +7,7 @@ the test asserts the attack no longer reaches its outcome. The old-API
 versions of 1-7 failed on main's contracts (see the branch's report).
 
 Deal: senior 1M and junior 1M over 1.3M of GPUs (130 % of ONE tranche),
-oracle quorum 2 of 3, periods of 30 days starting at the subscription end.
+oracle quorum 3 of 4 (f = 1), periods of 30 days starting at the subscription end.
 """
 
 import contextlib
@@ -48,7 +48,7 @@ def _spec(term_days=3 * 365, gpus=52):
             TrancheSpec("GPU Junior", "GPU-J", 1, SIZE, 900),
         ],
         term_days=term_days,
-        quorum=2,
+        quorum=3,
     )
 
 
@@ -64,7 +64,7 @@ def _open(core, admin, issuer, operator, attestor, trustee, spv, signers, signer
         operator=operator,
         trustee=trustee,
         fee_recipient=spv,
-        signers=signers[:3],
+        signers=signers[:4],
     )
     deal.signer_keys = signer_keys[:3]
     fleet = make_fleet(

@@ -72,7 +72,7 @@ def note(core, admin, issuer, operator, attestor, trustee, lenders, spv, signers
             TrancheSpec("GPU Junior", "GPU-J", 1, SIZES[1], 900),
         ],
         term_days=75,
-        quorum=2,
+        quorum=3,
     )
     if not core.oracle.hasRole(core.oracle.FLEET_ADMIN_ROLE(), admin):
         core.oracle.grantRole(core.oracle.FLEET_ADMIN_ROLE(), admin, {"from": admin})
@@ -84,7 +84,7 @@ def note(core, admin, issuer, operator, attestor, trustee, lenders, spv, signers
         operator=operator,
         trustee=trustee,
         fee_recipient=spv,
-        signers=signers[:3],
+        signers=signers[:4],
     )
     deal.signer_keys = signer_keys[:3]
     # 2M of collateral: both tranches can draw at 130 %
