@@ -401,3 +401,40 @@ def test_expired_kyc_still_claims_the_face_it_is_owed(core, deal, issuer, lender
     assert not core.identities.isVerified(lenders[0])
     senior.claimShares({"from": lenders[0]})
     assert senior.balanceOf(lenders[0]) == SIZE
+
+
+def test_a_proven_defect_is_an_immediate_top_up_whose_deadline_never_moves(
+    core, deal, issuer, lenders, operator, attestor, rando
+):
+    from dataclasses import replace
+
+    from gpucredit.protocol import register_batch
+
+    senior, junior = deal.tranches
+    # a second batch, 16 GPUs, one leaf inconsistent with its header (class)
+    leaves = make_fleet(16, in_service_at=chain[-1].timestamp - 1, serial_prefix="BAD-")
+    leaves[15] = replace(leaves[15], class_id=2)
+    batch_id, tree, _ = register_batch(core, issuer, operator, leaves)
+    core.registry.attestBatch(
+        batch_id, core.registry.batchInfo(batch_id)["attestationHash"], {"from": attestor}
+    )
+    core.registry.pledgeBatch(batch_id, deal.note_id, {"from": operator})
+    _draw(senior, issuer, lenders[0])
+    junior.cancelOffering({"from": issuer})
+    with brownie.reverts():
+        deal.servicer.recordDefects({"from": rando})  # nothing proven yet
+    core.registry.proveBadLeaf(batch_id, leaves[15].as_tuple(), tree.proof(15), {"from": rando})
+    # the voided batch no longer counts: 1.3M left for 1M outstanding (LTV 77 % > 75 %)
+    tx = deal.servicer.recordDefects({"from": rando})
+    required, deadline = deal.servicer.topUp()
+    assert tx.events["TopUpRequired"]["deadline"] == deadline == tx.timestamp + 30 * DAY
+    assert required > core.registry.collateralValue(deal.note_id)
+    # a later, larger requirement (low utilization: 65 % limit) keeps the deadline
+    _close(core, deal, 0, 5_500, 50_000 * USD)
+    assert deal.servicer.topUp()[1] == deadline
+    # cash counts like final collateral for the cure
+    required = deal.servicer.topUp()[0]
+    short = required - core.registry.collateralValue(deal.note_id)
+    deal.servicer.postCashCollateral(short, {"from": operator})
+    deal.servicer.cureTopUp({"from": rando})
+    assert [int(x) for x in deal.servicer.topUp()] == [0, 0]

@@ -91,6 +91,9 @@ def test_live_deploy_writes_the_manifest(live, roles, first):
         "identity_registry",
         "collateral_registry",
         "telemetry_oracle",
+        "note_tranche_implementation",
+        "servicer_implementation",
+        "note_factory",
     }
     for record in manifest["contracts"].values():
         code = bytes(chain.w3.eth.get_code(record["address"]))
