@@ -526,3 +526,4 @@ def test_initialisation_event_carries_the_terms(tranche, make_tranche, spv, note
     assert created["spv"] == spv
     assert (fresh.name(), fresh.symbol()) == ("GPU Senior", "GPU-A")
     assert created["rateBps"] == RATE
+    assert created["terms"] == fresh.terms()
