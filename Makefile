@@ -62,7 +62,7 @@ fuzz: install
 	$(BIN)/python bench/security.py --examples $(FUZZ_EXAMPLES) --steps $(FUZZ_STEPS)
 
 test-contracts: install compile
-	$(BIN)/brownie test tests/unit tests/integration tests/stateful
+	$(BIN)/brownie test tests/unit tests/regressions tests/integration tests/stateful
 
 test-service: install compile
 	$(BIN)/python -m pytest -p no:pytest-brownie tests/service tests/risk

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-SIGNER_KEYS = [f"0x{(0x1D3E0 + i):064x}" for i in range(3)]
+SIGNER_KEYS = [f"0x{(0x1D3E0 + i):064x}" for i in range(4)]
 
 
 def play() -> tuple[Any, dict[str, Any]]:
