@@ -50,7 +50,9 @@ def index(
         bool, typer.Option("--follow", help="Keep following new blocks until Ctrl-C.")
     ] = False,
     poll: Annotated[float, typer.Option("--poll", help="Seconds between polls (--follow).")] = 1.0,
-    page_blocks: Annotated[int, typer.Option("--page-blocks", min=1)] = 2_000,
+    page_blocks: Annotated[
+        int, typer.Option("--page-blocks", min=1, help="Blocks fetched and written per page.")
+    ] = 2_000,
     to_block: Annotated[int | None, typer.Option("--to-block", help="Stop at this block.")] = None,
 ) -> None:
     """Index every protocol event of the deployment into SQL (resumable, reorg-safe)."""
