@@ -17,7 +17,9 @@ from gpucredit.index.follower import DEFAULT_DB
 def serve(
     db: DbOption = DEFAULT_DB,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=0, max=65535)] = 8400,
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")
+    ] = 8400,
 ) -> None:
     """Serve the notes, lender, audit pages and exports from the index (read-only)."""
     import uvicorn

@@ -157,10 +157,10 @@ def test_live_rerun_reuses_the_deployment(live, first):
     assert again["roles"]["issuers"] == [*manifest["roles"]["issuers"], extra]
     assert again["roles"]["operators"] == manifest["roles"]["operators"]  # kept from the manifest
     assert again["roles"]["oracle_signers"] == manifest["roles"]["oracle_signers"]
-    # ISSUER_ROLE and NOTE_FACTORY_ROLE on the registry (the latter interim,
-    # until the NoteFactory of issue 13), and the tranche-side roles
-    assert chain.w3.eth.get_transaction_count(deployer) == nonce + 4
-    assert "roles: 4 granted" in result.stdout
+    # the new issuer's ISSUER_ROLE on the registry, KYC agent on the identity
+    # registry and fleet admin on the oracle; NOTE_FACTORY_ROLE stays the factory's
+    assert chain.w3.eth.get_transaction_count(deployer) == nonce + 3
+    assert "roles: 3 granted" in result.stdout
 
 
 def test_live_deploy_refuses_a_mock_stablecoin_unasked(live, tmp_path):
