@@ -24,6 +24,7 @@ from gpucredit.protocol import (
     USD,
     DealSpec,
     TrancheSpec,
+    close_subscription,
     make_fleet,
     open_deal,
     pledge_fleet,
@@ -109,7 +110,11 @@ def test_engine_path_on_the_contracts(
         signers=signers[:4],
         start=start,
     )
-    model_id = text_id(f"risk-path-{slot}")
+    model_id = text_id(f"risk-path-{slot}")  # its own model: haircut cuts stay on this path
+    core.registry.setModel(model_id, 1, 0, {"from": admin})  # a new model waits its timelock
+    chain.sleep(2 * DAY + 1)
+    chain.mine()
+    core.registry.executeModel(model_id, {"from": admin})
     in_service = start - 1
     fleet = make_fleet(
         10,
@@ -125,7 +130,7 @@ def test_engine_path_on_the_contracts(
     for tranche, amount in ((deal.senior, 14_000_000 * USD), (deal.junior, 3_000_000 * USD)):
         core.usd.approve(tranche, amount, {"from": lender})
         tranche.requestDeposit(amount, lender, lender, {"from": lender})
-        tranche.closeSubscription({"from": issuer})
+        close_subscription(tranche, issuer)
         tranche.fulfil([lender], {"from": issuer})
         drawn.append(tranche.drawdown({"from": issuer}).timestamp)
         tranche.claimShares({"from": lender})
@@ -146,7 +151,7 @@ def test_engine_path_on_the_contracts(
     for p in range(PERIODS):
         if int(path.haircut_bps[0, p]) != haircut:
             haircut = int(path.haircut_bps[0, p])  # a cut applies at once
-            core.registry.setModelHaircut(model_id, haircut, {"from": admin})
+            core.registry.setModel(model_id, 1, haircut, {"from": admin})
         revenue = int(path.revenue_cash[0, p])
         if revenue:
             deal.servicer.payRevenue(revenue, {"from": operator})
