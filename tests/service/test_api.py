@@ -489,7 +489,8 @@ def test_one_gpu_interval_in_concurrent_batches_lands_once_on_postgres(
         t.start()
     for t in threads:
         t.join()
-    assert sorted(r.status_code for r in results) == [201] + [409] * 5
+    answers = sorted((r.status_code, r.text[:300]) for r in results)
+    assert [code for code, _ in answers] == [201] + [409] * 5, answers
     assert {r.json()["error"]["code"] for r in results if r.status_code == 409} == {
         "sample_overlap"
     }
