@@ -229,5 +229,5 @@ interface INoteTranche {
     function servicingState()
         external
         view
-        returns (State state, uint256 interestDue, uint256 principalDue, uint256 outstanding, uint256 rateBps);
+        returns (State state_, uint256 interestDue_, uint256 principalDue_, uint256 outstanding, uint256 rateBps);
 }

@@ -151,7 +151,7 @@ interface IServicer {
 
     /// @notice Wires a fresh clone, once, in the factory's creating
     ///         transaction: the trustee (never zero) and the covenant terms.
-    function initialize(address trustee, CovenantTerms calldata terms_) external;
+    function initialize(address trustee_, CovenantTerms calldata terms_) external;
 
     /// @notice Pays revenue into the SPV account for the current period.
     function payRevenue(uint256 amount) external;

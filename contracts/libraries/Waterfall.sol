@@ -41,7 +41,7 @@ library Waterfall {
         uint256 cash = d.cashIn;
         uint256 reserve = d.reserveBalance;
         uint256 paid;
-        uint256 released;
+        uint256 released = 0;
         if (!d.windDown && reserve > d.reserveTarget) {
             // Reserve above its target goes back into the period's cash.
             released = reserve - d.reserveTarget;

@@ -429,8 +429,9 @@ contract NoteTranche is INoteTranche, ERC20, AccessControlDefaultAdminRules, Ree
         _claimEscrowedFace(msg.sender);
         _settle(msg.sender);
         amount = _principalOwed[msg.sender];
-        // slither-disable-next-line incorrect-equality
         State s = _accrual.state;
+        // Enum state comparison (tainted only by sharing a slot with `lastAccrualAt`).
+        // slither-disable-next-line incorrect-equality
         uint256 burned = (s == State.Repaid || s == State.WrittenOff) ? balanceOf(msg.sender) : 0;
         // slither-disable-next-line incorrect-equality
         if (amount == 0 && burned == 0) revert NothingToClaim(msg.sender);
@@ -789,7 +790,6 @@ contract NoteTranche is INoteTranche, ERC20, AccessControlDefaultAdminRules, Ree
 
     function _unclaimedShares(address controller) private view returns (uint256) {
         State s = _accrual.state;
-        // slither-disable-next-line incorrect-equality
         return (s >= State.Active && s != State.Cancelled) ? _fills[controller].shares : 0;
     }
 

@@ -134,21 +134,21 @@ contract Servicer is IServicer, ReentrancyGuardTransient {
     }
 
     /// @inheritdoc IServicer
-    function initialize(address trustee, CovenantTerms calldata terms_) external {
+    function initialize(address trustee_, CovenantTerms calldata terms_) external {
         if (_terms.curePeriod != 0) revert AlreadyInitialized();
         _validateTerms(terms_);
         Note memory n = _note();
         if (
             address(n.senior) == address(0) || n.operator == address(0) || n.feeRecipient == address(0)
-                || trustee == address(0)
+                || trustee_ == address(0)
         ) revert TermsInvalid("zero address");
         _terms = terms_;
-        _trustee = trustee;
+        _trustee = trustee_;
         // The tranches pull what the waterfall pays them.
         _asset.forceApprove(address(n.senior), type(uint256).max);
         if (address(n.junior) != address(0)) _asset.forceApprove(address(n.junior), type(uint256).max);
         emit ServicerInitialised(n.noteId, address(n.senior), address(n.junior), n.operator, n.feeRecipient, terms_);
-        emit TrusteeSet(trustee);
+        emit TrusteeSet(trustee_);
     }
 
     // ------------------------------------------------------------------
@@ -188,6 +188,8 @@ contract Servicer is IServicer, ReentrancyGuardTransient {
     function disburseCapital() external nonReentrant returns (uint256 amount) {
         Note memory n = _note();
         amount = _unallocated();
+        // Nothing unallocated; a donation only adds cash that goes where this call sends it.
+        // slither-disable-next-line incorrect-equality
         if (amount == 0) revert NothingToWithdraw(n.operator);
         Status s = _engine.status;
         if (s == Status.Performing) {
@@ -243,6 +245,8 @@ contract Servicer is IServicer, ReentrancyGuardTransient {
     /// @inheritdoc IServicer
     function cureTopUp() external {
         Engine memory e = _engine;
+        // Zero means no top-up is outstanding (a set deadline is at least now + curePeriod >= 1).
+        // slither-disable-next-line incorrect-equality
         if (e.topUpDeadline == 0) revert NoTopUpOutstanding();
         uint256 total = _collateralTotal(_note().noteId);
         if (total < e.topUpRequired) revert TopUpNotCured(e.topUpRequired, total);
@@ -256,6 +260,8 @@ contract Servicer is IServicer, ReentrancyGuardTransient {
     function declareDefault() external {
         Engine memory e = _engine;
         if (e.status != Status.Performing) revert NotPerforming(e.status);
+        // Zero means no top-up is outstanding, not a moment in time.
+        // slither-disable-next-line incorrect-equality
         if (e.topUpDeadline == 0) revert NoTopUpOutstanding();
         if (block.timestamp <= e.topUpDeadline) revert CureNotLapsed(e.topUpDeadline, block.timestamp);
         uint256 total = _collateralTotal(_note().noteId);
@@ -335,6 +341,8 @@ contract Servicer is IServicer, ReentrancyGuardTransient {
     ///      while one is outstanding only raises the required level.
     function recordDefects() external returns (uint256 defects) {
         Note memory n = _note();
+        // Only the registry's defect count is needed here.
+        // slither-disable-next-line unused-return
         (,,,, defects,) = _registry.noteInfo(n.noteId);
         uint256 seen = _defectsSeen;
         if (defects <= seen) revert NoNewDefects(defects);
@@ -348,6 +356,8 @@ contract Servicer is IServicer, ReentrancyGuardTransient {
         uint256 total = _collateralTotal(n.noteId);
         if (total >= required || required <= e.topUpRequired) return defects;
         e.topUpRequired = required.toUint128();
+        // Zero means no deadline is set yet; a set one is never moved.
+        // slither-disable-next-line incorrect-equality
         if (e.topUpDeadline == 0) e.topUpDeadline = uint40(block.timestamp + _terms.curePeriod);
         _engine = e;
         emit TopUpRequired(e.nextPeriod, required, required - total, e.topUpDeadline);
@@ -501,6 +511,8 @@ contract Servicer is IServicer, ReentrancyGuardTransient {
         d.reserveTarget =
             Math.mulDiv(d.seniorOutstanding * seniorRate, t.reserveMonths, 12 * _BPS, Math.Rounding.Ceil);
         if (address(n.junior) != address(0)) {
+            // The junior's state and rate do not enter the waterfall (only the senior's do).
+            // slither-disable-next-line unused-return
             (, d.juniorInterest, d.juniorPrincipal, d.juniorOutstanding,) = n.junior.servicingState();
         }
         d.sweepShareBps = t.sweepShareBps;
