@@ -408,19 +408,21 @@ def test_a_proven_defect_is_an_immediate_top_up_whose_deadline_never_moves(
 ):
     from dataclasses import replace
 
+    from gpucredit.merkle import text_id
     from gpucredit.protocol import register_batch
 
     senior, junior = deal.tranches
-    # a second batch, 16 GPUs, one leaf inconsistent with its header (class)
+    _draw(senior, issuer, lenders[0])
+    junior.cancelOffering({"from": issuer})
+    # after drawdown, a second batch of 16 GPUs pledged as a top-up, one leaf
+    # inconsistent with its header (model); proven within its challenge window
     leaves = make_fleet(16, in_service_at=chain[-1].timestamp - 1, serial_prefix="BAD-")
-    leaves[15] = replace(leaves[15], class_id=2)
+    leaves[15] = replace(leaves[15], model=text_id("NVIDIA A100 80GB"))
     batch_id, tree, _ = register_batch(core, issuer, operator, leaves)
     core.registry.attestBatch(
         batch_id, core.registry.batchInfo(batch_id)["attestationHash"], {"from": attestor}
     )
     core.registry.pledgeBatch(batch_id, deal.note_id, {"from": operator})
-    _draw(senior, issuer, lenders[0])
-    junior.cancelOffering({"from": issuer})
     with brownie.reverts():
         deal.servicer.recordDefects({"from": rando})  # nothing proven yet
     core.registry.proveBadLeaf(batch_id, leaves[15].as_tuple(), tree.proof(15), {"from": rando})
