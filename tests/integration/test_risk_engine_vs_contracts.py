@@ -130,6 +130,7 @@ def test_engine_path_on_the_contracts(
     for tranche, amount in ((deal.senior, 14_000_000 * USD), (deal.junior, 3_000_000 * USD)):
         core.usd.approve(tranche, amount, {"from": lender})
         tranche.requestDeposit(amount, lender, lender, {"from": lender})
+    for tranche in (deal.senior, deal.junior):  # both windows close at their end
         close_subscription(tranche, issuer)
         tranche.fulfil([lender], {"from": issuer})
         drawn.append(tranche.drawdown({"from": issuer}).timestamp)
