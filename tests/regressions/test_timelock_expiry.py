@@ -167,3 +167,7 @@ def test_requeue_after_expiry_waits_a_full_delay_again(queue, reverts_with):
     _sleep_until(eta)
     execute()
     assert applied()
+
+
+def test_grace_period_is_a_public_seven_days(registry, oracle):
+    assert registry.GRACE_PERIOD() == oracle.GRACE_PERIOD() == GRACE_PERIOD
