@@ -142,7 +142,7 @@ def register(
         if not known:
             raise CliError(
                 f"model {fleet.model!r} is not in the registry's model registry: the valuer "
-                "adds it (setModel, then executeModel after the 2-day timelock)"
+                "adds it (setModel, then executeModel within 7 days after the 2-day timelock)"
             )
         if fleet.class_id != class_id:
             raise CliError(

@@ -42,7 +42,9 @@ pragma solidity 0.8.37;
 ///         registered model and inherits its class, which the operator cannot
 ///         choose. Changes that raise values (a new model, a move to a class
 ///         that is worth more at some age, a lower haircut, a slower markdown
-///         or higher floor of an existing class) wait `VALUATION_CHANGE_DELAY`;
+///         or higher floor of an existing class) wait `VALUATION_CHANGE_DELAY`
+///         and expire `GRACE_PERIOD` after their eta (executable only in
+///         [eta, eta + GRACE_PERIOD], else queued again, in public);
 ///         changes that lower values apply at once and drop any change queued
 ///         for the same model or class. A new class is inert until a model
 ///         uses it, so it applies at once.
@@ -224,6 +226,9 @@ interface ICollateralRegistry {
     error ValuationChangeNotQueued();
     /// @notice The queued valuation change may only be executed from `eta`.
     error ValuationChangeNotReady(uint40 eta, uint256 nowTs);
+    /// @notice The queued valuation change expired: it could be executed only
+    ///         until `deadline` (= eta + GRACE_PERIOD) and must be queued again.
+    error ValuationChangeExpired(uint40 eta, uint256 deadline, uint256 nowTs);
 
     // ---- constants ----
 
@@ -258,6 +263,11 @@ interface ICollateralRegistry {
 
     /// @notice Seconds a value-raising valuation change waits (2 days).
     function VALUATION_CHANGE_DELAY() external view returns (uint256);
+
+    /// @notice Seconds after its eta during which a queued valuation change
+    ///         may still be executed (7 days, as Compound's Timelock); later
+    ///         `execute*` reverts `ValuationChangeExpired`.
+    function GRACE_PERIOD() external view returns (uint256);
 
     /// @notice Seconds from `registerBatch` within which the batch must be
     ///         attested; until then its keys are provisionally held.
@@ -372,8 +382,9 @@ interface ICollateralRegistry {
     ///         class; otherwise queued (`DepreciationClassQueued`).
     function setDepreciationClass(uint8 classId, uint16 quarterlyMarkdownBps, uint16 floorBps) external;
 
-    /// @notice Applies the queued change of a class once its eta has passed.
-    ///         Valuation role.
+    /// @notice Applies the queued change of a class once its eta has passed
+    ///         and at the latest at eta + GRACE_PERIOD (else
+    ///         `ValuationChangeExpired`). Valuation role.
     function executeDepreciationClass(uint8 classId) external;
 
     /// @notice Drops the queued change of a class. Valuation role.
@@ -388,7 +399,9 @@ interface ICollateralRegistry {
     function setModel(bytes32 model, uint8 classId, uint16 haircutBps) external;
 
     /// @notice Applies the queued change of a model once its eta has passed
-    ///         (the class must still exist). Valuation role.
+    ///         and at the latest at eta + GRACE_PERIOD (else
+    ///         `ValuationChangeExpired`; the class must still exist).
+    ///         Valuation role.
     function executeModel(bytes32 model) external;
 
     /// @notice Drops the queued change of a model. Valuation role.
@@ -469,12 +482,14 @@ interface ICollateralRegistry {
     /// @notice A model's class and haircut (`exists` false when never set).
     function modelInfo(bytes32 model) external view returns (ModelInfo memory);
 
-    /// @notice The change queued for a class (`eta` 0 when none).
+    /// @notice The change queued for a class (`eta` 0 when none; expired
+    ///         after eta + GRACE_PERIOD).
     function pendingDepreciationClass(uint8 classId)
         external
         view
         returns (uint16 quarterlyMarkdownBps, uint16 floorBps, uint40 eta);
 
-    /// @notice The change queued for a model (`eta` 0 when none).
+    /// @notice The change queued for a model (`eta` 0 when none; expired
+    ///         after eta + GRACE_PERIOD).
     function pendingModel(bytes32 model) external view returns (uint8 classId, uint16 haircutBps, uint40 eta);
 }

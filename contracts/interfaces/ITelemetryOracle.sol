@@ -35,7 +35,9 @@ pragma solidity 0.8.37;
 ///
 ///         Who signs and whose telemetry the oracle nodes accept (the operator
 ///         key) change only after `SIGNER_CHANGE_DELAY`: queue -> (delay) ->
-///         execute, or cancel, each with its event. Lenders and the trustee see
+///         execute, or cancel, each with its event. A queued change expires
+///         `GRACE_PERIOD` after its eta: it is executable only in
+///         [eta, eta + GRACE_PERIOD], later it must be queued again. Lenders and the trustee see
 ///         every change coming. Reports keep being verified against the set in
 ///         force when they are submitted.
 interface ITelemetryOracle {
@@ -126,11 +128,21 @@ interface ITelemetryOracle {
     error ValueOutOfRange(string field, uint256 value, uint256 max);
     error SignerChangeNotQueued(uint256 fleetId);
     error SignerChangeNotReady(uint256 fleetId, uint40 eta, uint256 nowTs);
+    /// @notice The queued signer change expired at `deadline` (= eta + GRACE_PERIOD);
+    ///         queue it again.
+    error SignerChangeExpired(uint256 fleetId, uint40 eta, uint256 deadline, uint256 nowTs);
     error OperatorChangeNotQueued(uint256 fleetId);
     error OperatorChangeNotReady(uint256 fleetId, uint40 eta, uint256 nowTs);
+    /// @notice The queued operator change expired at `deadline` (= eta + GRACE_PERIOD);
+    ///         queue it again.
+    error OperatorChangeExpired(uint256 fleetId, uint40 eta, uint256 deadline, uint256 nowTs);
 
     /// @notice Seconds between queueing a signer-set or operator-key change and executing it (2 days).
     function SIGNER_CHANGE_DELAY() external view returns (uint256);
+
+    /// @notice Seconds after its eta during which a queued signer or operator
+    ///         change may still be executed (7 days, as Compound's Timelock).
+    function GRACE_PERIOD() external view returns (uint256);
 
     /// @notice Registers a fleet with its first signer set, at once (a new
     ///         fleet has no lenders relying on it yet). Fleet-admin role.
@@ -156,7 +168,8 @@ interface ITelemetryOracle {
     ///         the delay. Fleet-admin role.
     function queueSignerChange(uint256 fleetId, address[] calldata signerSet, uint8 quorum) external;
 
-    /// @notice Applies the queued change once its eta has passed: bumps the
+    /// @notice Applies the queued change in [eta, eta + GRACE_PERIOD] (later
+    ///         SignerChangeExpired: queue it again): bumps the
     ///         signer version (observations of the old set stop counting) and
     ///         emits `SignersChanged`. Fleet-admin role.
     function executeSignerChange(uint256 fleetId) external;
@@ -176,7 +189,8 @@ interface ITelemetryOracle {
     ///         restarts the delay. Fleet-admin role.
     function queueOperatorChange(uint256 fleetId, address operator) external;
 
-    /// @notice Applies the queued operator change once its eta has passed and emits
+    /// @notice Applies the queued operator change in [eta, eta + GRACE_PERIOD]
+    ///         (later OperatorChangeExpired: queue it again) and emits
     ///         `FleetOperatorChanged`. Fleet-admin role.
     function executeOperatorChange(uint256 fleetId) external;
 

@@ -28,6 +28,9 @@ contract TelemetryOracle is ITelemetryOracle, AccessControlDefaultAdminRules, EI
     /// @inheritdoc ITelemetryOracle
     uint256 public constant SIGNER_CHANGE_DELAY = 2 days;
 
+    /// @inheritdoc ITelemetryOracle
+    uint256 public constant GRACE_PERIOD = 7 days;
+
     /// @notice EIP-712 type hash of one signer's observation.
     bytes32 public constant OBSERVATION_TYPEHASH = keccak256(
         "Observation(uint256 fleetId,uint32 period,uint40 periodStart,uint40 periodEnd,uint16 utilizationBps,uint16 uptimeBps,uint128 revenue)"
@@ -148,6 +151,8 @@ contract TelemetryOracle is ITelemetryOracle, AccessControlDefaultAdminRules, EI
         SignerChange memory change = _signerChanges[fleetId];
         if (change.eta == 0) revert SignerChangeNotQueued(fleetId);
         if (block.timestamp < change.eta) revert SignerChangeNotReady(fleetId, change.eta, block.timestamp);
+        uint256 deadline = uint256(change.eta) + GRACE_PERIOD;
+        if (block.timestamp > deadline) revert SignerChangeExpired(fleetId, change.eta, deadline, block.timestamp);
         delete _signerChanges[fleetId];
         _installSigners(fleetId, change.signers, change.quorum);
     }
@@ -173,6 +178,8 @@ contract TelemetryOracle is ITelemetryOracle, AccessControlDefaultAdminRules, EI
         OperatorChange memory change = _operatorChanges[fleetId];
         if (change.eta == 0) revert OperatorChangeNotQueued(fleetId);
         if (block.timestamp < change.eta) revert OperatorChangeNotReady(fleetId, change.eta, block.timestamp);
+        uint256 deadline = uint256(change.eta) + GRACE_PERIOD;
+        if (block.timestamp > deadline) revert OperatorChangeExpired(fleetId, change.eta, deadline, block.timestamp);
         delete _operatorChanges[fleetId];
         _parties[fleetId].operator = change.operator;
         emit FleetOperatorChanged(fleetId, change.operator);

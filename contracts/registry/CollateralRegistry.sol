@@ -64,6 +64,8 @@ contract CollateralRegistry is ICollateralRegistry, AccessControlDefaultAdminRul
     /// @inheritdoc ICollateralRegistry
     uint256 public constant VALUATION_CHANGE_DELAY = 2 days;
     /// @inheritdoc ICollateralRegistry
+    uint256 public constant GRACE_PERIOD = 7 days;
+    /// @inheritdoc ICollateralRegistry
     uint256 public constant REGISTRATION_WINDOW = 3 days;
     /// @inheritdoc ICollateralRegistry
     uint256 public constant PLEDGE_WINDOW = 14 days;
@@ -552,10 +554,13 @@ contract CollateralRegistry is ICollateralRegistry, AccessControlDefaultAdminRul
         }
     }
 
-    /// @dev Reverts unless a change is queued (`eta != 0`) and its eta has passed.
+    /// @dev Reverts unless a change is queued (`eta != 0`) and now is in
+    ///      [eta, eta + GRACE_PERIOD].
     function _requireReady(uint40 eta) private view {
         if (eta == 0) revert ValuationChangeNotQueued();
         if (block.timestamp < eta) revert ValuationChangeNotReady(eta, block.timestamp);
+        uint256 deadline = uint256(eta) + GRACE_PERIOD;
+        if (block.timestamp > deadline) revert ValuationChangeExpired(eta, deadline, block.timestamp);
     }
 
     /// @dev Whether a batch still blocks the GPUs whose slot names it (see

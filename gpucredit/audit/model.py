@@ -140,7 +140,8 @@ class Registry:
         self.models: dict[str, tuple[int, int]] = {}
         # GPU key (lower-case 0x hex) -> the batch whose slot holds it
         self.holders: dict[str, int] = {}
-        # value-raising changes waiting out VALUATION_CHANGE_DELAY: value, eta
+        # value-raising changes waiting out VALUATION_CHANGE_DELAY: value, eta;
+        # executable only in [eta, eta + GRACE_PERIOD], then expired
         self.pending_classes: dict[int, tuple[tuple[int, int], int]] = {}
         self.pending_models: dict[str, tuple[tuple[int, int], int]] = {}
         self.batches: dict[int, Batch] = {}
@@ -248,7 +249,8 @@ class Fleet:
     quorum: int = 0
     signer_version: int = 0
     signers: list[str] = field(default_factory=list)
-    # a signer-set change waiting out SIGNER_CHANGE_DELAY: ((signers, quorum), eta)
+    # a signer-set change waiting out SIGNER_CHANGE_DELAY: ((signers, quorum), eta);
+    # executable only in [eta, eta + GRACE_PERIOD], then expired
     pending_signers: tuple[tuple[list[str], int], int] | None = None
     # an operator-key change waiting out the same delay: (operator, eta)
     pending_operator: tuple[str, int] | None = None

@@ -99,12 +99,19 @@ _ROLE_EVENTS = (
     "DefaultAdminDelayChangeCanceled",
 )
 VALUATION_CHANGE_DELAY = SIGNER_CHANGE_DELAY = 2 * 86_400  # the contracts' timelocks
+GRACE_PERIOD = 7 * 86_400  # a queued change is executable only in [eta, eta + GRACE_PERIOD]
 NOT_VALUE_RAISING = "queued a change that raises no value"
 
 
 def _waited(pending: tuple[Any, int] | None, value: Any, ev: Event) -> bool:
     """`pending` (value, eta) queued exactly `value` and its eta has passed."""
     return pending is not None and pending[0] == value and pending[1] <= ev["timestamp"]
+
+
+def _in_grace(pending: tuple[Any, int] | None, ev: Event) -> bool:
+    """The queued change (value, eta), if any, is executed by its deadline
+    eta + GRACE_PERIOD (a missing queue is `_waited`'s mismatch)."""
+    return pending is None or ev["timestamp"] <= pending[1] + GRACE_PERIOD
 
 
 def _raises_class_values(current: tuple[int, int] | None, value: tuple[int, int]) -> bool:
@@ -838,6 +845,8 @@ class Replayer:
             waited = _waited(pending, (markdown, floor), ev)
             rule = "value-raising class change after its timelock"
             self._require(ev, rule, waited, "ValuationChangeNotReady")
+            rule = "class change by its deadline"
+            self._require(ev, rule, _in_grace(pending, ev), "ValuationChangeExpired")
         self.registry.classes[class_id] = (markdown, floor)
 
     def _depreciation_class_queued(self, ev: Event) -> None:
@@ -867,6 +876,8 @@ class Replayer:
         if not constructor and self._raises_model_values(model, value):
             waited = _waited(pending, value, ev)
             self._require(ev, "model change after its timelock", waited, "ValuationChangeNotReady")
+            rule = "model change by its deadline"
+            self._require(ev, rule, _in_grace(pending, ev), "ValuationChangeExpired")
         self.registry.models[model] = value
 
     def _raises_model_values(self, model: str, value: tuple[int, int]) -> bool:
@@ -1161,6 +1172,8 @@ class Replayer:
             pending, fleet.pending_signers = fleet.pending_signers, None
             waited = _waited(pending, (signers, quorum), ev)
             self._require(ev, "signer change after its timelock", waited, "SignerChangeNotReady")
+            rule = "signer change by its deadline"
+            self._require(ev, rule, _in_grace(pending, ev), "SignerChangeExpired")
         fleet.signers = signers
         fleet.quorum = quorum
         fleet.signer_version += 1
@@ -1202,6 +1215,8 @@ class Replayer:
         pending, fleet.pending_operator = fleet.pending_operator, None
         waited = _waited(pending, operator, ev)
         self._require(ev, "operator change after its timelock", waited, "OperatorChangeNotReady")
+        rule = "operator change by its deadline"
+        self._require(ev, rule, _in_grace(pending, ev), "OperatorChangeExpired")
         fleet.operator = operator
 
     def _report_submitted(self, ev: Event) -> None:

@@ -817,7 +817,8 @@ def test_timelocked_changes_and_the_pause_replay_and_a_skipped_timelock_is_caugh
     slower markdown the same way, a signer-set change through its timelock, the
     guardian's pause and unpause, an admin hand-over scheduled. An exported file
     without the queue event of the executed cut shows the cut as skipping the
-    timelock."""
+    timelock; one whose executions land after eta + GRACE_PERIOD shows each
+    queued change as expired."""
     registry, oracle, senior = core.registry, core.oracle, prop.senior
     registry.setModel(H100, 1, 2_000, {"from": admin})  # more conservative: at once
     registry.setModel(H100, 1, 500, {"from": admin})  # a cut: queued
@@ -835,7 +836,7 @@ def test_timelocked_changes_and_the_pause_replay_and_a_skipped_timelock_is_caugh
     registry.beginDefaultAdminTransfer(issuer, {"from": admin})
     chain.sleep(2 * DAY + 1)
     chain.mine()
-    registry.executeModel(H100, {"from": admin})
+    executed = registry.executeModel(H100, {"from": admin})
     registry.executeDepreciationClass(1, {"from": admin})
     oracle.executeSignerChange(prop.note_id, {"from": admin})
     oracle.executeOperatorChange(prop.note_id, {"from": admin})
@@ -865,6 +866,20 @@ def test_timelocked_changes_and_the_pause_replay_and_a_skipped_timelock_is_caugh
     mismatches = replay_events(exported.header, skipped).mismatches
     assert [(m.event, m.field, m.recorded) for m in mismatches] == [
         ("FleetOperatorChanged", "operator change after its timelock", "OperatorChangeNotReady")
+    ]
+    # a file in which the four executions land after their deadline (eta + 7 days):
+    # each is an expired change the contracts refuse
+    first = next(i for i, ev in enumerate(exported.events) if ev["tx"] == executed.txid)
+    late = [
+        {**ev, "timestamp": ev["timestamp"] + 7 * DAY} if i >= first else ev
+        for i, ev in enumerate(exported.events)
+    ]
+    mismatches = replay_events(exported.header, late).mismatches
+    assert [(m.event, m.field, m.recorded) for m in mismatches] == [
+        ("ModelSet", "model change by its deadline", "ValuationChangeExpired"),
+        ("DepreciationClassSet", "class change by its deadline", "ValuationChangeExpired"),
+        ("SignersChanged", "signer change by its deadline", "SignerChangeExpired"),
+        ("FleetOperatorChanged", "operator change by its deadline", "OperatorChangeExpired"),
     ]
 
 

@@ -458,10 +458,14 @@ def test_signer_change_racing_a_report(
         oracle.executeSignerChange(fleet, {"from": admin})
 
     # period 1, signed by signers 0 and 1 while the old set was in force ...
-    _wait_for_period_end(active, 1)  # 30 days: the 2-day delay has passed
     stale = _observations(hostile, active, old_pair, 1)
+    # the change executes inside its window [eta, eta + 7 days] (it expires after)
+    eta = oracle.pendingSignerChange(fleet)[2]
+    chain.sleep(max(0, eta - chain[-1].timestamp))
+    chain.mine()
     oracle.executeSignerChange(fleet, {"from": admin})
-    # ... lands after the change: the removed signer no longer counts
+    # ... lands after the change, once period 1 ended: the removed signer no longer counts
+    _wait_for_period_end(active, 1)
     with reverts_with("SignerUnknown", removed.address):
         oracle.submitReport(fleet, 1, stale, {"from": rando})
     fresh = _observations(hostile, active, [signer_keys[1], signer_keys[3], signer_keys[4]], 1)
