@@ -16,7 +16,12 @@ Keys:
   opens it in the registry, clones and initialises both tranches and the
   servicer and binds them (must stay under the 16,777,216 per-tx gas cap).
 - note.*: a senior tranche's subscription, claim, transfer between two
-  existing holders, coupon claim and redemption.
+  existing holders, coupon claim and redemption; next to them the worst
+  realistic cases (issue 14): `claim_coupon_escrowed_face` (the claim also
+  takes face still in escrow), `claim_coupon_after_sweep` (a holder's first
+  claim after a principal sweep), `transfer_after_sweep` (the sender settles
+  the swept principal) and `transfer_first_time_recipient` (the receiver's
+  slots are written from zero).
 - oracle.submit_report_3of4 / _5of7: a report of a fleet with 4 signers and
   f = 1 (3 observations) / 7 signers and f = 2 (5 observations), the smallest
   sets for one and two faulty signers (quorum 2f + 1, n >= 3f + 1).
@@ -67,6 +72,11 @@ TARGETS = {
     "registry.register_chunk_max": 16_777_215,  # EIP-7825: under 2^24 gas per transaction
     "note.transfer": 90_000,
     "note.claim_coupon": 80_000,
+    # issue 14: the worst realistic case of each, against its own target
+    "note.transfer_first_time_recipient": 100_000,
+    "note.transfer_after_sweep": 100_000,
+    "note.claim_coupon_escrowed_face": 90_000,
+    "note.claim_coupon_after_sweep": 90_000,
     "note.request_deposit": 120_000,
     "oracle.submit_report_3of4": 90_000,
     "servicer.close_period_10": 250_000,
@@ -338,7 +348,7 @@ def bench_note(gas: dict) -> None:
     chain.sleep(DAY)
     SEND.tx(senior, "claimShares", sender=a)
     gas["note.claim_shares"] = SEND.tx(senior, "claimShares", sender=b)["gasUsed"]
-    SEND.tx(senior, "claimShares", sender=c)
+    # c leaves its face in escrow: its first coupon claim takes the face first
 
     # transfer between two holders that already hold notes, after accrual
     chain.sleep(10 * DAY)
@@ -354,12 +364,25 @@ def bench_note(gas: dict) -> None:
         _close(core, deal, period, SIGNER_KEYS[:3], 9_000, 200_000 * USD)
         claim = SEND.tx(senior, "claimCoupon", sender=a)
     gas["note.claim_coupon"] = claim["gasUsed"]
+    escrowed = SEND.tx(senior, "claimCoupon", sender=c)
+    gas["note.claim_coupon_escrowed_face"] = escrowed["gasUsed"]
 
     # a low-DSCR period sweeps cash to principal; the holder redeems its share
     SEND.tx(deal.servicer, "payRevenue", 400_000 * USD, sender=operator)
     _report(core, deal, 2, SIGNER_KEYS[:3], revenue=1_000 * USD)
     SEND.tx(deal.servicer, "closePeriod", sender=accounts[9])
     gas["note.redeem"] = SEND.tx(senior, "redeem", sender=a)["gasUsed"]
+
+    # worst cases after the sweep: b's first coupon claim settles the swept
+    # principal too; c sends after the sweep; a sends to a first-time holder
+    after = SEND.tx(senior, "claimCoupon", sender=b)
+    gas["note.claim_coupon_after_sweep"] = after["gasUsed"]
+    moved = SEND.tx(senior, "transfer", a.address, 1_000 * USD, sender=c)
+    gas["note.transfer_after_sweep"] = moved["gasUsed"]
+    (d,) = _lenders(1, seed=8)
+    _whitelist(core, [d])
+    first = SEND.tx(senior, "transfer", d.address, 1_000 * USD, sender=a)
+    gas["note.transfer_first_time_recipient"] = first["gasUsed"]
 
 
 def bench_create(gas: dict) -> None:
