@@ -437,6 +437,10 @@ class Ingestor:
                 raise PeriodClosed(
                     f"period {period} is sealed: its observation is signed", {"period": period}
                 )
+            # A concurrent writer (PostgreSQL) may have committed this very batch or
+            # invoice while this transaction raced it for the period row: answer as
+            # if we had seen it first (409), not with a range error.
+            self._check_new(conn, fleet_id, ack, [r["invoice_id"] for r in revenue_rows])
             raise ValueOutOfRange(
                 f"period {period}'s running totals would exceed {RUNNING_TOTAL_LIMIT}",
                 {"period": period},
