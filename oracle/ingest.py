@@ -437,10 +437,14 @@ class Ingestor:
                 raise PeriodClosed(
                     f"period {period} is sealed: its observation is signed", {"period": period}
                 )
-            # A concurrent writer (PostgreSQL) may have committed this very batch or
-            # invoice while this transaction raced it for the period row: answer as
-            # if we had seen it first (409), not with a range error.
+            # A concurrent writer (PostgreSQL) may have committed this very batch,
+            # invoice or GPU interval while this transaction raced it for the period
+            # row: answer as if we had seen it first (409), not with a range error.
             self._check_new(conn, fleet_id, ack, [r["invoice_id"] for r in revenue_rows])
+            if write.gpu_intervals:
+                hit = self._store.overlapping_sample(conn, fleet_id, write.gpu_intervals)
+                if hit is not None:
+                    raise _overlap(hit.gpu_id, hit.start_ts, hit.stored_end, "already stored")
             raise ValueOutOfRange(
                 f"period {period}'s running totals would exceed {RUNNING_TOTAL_LIMIT}",
                 {"period": period},
