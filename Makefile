@@ -11,7 +11,7 @@ export SOLCX_BINARY_PATH := $(CURDIR)/tools/solc/bin
 # Keep solc-select (pulled in by slither) out of the home directory.
 export VIRTUAL_ENV := $(CURDIR)/$(VENV)
 
-.PHONY: install compile demo test test-contracts test-service test-web chromium lint slither fuzz bench clean
+.PHONY: install compile demo test test-contracts test-contracts-unit test-contracts-flows test-service test-web chromium lint slither fuzz bench clean
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -32,16 +32,16 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# The five parts run side by side (`make -j`): the service tests spend most
+# The six parts run side by side (`make -j`): the service tests spend most
 # of their time waiting (nodes, periods, block times: ~230 s of CPU in ~500 s),
 # while the contract tests (brownie, CPU-bound Python) and Slither use the
 # cores. Each part's output is printed in one piece when it ends
 # (--output-sync); `make test-contracts` etc. run one part alone. On a fresh
 # clone the set-up runs in the same `make -j`: pip and npm side by side.
-TEST_JOBS ?= 4
+TEST_JOBS ?= 6
 test:
 	$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=target \
-		lint slither test-contracts test-service test-web
+		lint slither test-contracts-unit test-contracts-flows test-service test-web
 
 # Once for both test parts, before either starts (brownie recompiles only
 # what changed; the service tests read build/contracts).
@@ -61,8 +61,15 @@ FUZZ_STEPS ?= 50
 fuzz: install
 	$(BIN)/python bench/security.py --examples $(FUZZ_EXAMPLES) --steps $(FUZZ_STEPS)
 
-test-contracts: install compile
-	$(BIN)/brownie test tests/unit tests/regressions tests/integration tests/stateful
+test-contracts: test-contracts-unit test-contracts-flows
+
+# Two brownie processes (each with its own anvil on a free port), so the
+# contract tests use both cores while the service tests wait on their nodes.
+test-contracts-unit: install compile
+	$(BIN)/brownie test tests/unit tests/regressions
+
+test-contracts-flows: install compile
+	$(BIN)/brownie test tests/integration tests/stateful
 
 test-service: install compile
 	$(BIN)/python -m pytest -p no:pytest-brownie tests/service tests/risk
