@@ -38,6 +38,7 @@ from gpucredit.audit.replay import replay
 from gpucredit.audit.report import write_report
 from gpucredit.audit.synthetic import synthetic_history
 from gpucredit.deployment import GpucreditError
+from gpucredit.protocol import CovenantSpec
 
 USD = 10**6
 DAY = 86_400
@@ -261,22 +262,7 @@ def test_dscr_rounds_down_ltv_rounds_up():
 # Covenants, coupon steps, remedies: one note on model objects
 # ---------------------------------------------------------------------------
 
-TERMS = m.CovenantTerms(
-    dscr_min_bps=12_500,
-    max_ltv_bps=7_500,
-    low_util_max_ltv_bps=6_500,
-    uptime_sla_bps=9_900,
-    step_down_util_bps=9_000,
-    step_down_periods=3,
-    step_down_bps=-200,
-    step_up_util_bps=6_000,
-    step_up_periods=1,
-    step_up_bps=300,
-    sweep_share_bps=5_000,
-    reserve_months=3,
-    cure_period=30 * DAY,
-    fee_per_period=5_000 * USD,
-)
+TERMS = m.CovenantTerms(*CovenantSpec().as_tuple())  # the seed terms
 
 
 def _tranche(address, size, spread, seniority, ref=430, floor=500, cap=2_500):
