@@ -84,9 +84,24 @@ class ArchiveChecks(ReplayBase):
         return kept
 
 
-def compare_with_chain(loaded: Loaded, chain_events: list[Event]) -> list[Mismatch]:
-    """Differences between an archived file and the chain's own logs, log by log."""
+# Header fields read from the chain: the chain they were taken from (the hash
+# of the last block read pins it), and what the export read with views.
+HEADER_FROM_CHAIN = ("chain_id", "from_block", "to_block", "head_hash", "terms", "parties")
+
+
+def compare_with_chain(
+    loaded: Loaded, chain_events: list[Event], chain_header: dict[str, Any] | None = None
+) -> list[Mismatch]:
+    """Differences between an archived file and the chain's own logs, log by
+    log, and (given the header of the same range read again from the chain)
+    between the two headers: `head_hash` (the hash of the archive's last
+    block), the chain id, the range, the terms and the parties."""
     out: list[Mismatch] = []
+    if chain_header is not None:
+        for name in HEADER_FROM_CHAIN:
+            if name in chain_header and loaded.header.get(name) != chain_header[name]:
+                where = {"block": chain_header.get("to_block", 0), "line": 1, "event": "header"}
+                out.append(_diff(where, name, chain_header[name], loaded.header.get(name)))
     on_chain = {(e["block"], e["log_index"]): e for e in chain_events}
     in_file: dict[tuple[int, int], Event] = {}
     for ev in loaded.events:
