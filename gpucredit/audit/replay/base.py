@@ -222,6 +222,39 @@ class ReplayBase:
     _tx_releases: dict[tuple[str, str], int]
     _tx_burns: dict[tuple[str, str], int]
     _tx_repaid: set[str]
+    # the last Transfer of each pair in the transaction: ("mint", tranche) or
+    # ("release" | "burn", tranche, holder) -> its event
+    _tx_transfers: dict[tuple[str, ...], Event]
+    _claims: dict[int, list[tuple[Event, str, str, str]]]
+    _last_set: dict[tuple[int, str], Event]  # (fleet, "signers" | "operator") -> last event
+    _asset: str | None
+
+    def _unpaired(self, ev: Event, key: tuple[str, ...], name: str, want: int, got: int) -> None:
+        """A `Transfer` and the event it pairs with (`DrawnDown`, `SharesClaimed`,
+        `EscrowedFaceClaimed`, `PrincipalRedeemed`) disagree: both lines are
+        reported, either may be the altered one."""
+        self._mismatch(ev, name, want, got)
+        transfer = self._tx_transfers.pop(key, None)
+        if transfer is not None:
+            self._mismatch(transfer, "value", f"{want} ({ev['event']})", got)
+
+    def _claim(self, ev: Event, note_id: int, role: str, name: str, value: str) -> None:
+        """Records who `ev` says holds `role` of a note (its operator, fee
+        recipient, trustee, issuer), for `_settle_claims` at the factory's
+        `NoteCreated`, which names every party of the note in the same
+        transaction."""
+        self._claims.setdefault(note_id, []).append((ev, role, name, value.lower()))
+
+    def _settle_claims(self, created: Event, note_id: int, parties: dict[str, str]) -> None:
+        """Each party a creation event named is the one `NoteCreated` names. Two
+        records of one fact that disagree are both reported: either may be the
+        altered one."""
+        for ev, role, name, value in self._claims.pop(note_id, []):
+            party = parties[role].lower()
+            self.fields_checked += 1
+            if party != value:
+                self._mismatch(ev, name, f"{party} (NoteCreated.{role})", value)
+                self._mismatch(created, role, f"{value} ({ev['event']}.{name})", party)
 
     def _begin(self, ev: Event) -> None:  # the orchestrator's
         raise NotImplementedError

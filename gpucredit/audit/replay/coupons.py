@@ -70,8 +70,9 @@ class CouponReplay(ReplayBase):
         face = h.balance + burned if t.state in (REPAID, WRITTEN_OFF) else 0
         self._require(ev, "something to redeem", amount or face, "NothingToClaim")
         self._check(ev, {"amount": amount, "faceBurned": face})
+        if face != burned:
+            self._unpaired(ev, ("burn", t.escrow, holder), "Transfer(burn)", face, burned)
         if face > burned:
-            self._mismatch(ev, "Transfer(burn)", face, burned)
             t.move(ts, holder, ZERO_ADDRESS, face - burned)
         h.principal_owed = 0
 
@@ -105,12 +106,14 @@ class CouponReplay(ReplayBase):
             self._require(ev, "mint only at drawdown, into escrow", ok, "unexpected mint")
             t.move(ts, ZERO_ADDRESS, receiver, value)
             self._tx_mints[t.escrow] = self._tx_mints.get(t.escrow, 0) + value
+            self._tx_transfers[("mint", t.escrow)] = ev
             return
         if sender == t.escrow:  # claimShares: face leaves escrow with what it earned
             self._verified(ev, receiver)
             t.release_from_escrow(ts, receiver, value)
             key = (t.escrow, receiver)
             self._tx_releases[key] = self._tx_releases.get(key, 0) + value
+            self._tx_transfers[("release", *key)] = ev
             return
         balance = t.holder(sender).balance
         self._require(
@@ -122,6 +125,7 @@ class CouponReplay(ReplayBase):
             t.move(ts, sender, ZERO_ADDRESS, value)
             key = (t.escrow, sender)
             self._tx_burns[key] = self._tx_burns.get(key, 0) + value
+            self._tx_transfers[("burn", *key)] = ev
             return
         self._require(ev, "not into escrow", receiver != t.escrow, "TransferToEscrow")
         self._verified(ev, receiver)

@@ -28,6 +28,8 @@ class EnforcementReplay(ReplayBase):
         """`disburseCapital()`: never more than the capital drawn and not yet disbursed."""
         s = self._servicer(ev)
         amount = int(ev["args"]["amount"])
+        operator = str(ev["args"]["operator"]).lower()
+        self._require(ev, "paid to the operator", operator == s.operator, f"to {operator}")
         drawn = sum(t.original for t in (s.senior, s.junior) if t is not None)
         disbursed = s.capital_disbursed + amount
         self._require(ev, "amount > 0", amount, "NothingToWithdraw")
@@ -46,35 +48,33 @@ class EnforcementReplay(ReplayBase):
         moved = note is not None and note.status == NOTE_STEPPED_IN
         self._require(ev, "liens transferred", moved, "LiensTransferred missing")
         self._check(ev, {"cashCollateralApplied": s.cash_collateral})
+        s.lienholder = trustee
         s.trapped += s.cash_collateral + s.reserve
         s.cash_collateral = 0
         s.reserve = 0
         s.status = STEPPED_IN
 
     def _withdrawn(self, ev: Event) -> None:
-        """Fees go to the fee recipient, released equity to the operator.
-
-        The event says whether the caller is the fee recipient; if it is also
-        the operator it takes both.
-        """
+        """`withdraw()` pays the caller what it is owed by role: the fee
+        recipient its fees, the operator released equity, the trustee that
+        stepped in the recoveries (one address may hold several roles);
+        `fees` says whether the caller is the fee recipient."""
         s = self._servicer(ev)
         a = ev["args"]
-        amount = _as_int(a["amount"])
-        if bool(a["fees"]):
-            if amount == s.fees_payable + s.equity_payable and s.equity_payable:
-                expected = s.fees_payable + s.equity_payable
-                s.equity_payable = 0
-            else:
-                expected = s.fees_payable
+        to = str(a["to"]).lower()
+        is_fees = to == s.fee_recipient
+        expected = 0
+        if is_fees:
+            expected += s.fees_payable
             s.fees_payable = 0
-        elif s.recovery_payable and amount == s.recovery_payable != s.equity_payable:
-            expected = s.recovery_payable  # the trustee after a wind-down
-            s.recovery_payable = 0
-        else:
-            expected = s.equity_payable
+        if to == s.operator:
+            expected += s.equity_payable
             s.equity_payable = 0
-        self._require(ev, "something to withdraw", expected, "NothingToWithdraw")
-        self._check(ev, {"amount": expected})
+        if s.lienholder and to == s.lienholder:
+            expected += s.recovery_payable
+            s.recovery_payable = 0
+        self._require(ev, f"something owed to {to}", expected, "NothingToWithdraw")
+        self._check(ev, {"amount": expected, "fees": is_fees})
 
     def _servicer_note_released(self, ev: Event) -> None:
         """`releaseCollateral()`: every tranche Repaid or Cancelled (a cancelled
@@ -121,6 +121,8 @@ class EnforcementReplay(ReplayBase):
         s = self._servicer(ev)
         trustee = str(ev["args"]["trustee"]).lower()
         self._require(ev, "trustee not zero", trustee != ZERO_ADDRESS.lower(), "TermsInvalid")
+        if not s.trustee:  # set by initialize(), in the factory's creation transaction
+            self._claim(ev, s.note_id, "trustee", "trustee", trustee)
         s.trustee = trustee
 
     def _late_cash_trapped(self, ev: Event) -> None:

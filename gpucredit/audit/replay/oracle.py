@@ -9,6 +9,7 @@ from gpucredit.audit.export import (
 from gpucredit.audit.model import (
     BPS,
     REPORTED,
+    ZERO_ADDRESS,
     Fleet,
     Report,
 )
@@ -28,6 +29,12 @@ class OracleReplay(ReplayBase):
         a = ev["args"]
         fleet_id = int(a["fleetId"])
         self._require(ev, "new fleet", fleet_id not in self.oracle.fleets, "FleetExists")
+        s = self.servicer_of_fleet.get(fleet_id)
+        self._require(ev, "the fleet of a note of the manifest", s, f"no note {fleet_id}")
+        if s is not None:  # the note's servicer reads the fleet's reports
+            self._check(ev, {"consumer": s.address})
+        self._last_set[(fleet_id, "operator")] = ev
+        self._last_set[(fleet_id, "registered")] = ev
         self.oracle.fleets[fleet_id] = Fleet(
             fleet_id=fleet_id,
             operator=str(a["operator"]),
@@ -51,6 +58,10 @@ class OracleReplay(ReplayBase):
         signers = list(a["signers"])
         quorum = int(a["quorum"])
         self._check(ev, {"signerVersion": fleet.signer_version + 1})
+        lowered = [str(x).lower() for x in signers]
+        distinct = ZERO_ADDRESS not in lowered and len(set(lowered)) == len(lowered)
+        self._require(ev, "signers distinct, none zero", distinct, "FleetConfigInvalid")
+        self._last_set[(fleet.fleet_id, "signers")] = ev
         problem = quorum_rule_violation(len(signers), quorum)
         rule = "quorum = 2f + 1, 3f + 1 <= signers <= 16"
         self._require(ev, rule, problem is None, problem or "QuorumRuleBroken")
@@ -104,6 +115,7 @@ class OracleReplay(ReplayBase):
         rule = "operator change by its deadline"
         self._require(ev, rule, _in_grace(pending, ev), "OperatorChangeExpired")
         fleet.operator = operator
+        self._last_set[(fleet.fleet_id, "operator")] = ev
 
     def _report_submitted(self, ev: Event) -> None:
         fleet = self._fleet(ev)
@@ -116,6 +128,9 @@ class OracleReplay(ReplayBase):
         self._require(ev, "period ended", ev["timestamp"] >= end, "PeriodNotEnded")
         observations = int(a["observations"])
         self._require(ev, "quorum", observations >= fleet.quorum, "QuorumNotMet")
+        signed = observations <= len(fleet.signers)
+        rule = "observations <= signers (one each)"
+        self._require(ev, rule, signed, f"{observations} of {len(fleet.signers)} signers")
         utilization, uptime = int(a["utilizationBps"]), int(a["uptimeBps"])
         in_range = utilization <= BPS and uptime <= BPS
         self._require(ev, "bps <= 10,000", in_range, "ValueOutOfRange")
@@ -131,3 +146,21 @@ class OracleReplay(ReplayBase):
         stale = fleet.is_stale(ev["timestamp"])
         self._require(ev, "period stale", stale, "PeriodNotStale")
         self._check(ev, self.oracle.mark_missed(fleet, ev["timestamp"]))
+
+    def _check_fleet_parties(self) -> None:
+        """The header's parties (the oracle's `fleet()` and `signers()` at the
+        archive's last block) are where each fleet's last `SignersChanged` and
+        last operator (`FleetRegistered` or `FleetOperatorChanged`) led."""
+        fleets = (self.header.get("parties") or {}).get("fleets") or {}
+        for key, party in fleets.items():
+            fleet = self.oracle.fleets.get(int(key))
+            signed = self._last_set.get((int(key), "signers"))
+            if fleet is None or signed is None:
+                self._mismatch({"line": 1}, f"parties.fleets.{key}", "a registered fleet", None)
+                continue
+            self._check(signed, {"signers": party["signers"], "quorum": party["quorum"]})
+            self._check(signed, {"signerVersion": party["signerVersion"]})
+            self._check(self._last_set[(int(key), "operator")], {"operator": party["operator"]})
+            grid = ("consumer", "genesis", "periodLength", "heartbeat")
+            registered = self._last_set[(int(key), "registered")]
+            self._check(registered, {name: party[name] for name in grid if name in party})

@@ -129,6 +129,7 @@ class RegistryReplay(ReplayBase):
         self._need_role(ev, ISSUER_ROLE, "ISSUER_ROLE", str(a["issuer"]))
         self.registry.note_count = max(self.registry.note_count + 1, note_id)
         self.registry.notes[note_id] = NoteCollateral(note_id, str(a["issuer"]))
+        self._claim(ev, note_id, "issuer", "issuer", str(a["issuer"]))
 
     def _note(self, ev: Event, note_id: int) -> NoteCollateral | None:
         note = self.registry.notes.get(note_id)
@@ -153,6 +154,13 @@ class RegistryReplay(ReplayBase):
         zero = ZERO_ADDRESS.lower()
         no_zero = zero not in (servicer, *tranches, *operators)
         self._require(ev, "no zero address", no_zero, "ZeroAddress")
+        # the manifest's contracts of this note, and the servicer's operator
+        s = self.servicer_of_fleet.get(note.note_id)
+        if s is not None:
+            wired = [t.escrow for t in s.tranches]
+            self._check(ev, {"servicer": s.address, "tranches": wired})
+            if s.operator:
+                self._check(ev, {"operators": [s.operator]})
         note.bound = True
         note.servicer = servicer
         note.tranches = tranches
@@ -326,5 +334,8 @@ class RegistryReplay(ReplayBase):
         note = self._note(ev, int(ev["args"]["noteId"]))
         if note is not None:
             self._require(ev, "note open", note.status == NOTE_OPEN, "NoteNotOpen")
+            s = self.servicer_of_fleet.get(note.note_id)
+            if s is not None:  # stepIn() transfers the liens to its caller, the trustee
+                self._check(ev, {"trustee": s.trustee})
             note.status = NOTE_STEPPED_IN
             note.lienholder = str(ev["args"]["trustee"])

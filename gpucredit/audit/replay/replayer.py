@@ -131,6 +131,10 @@ class Replayer(
         self._tx_releases: dict[tuple[str, str], int] = {}
         self._tx_burns: dict[tuple[str, str], int] = {}
         self._tx_repaid: set[str] = set()
+        self._claims = {}
+        self._tx_transfers = {}
+        self._last_set = {}
+        self._asset = None
         self._handlers: dict[tuple[str, str], Callable[[Event], None]] = {
             (REGISTRY, "DepreciationClassSet"): self._depreciation_class_set,
             (REGISTRY, "ModelSet"): self._model_set,
@@ -226,6 +230,7 @@ class Replayer(
             transactions += 1
             start = end
         self._end_tx()
+        self._check_fleet_parties()
         return ReplayResult(
             header=self.header,
             mismatches=self.mismatches,
@@ -246,6 +251,7 @@ class Replayer(
     def _end_tx(self) -> None:
         """Pairs that one call emits together: each half without the other is a mismatch."""
         if not (self._tx_mints or self._tx_releases or self._tx_burns or self._tx_repaid):
+            self._tx_transfers = {}
             return
         ev = self._tx_event
         if ev is not None:
@@ -263,6 +269,7 @@ class Replayer(
                     f"SharesClaimed by {holder} for the {value} face released",
                     "missing",
                 )
+                self._dangling(("release", tranche, holder), "SharesClaimed")
             for (tranche, holder), value in self._tx_burns.items():
                 self._mismatch(
                     dict(ev, contract=TRANCHE, address=tranche, event="PrincipalRedeemed"),
@@ -270,6 +277,7 @@ class Replayer(
                     f"PrincipalRedeemed by {holder} with the burn of {value}",
                     "missing",
                 )
+                self._dangling(("burn", tranche, holder), "PrincipalRedeemed")
             for tranche in self._tx_repaid:
                 self._mismatch(
                     dict(ev, contract=TRANCHE, address=tranche, event="Paid"),
@@ -278,9 +286,16 @@ class Replayer(
                     "missing",
                 )
         self._tx_mints = {}
+        self._tx_transfers = {}
         self._tx_releases = {}
         self._tx_burns = {}
         self._tx_repaid = set()
+
+    def _dangling(self, key: tuple[str, ...], pair: str) -> None:
+        """The `Transfer` of a pair whose other half is missing, at its own line."""
+        transfer = self._tx_transfers.get(key)
+        if transfer is not None:
+            self._mismatch(transfer, "to", f"the holder of a {pair} in this transaction", key[-1])
 
     def _transaction(self, group: list[Event]) -> None:
         if len(group) == 1 and group[0]["event"] not in _ANCHORS:

@@ -4,6 +4,7 @@ fills, refunds, drawdown."""
 from __future__ import annotations
 
 from gpucredit.audit.export import (
+    STABLECOIN,
     Event,
 )
 from gpucredit.audit.model import (
@@ -14,6 +15,7 @@ from gpucredit.audit.model import (
     REPAID,
     SUBSCRIPTION,
     WRITTEN_OFF,
+    ZERO_ADDRESS,
     ceil_div,
 )
 from gpucredit.audit.replay.base import (
@@ -34,6 +36,16 @@ class SubscriptionReplay(ReplayBase):
         rate = min(max(rate, t.terms.floor_rate_bps), t.terms.cap_rate_bps)
         terms = dict(self._raw_tranche_terms[ev["address"].lower()])
         self._check(ev, {"terms": terms, "rateBps": rate})
+        # the tranche pays its SPV (the note's servicer) in the deployment's stablecoin
+        servicer = self.servicer_of[t.escrow]
+        asset = (
+            self.manifest.contracts.get(STABLECOIN)
+            or (self.header.get("parties") or {}).get("asset")
+            or self._asset
+            or str(ev["args"]["asset"])
+        )
+        self._asset = asset
+        self._check(ev, {"spv": servicer.address, "asset": asset})
 
     def _note_created(self, ev: Event) -> None:
         """The factory's creation event: the note's servicer and tranches are
@@ -54,8 +66,8 @@ class SubscriptionReplay(ReplayBase):
         for address in [servicer, *tranches]:
             same_tx = inits.get(address) == ev["tx"]
             self._require(ev, f"{address} wired at creation", same_tx, "initialised elsewhere")
-        trustee = str(a["trustee"]).lower()
-        self._require(ev, "trustee set", trustee == s.trustee, f"trustee {s.trustee}")
+        roles = ("operator", "feeRecipient", "trustee", "issuer")
+        self._settle_claims(ev, s.note_id, {role: str(a[role]) for role in roles})
 
     def _servicer_initialised(self, ev: Event) -> None:
         """The covenant terms a servicer announced at deployment are the ones replayed."""
@@ -65,6 +77,13 @@ class SubscriptionReplay(ReplayBase):
         junior = servicer.junior.address if servicer.junior is not None else "0x" + "00" * 20
         self._check(ev, {"noteId": servicer.note_id, "terms": terms})
         self._check(ev, {"senior": servicer.senior.address, "junior": junior})
+        a = ev["args"]
+        servicer.operator = str(a["operator"]).lower()
+        servicer.fee_recipient = str(a["feeRecipient"]).lower()
+        parties = (("operator", servicer.operator), ("feeRecipient", servicer.fee_recipient))
+        for role, address in parties:
+            self._require(ev, f"{role} not zero", address != ZERO_ADDRESS, "ZeroAddress")
+            self._claim(ev, servicer.note_id, role, role, address)
 
     def _deposit_request(self, ev: Event) -> None:
         t = self._tranche(ev)
@@ -144,7 +163,8 @@ class SubscriptionReplay(ReplayBase):
         self._check(ev, {"shares": shares, "refunded": refunded})
         released = self._tx_releases.pop((t.escrow, controller), 0)
         if released != shares:
-            self._mismatch(ev, "Transfer(escrow)", shares, released)
+            key = ("release", t.escrow, controller)
+            self._unpaired(ev, key, "Transfer(escrow)", shares, released)
 
     def _escrowed_face_claimed(self, ev: Event) -> None:
         """`claimCoupon()` / `redeem()` first move the holder's face out of escrow."""
@@ -160,7 +180,8 @@ class SubscriptionReplay(ReplayBase):
         self._check(ev, {"shares": fill[0]})
         released = self._tx_releases.pop((t.escrow, holder), 0)
         if released != fill[0]:
-            self._mismatch(ev, "Transfer(escrow)", fill[0], released)
+            key = ("release", t.escrow, holder)
+            self._unpaired(ev, key, "Transfer(escrow)", fill[0], released)
         fill[0] = 0
 
     def _drawn_down(self, ev: Event) -> None:
@@ -191,7 +212,7 @@ class SubscriptionReplay(ReplayBase):
         self._require(ev, "conditions precedent", ok, "ConditionsPrecedentNotMet")
         minted = self._tx_mints.pop(t.escrow, 0)
         if minted != principal:
-            self._mismatch(ev, "Transfer(mint)", principal, minted)
+            self._unpaired(ev, ("mint", t.escrow), "Transfer(mint)", principal, minted)
         t.state = ACTIVE
         t.last_accrual_at = ts
         t.outstanding = principal
