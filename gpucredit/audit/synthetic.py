@@ -349,6 +349,17 @@ class _Story:
             factory=self.admin,
         )
         w.transaction()
+        w.emit(
+            SERVICER,
+            note.servicer,
+            "ServicerInitialised",
+            noteId=note.note_id,
+            senior=note.senior,
+            junior=note.junior,
+            operator=self.operator,
+            feeRecipient=self.fees,
+            terms={},  # the header's, written by the replay
+        )
         w.emit(SERVICER, note.servicer, "TrusteeSet", trustee=self.trustee)
         for tranche in (note.senior, note.junior):
             w.transaction()
