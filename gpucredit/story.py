@@ -16,7 +16,7 @@ step-up): the lie is submitted with the honest observations and outvoted, the
 stored figures are the honest ones. In a recovery period another signer is
 down: the other three still make the quorum and the report lands.
 
-`make demo` (gpucredit/demo.py) tells it through the oracle nodes and the
+`make demo` (gpucredit/demo/) tells it through the oracle nodes and the
 CLI; `scripts/demo.py` and the auditor's replay test play it directly on the
 contracts with `play_year` (brownie; needs a loaded project).
 """
