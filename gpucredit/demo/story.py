@@ -19,10 +19,13 @@ from typing import Any
 
 import yaml
 from eth_account import Account
+from web3.logs import DISCARD
 
 from gpucredit.chain import Client
+from gpucredit.demo.archive import write_archive
 from gpucredit.demo.commands import Cli, amount_arg
-from gpucredit.demo.display import Display, pct, usd
+from gpucredit.demo.display import Display, dscr, pct, usd
+from gpucredit.demo.ledger import check_ledger, count
 from gpucredit.demo.processes import (
     ATTESTOR,
     DEPLOYER,
@@ -109,7 +112,16 @@ def load_make_fleet():
 
 
 class Demo:
-    """One run: the processes it started, the note, and the rows of its year."""
+    """One run: the processes it started, the note, and the rows of its year.
+
+    This class tells the good year (`STORY`); `default.DefaultDemo` the bad one.
+    """
+
+    name = "good"
+    story: list[tuple[Any, Any, str]] = STORY
+    lying_period: int | None = LYING_PERIOD
+    down_period: int | None = DOWN_PERIOD
+    refinancing_period: int | None = len(STORY) - 1
 
     def __init__(self, run_dir: Path, display: Display, period_timeout: float) -> None:
         self.run_dir = run_dir
@@ -292,6 +304,15 @@ class Demo:
             f"{s} {usd(t['principal'])}" for s, t in closed["tranches"].items() if t["drawn"]
         )
         self.step(f"issuer closed the subscription window, fulfilled and drew down: {drawn}")
+        # the capital drawn sits in the servicer (the SPV's account) until the operator takes
+        # it to pay for the GPUs: from here on the servicer holds only what the note allocates
+        receipt = self.client.send(
+            self.servicer.functions.disburseCapital(), self.accounts[OPERATOR], "disburse"
+        )
+        paid = self.servicer.events.CapitalDisbursed().process_receipt(receipt, errors=DISCARD)
+        amount = paid[0]["args"]["amount"]
+        self.summary["capital_disbursed"] = amount
+        self.step(f"operator took the drawn capital ({usd(amount)}) from the servicer")
         self.subscriptions = []
         for row, _, amount in SUBSCRIPTIONS:
             claims = self.cli(
@@ -318,7 +339,7 @@ class Demo:
     # ---- the year ---------------------------------------------------------
 
     def run_period(self, period: int, pending_events: list[str]) -> Row:
-        utilization, uptime, story = STORY[period]
+        utilization, uptime, story = self.story[period]
         started = time.monotonic()
         start = self.genesis + period * self.period_length
         end = start + self.period_length
@@ -328,10 +349,10 @@ class Demo:
         path.parent.mkdir(exist_ok=True)
         path.write_text(json.dumps(telemetry_batch(period, start, utilization, uptime), indent=1))
         events = list(pending_events)
-        if period == DOWN_PERIOD:
+        if period == self.down_period:
             self.stop_node(DOWN_NODE)
             events.append(f"{DOWN_NODE} down")
-        lying = period == LYING_PERIOD
+        lying = period == self.lying_period
         honest_urls = [
             u
             for n, u in zip(NODE_NAMES, self.nodes.urls, strict=True)
@@ -355,7 +376,7 @@ class Demo:
             str(self.note_id),
             amount_arg(period_revenue(utilization)),
         )
-        if period == len(STORY) - 1:
+        if period == self.refinancing_period:
             self.cli(
                 "operator", "pay-revenue", "--note", str(self.note_id), amount_arg(REFINANCING)
             )
@@ -365,7 +386,7 @@ class Demo:
         self.wait_closed(period, end)
         if lying:
             events.append(self.outvoted(period))
-        if period == DOWN_PERIOD:
+        if period == self.down_period:
             self.restart_node(DOWN_NODE)
             events.append(f"{DOWN_NODE} restarted")
         return read_row(self.contracts, period, story, events, time.monotonic() - started)
@@ -450,22 +471,77 @@ class Demo:
 
     def year(self) -> None:
         pending: list[str] = []
-        for period in range(len(STORY)):
+        for period in range(len(self.story)):
             row = self.run_period(period, pending)
-            self.rows.append(row)
+            self.closed(row)
             pending = []
-            dscr = "max" if row.dscr_bps >= 2**32 - 1 else f"{row.dscr_bps / 10_000:.2f}x"
-            self.step(
-                f"period {period:>2} ({row.story}): utilization {pct(row.utilization_bps)}, "
-                f"report by {row.report_by} ({row.observations} of 4 signatures), closed by "
-                f"{row.closed_by}; DSCR {dscr}, senior {pct(row.senior_rate_bps, 2)} "
-                f"[{row.seconds:.1f} s]"
-            )
             required, _ = self.servicer.functions.topUp().call()
             if required:
                 pending.append(self.cure())
 
+    def closed(self, row: Row) -> None:
+        """Records and prints a closed period."""
+        self.rows.append(row)
+        if row.report_status == "missed":
+            oracle = f"report missed (marked by {row.report_by})"
+        else:
+            oracle = f"report by {row.report_by} ({row.observations} of 4 signatures)"
+        self.step(
+            f"period {row.period:>2} ({row.story}): utilization {pct(row.utilization_bps)}, "
+            f"{oracle}, closed by {row.closed_by}; DSCR {dscr(row.dscr_bps)}, senior "
+            f"{pct(row.senior_rate_bps, 2)} [{row.seconds:.1f} s]"
+        )
+
     def maturity(self) -> None:
+        """The notes are repaid: the collateral is released, everyone takes what is theirs."""
+        self.client.send(
+            self.servicer.functions.releaseCollateral(),
+            self.accounts[ISSUER],
+            "release the collateral",
+        )
+        self.step("issuer released the collateral (every tranche repaid): liens freed")
+        self.settle_up()
+        status = self.cli("issuer", "status", str(self.note_id))
+        self.summary["tranches"] = {t["symbol"]: t["state"] for t in status["tranches"]}
+        self.summary["collateral_status"] = status["collateral_status"]
+        self.step(
+            "lenders redeemed and claimed their coupons "
+            f"({', '.join(f'{s} {state}' for s, state in self.summary['tranches'].items())}, "
+            f"collateral {status['collateral_status']})"
+        )
+
+    def settle_up(self) -> None:
+        """Every stablecoin unit ends somewhere: what the servicer and the tranches hold is
+        claimable by named parties (checked before they take it, and after: only rounding
+        dust is left); the lenders redeem and claim their coupons, then the fee recipient,
+        the operator and the trustee withdraw what the servicer owes them."""
+        before = self.ledger()
+        check_ledger(before, "once the note is released")
+        self.claims()
+        withdrawals = []
+        for role, account in self.parties().items():
+            owed = self.servicer.functions.withdrawable(account.address).call()
+            if not owed:
+                continue
+            self.client.send(self.servicer.functions.withdraw(), account, f"{role} withdraws")
+            withdrawals.append({"party": role, "address": account.address, "amount": owed})
+            self.step(f"{role} withdrew {usd(owed)} from the servicer")
+        after = self.ledger()
+        check_ledger(after, "after every claim and withdrawal")
+        self.summary["withdrawals"] = withdrawals
+        self.summary["ledger"] = {"released": before, "settled": after}
+
+    def ledger(self) -> dict[str, Any]:
+        return count(
+            self.client.core("stablecoin"),
+            self.servicer,
+            self.tranches,
+            self.parties(),
+            self.lenders,
+        )
+
+    def claims(self) -> None:
+        """Each lender redeems its principal and claims its coupons (CLI)."""
         lenders = []
         for row, _, _ in SUBSCRIPTIONS:
             key = self.lender_keys[row]
@@ -481,19 +557,16 @@ class Demo:
                         "coupons_claimed": paid,
                     }
                 )
-        self.client.send(
-            self.servicer.functions.releaseCollateral(),
-            self.accounts[ISSUER],
-            "release the collateral",
-        )
-        status = self.cli("issuer", "status", str(self.note_id))
         self.summary["lenders"] = lenders
-        self.summary["tranches"] = {t["symbol"]: t["state"] for t in status["tranches"]}
-        self.summary["collateral_status"] = status["collateral_status"]
-        self.step(
-            "lenders redeemed and claimed their coupons; collateral released "
-            f"({', '.join(f'{s} {state}' for s, state in self.summary['tranches'].items())})"
-        )
+
+    def parties(self) -> dict[str, Any]:
+        """The servicer's named payees: fee recipient (the issuer, as the term sheet
+        leaves it), operator (equity) and trustee (recovery after a wind-down)."""
+        return {
+            "fee recipient": self.accounts[ISSUER],
+            "operator": self.accounts[OPERATOR],
+            "trustee": self.accounts[TRUSTEE],
+        }
 
     # ---- run --------------------------------------------------------------
 
@@ -512,12 +585,23 @@ class Demo:
         self.timings["setup"] = time.monotonic() - began
         self.year()
         self.maturity()
+        self.timings["year"] = time.monotonic() - began - self.timings["setup"]
+        archived = time.monotonic()
+        self.archive = write_archive(self.client.w3, self.manifest, self.run_dir)
+        self.summary["archive"] = self.archive.to_dict()
         self.timings["total"] = time.monotonic() - began
-        self.timings["year"] = self.timings["total"] - self.timings["setup"]
+        self.timings["archive"] = time.monotonic() - archived
         self.write_timeline()
+
+    def wait_for_ctrl_c(self) -> None:
+        """--keep: the chain and the nodes run until Ctrl-C (KeyboardInterrupt)."""
+        while True:
+            self.supervisor.check()
+            time.sleep(0.5)
 
     def write_timeline(self) -> None:
         data = {
+            "story": self.name,
             "note_id": self.note_id,
             "rows": [row.__dict__ for row in self.rows],
             "summary": self.summary,
@@ -531,4 +615,8 @@ class Demo:
         found.update({name: f"{name}/node.log" for name in NODE_NAMES})
         found["telemetry"] = "telemetry/"
         found["manifest"] = "deployments/31337.json"
+        found["archive"] = "audit/events.jsonl"
+        found["audit_manifest"] = "audit/manifest.json"
+        found["report"] = "audit/audit.html"
+        found["index"] = "index.sqlite"
         return found

@@ -51,7 +51,8 @@ class Row:
     principal: int
     breaches: list[str]
     observations: int
-    report_by: str
+    report_status: str  # "reported", or "missed" (no quorum by the heartbeat: marked missed)
+    report_by: str  # the node that posted the report, or marked it missed
     closed_by: str
     seconds: float
     events: list[str] = field(default_factory=list)
@@ -75,9 +76,19 @@ def read_row(
     waterfall = logs("WaterfallDistributed")[0]["args"]["result"]
     topup = logs("TopUpRequired")
     cured = logs("TopUpCured")
-    report = note.oracle.events.ReportSubmitted().get_logs(
-        from_block=note.block, argument_filters={"fleetId": note.note_id, "period": period}
-    )[0]
+    filters = {"fleetId": note.note_id, "period": period}
+    submitted = note.oracle.events.ReportSubmitted().get_logs(
+        from_block=note.block, argument_filters=filters
+    )
+    if submitted:
+        status, observations = "reported", submitted[0]["args"]["observations"]
+        by = submitted[0]["args"]["submitter"]
+    else:
+        missed = note.oracle.events.ReportMissed().get_logs(
+            from_block=note.block, argument_filters=filters
+        )
+        status, observations = "missed", 0
+        by = w3.eth.get_transaction(missed[0]["transactionHash"])["from"]
     block = receipt["blockNumber"]
     senior, junior = list(note.tranches.values())
     row = Row(
@@ -101,12 +112,15 @@ def read_row(
         equity_blocked=result["equityBlocked"],
         principal=waterfall["seniorPrincipal"] + waterfall["juniorPrincipal"],
         breaches=breach_names(result["breaches"]),
-        observations=report["args"]["observations"],
-        report_by=note.signer_name(report["args"]["submitter"]),
+        observations=observations,
+        report_status=status,
+        report_by=note.signer_name(by),
         closed_by=note.signer_name(receipt["from"]),
         seconds=round(seconds, 2),
         events=events,
     )
+    if status == "missed":
+        row.events.append("no report: marked missed")
     if row.old_step_bps != row.new_step_bps:
         row.events.append(f"coupon step {row.old_step_bps:+d} -> {row.new_step_bps:+d} bps")
     if row.top_up_due:
