@@ -25,8 +25,9 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# make demo [STORY=good|default] [KEEP=1]: see gpucredit/demo/__init__.py
 demo: install
-	$(BIN)/python -m gpucredit.demo
+	$(BIN)/python -m gpucredit.demo $(if $(STORY),--story $(STORY)) $(if $(KEEP),--keep)
 
 lint: install
 	$(BIN)/ruff check .

@@ -16,7 +16,11 @@ step-up): the lie is submitted with the honest observations and outvoted, the
 stored figures are the honest ones. In a recovery period another signer is
 down: the other three still make the quorum and the report lands.
 
-`make demo` (gpucredit/demo.py) tells it through the oracle nodes and the
+`DEFAULT_STORY` is the bad year (`make demo STORY=default`): a demand shock
+meets a lapsed cure, default, trustee step-in, a wind-down with a loss to the
+junior tranche.
+
+`make demo` (gpucredit/demo/) tells it through the oracle nodes and the
 CLI; `scripts/demo.py` and the auditor's replay test play it directly on the
 contracts with `play_year` (brownie; needs a loaded project).
 """
@@ -46,6 +50,25 @@ STORY: list[tuple[int, int, str]] = [  # (utilization bps, uptime bps, what happ
     (9_300, 9_980, "strong demand"),
     (9_400, 9_980, "strong demand, maturity"),
 ]
+# The bad year (`make demo STORY=default`): the same note, the same lenders. A demand
+# shock meets a lapsed cure: utilization collapses, the top-up required at the shock is
+# never cured, default is declared once its 30-day cure period lapses, the trustee steps
+# in (the liens move to it), the operator walks away (no telemetry: the next period's
+# report is missed), the trustee sells the fleet and winds the note down: the wind-down
+# waterfall pays senior first, the junior tranche takes the loss, the liens are released.
+# A None utilization: no telemetry at all that period (the report is missed).
+DEFAULT_STORY: list[tuple[int | None, int | None, str]] = [
+    (9_200, 9_960, "strong demand"),
+    (9_100, 9_950, "strong demand"),
+    (5_000, 9_900, "demand shock"),
+    (3_000, 9_800, "utilization collapses"),
+    (None, None, "operator gone: report missed"),
+]
+DEFAULT_SHOCK_PERIOD = 2  # the top-up is required at this close and never cured
+DEFAULT_MISSED_PERIOD = 4  # no telemetry: the nodes mark the report missed
+# What the trustee's sale of the 1,000 GPUs fetches ($25M at pledge): enough for the
+# senior tranche's principal and interest, not for the junior's: the junior takes the loss.
+FIRE_SALE = 14_600_000 * USD
 QUORUM = 3  # 2f + 1 of four signers: one may lie or be down (f = 1)
 LYING_SIGNER, LYING_PERIOD = 3, 4  # signer index, period: claims the shock never happened
 LIE = (9_500, 10_000)  # utilization, uptime the lying signer signs

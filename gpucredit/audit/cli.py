@@ -278,6 +278,7 @@ def replay_command(
     try:
         if events is not None:
             loaded = read_jsonl(events)
+            replayed = loaded.events
             source = str(events)
             result = replay(loaded)
             if verify_chain:
@@ -312,6 +313,7 @@ def replay_command(
                 build_dir=build_dir,
             )
             source = f"{rpc} (chain {exported.header['chain_id']})"
+            replayed = exported.events
             result = replay_events(exported.header, exported.events)
         else:
             raise AuditError("give --events FILE, or --rpc (with --manifest)")
@@ -325,7 +327,7 @@ def replay_command(
     if report_dir is not None:
         from gpucredit.audit.report import write_report
 
-        paths = write_report(result, report_dir, source=source, decimals=decimals)
+        paths = write_report(result, report_dir, source=source, decimals=decimals, events=replayed)
         out.print(f"report: {paths['markdown']} and {paths['html']}")
     if json_out is not None:
         payload = {

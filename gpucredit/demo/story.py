@@ -1,0 +1,622 @@
+"""The demo's story, told with the CLI: set-up, the note, the year, maturity.
+
+The story itself (figures, who lies, who is down) is gpucredit/story.py; this
+module plays it through the processes of `processes.py` and the commands of
+`commands.py`, and reads each close back into a timeline row (`timeline.py`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import importlib.util
+import json
+import os
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import yaml
+from eth_account import Account
+from web3.logs import DISCARD
+
+from gpucredit.chain import Client
+from gpucredit.demo.archive import write_archive
+from gpucredit.demo.commands import Cli, amount_arg
+from gpucredit.demo.display import Display, dscr, pct, usd
+from gpucredit.demo.ledger import check_ledger, count
+from gpucredit.demo.processes import (
+    ATTESTOR,
+    DEPLOYER,
+    ISSUER,
+    NODE_NAMES,
+    OPERATOR,
+    QUORUM_NUDGE_AFTER,
+    QUORUM_WAIT_SECONDS,
+    REPO,
+    SETTLE_SECONDS,
+    TRUSTEE,
+    DemoError,
+    OracleNodes,
+    Supervisor,
+    deploy,
+    dev_account,
+    start_chain,
+)
+from gpucredit.demo.timeline import NoteContracts, Row, read_row
+from gpucredit.story import (  # the story the demo tells: gpucredit/story.py
+    CURE_GPUS,
+    DOWN_PERIOD,
+    GPUS,
+    LIE,
+    LYING_PERIOD,
+    REFINANCING,
+    STORY,
+    SUBSCRIPTIONS,
+    USD,
+    period_revenue,
+)
+
+DAY = 86_400
+CHALLENGE_WINDOW = 3 * DAY  # CollateralRegistry.CHALLENGE_WINDOW
+LYING_NODE = "node-d"  # signs doctored figures in LYING_PERIOD
+DOWN_NODE = "node-c"  # stopped for DOWN_PERIOD, restarted after its report
+
+
+def telemetry_batch(period: int, start: int, utilization: int, uptime: int) -> dict[str, Any]:
+    """One period's metering as the operator uploads it: a fleet sample per day
+    (utilization varies day to day around the period's figure, which it averages
+    exactly) and three customer invoices."""
+    samples = []
+    for day in range(30):
+        swing = (day // 2 * 37) % 160 * (1 if day % 2 == 0 else -1)  # pairs cancel out
+        samples.append(
+            {
+                "ts": start + day * DAY,
+                "interval_seconds": DAY,
+                "gpu_count": GPUS,
+                "gpu_hours_available": str(GPUS * 24),
+                "gpu_hours_used": str(Decimal(GPUS * 24 * (utilization + swing)) / 10_000),
+                "uptime_seconds": -(-DAY * uptime // 10_000),  # rounded up: floors back to uptime
+            }
+        )
+    revenue = period_revenue(utilization)
+    take_or_pay, reserved = revenue // 2, revenue * 3 // 10
+    invoices = [
+        (5, "Acme AI", "take_or_pay", take_or_pay),
+        (15, "Borealis Labs", "reserved", reserved),
+        (28, "spot market", "spot", revenue - take_or_pay - reserved),
+    ]
+    return {
+        "samples": samples,
+        "revenue": [
+            {
+                "ts": start + day * DAY,
+                "invoice_id": f"INV-{period + 1:02d}-{i + 1}",
+                "amount": amount,
+                "customer": customer,
+                "contract_type": kind,
+            }
+            for i, (day, customer, kind, amount) in enumerate(invoices)
+        ],
+    }
+
+
+def load_make_fleet():
+    spec = importlib.util.spec_from_file_location("make_fleet", REPO / "examples" / "make_fleet.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Demo:
+    """One run: the processes it started, the note, and the rows of its year.
+
+    This class tells the good year (`STORY`); `default.DefaultDemo` the bad one.
+    """
+
+    name = "good"
+    story: list[tuple[Any, Any, str]] = STORY
+    lying_period: int | None = LYING_PERIOD
+    down_period: int | None = DOWN_PERIOD
+    refinancing_period: int | None = len(STORY) - 1
+
+    def __init__(self, run_dir: Path, display: Display, period_timeout: float) -> None:
+        self.run_dir = run_dir
+        self.display = display
+        self.step = display.step
+        self.period_timeout = period_timeout
+        self.supervisor = Supervisor(run_dir)
+        self.rows: list[Row] = []
+        self.summary: dict[str, Any] = {}
+        self.timings: dict[str, float] = {}
+        self.accounts = {i: dev_account(i) for i in range(10)}
+        self.node_accounts = [Account.create() for _ in NODE_NAMES]
+        self.note_id = 0
+
+    # ---- set-up -----------------------------------------------------------
+
+    def start_chain(self) -> None:
+        self.chain, child = start_chain(self.supervisor, self.run_dir)
+        self.step(f"anvil on {self.chain.url} (pid {child.proc.pid}, chain id 31337)")
+
+    def deploy(self) -> None:
+        roles = {
+            "issuers": [self.accounts[ISSUER].address],
+            "operators": [self.accounts[OPERATOR].address],
+            "attestors": [self.accounts[ATTESTOR].address],
+            "trustee": self.accounts[TRUSTEE].address,
+            "oracle_signers": [a.address for a in self.node_accounts],
+            "stablecoin": "mock",
+            "deployments_dir": str(self.run_dir / "deployments"),
+        }
+        manifest = deploy(self.supervisor, self.chain, self.run_dir, roles)
+        self.manifest = manifest
+        self.client = Client.connect(self.chain.url, manifest)
+        contracts = self.client.manifest.contracts
+        self.step(
+            f"deployed with scripts/deploy.py: oracle {contracts['telemetry_oracle'].address}, "
+            f"registry {contracts['collateral_registry'].address} (manifest {manifest})"
+        )
+
+    def start_nodes(self) -> None:
+        self.nodes = OracleNodes(self.supervisor, self.chain, self.run_dir, self.node_accounts)
+        self.nodes.start(self.client.manifest.contracts["telemetry_oracle"].address)
+
+    def wait_for_nodes(self) -> None:
+        self.nodes.wait(self.step)
+
+    def fund(self) -> None:
+        usd_token = self.client.core("stablecoin")
+        deployer = self.accounts[DEPLOYER]
+        for address in [*self.lenders, self.accounts[OPERATOR].address]:
+            self.client.send(
+                usd_token.functions.mint(address, 50_000_000 * USD), deployer, "mint mock USDC"
+            )
+
+    def setup_keys(self) -> None:
+        os.environ["GPUCREDIT_ISSUER_KEY"] = self.accounts[ISSUER].key.hex()
+        os.environ["GPUCREDIT_OPERATOR_KEY"] = self.accounts[OPERATOR].key.hex()
+        os.environ["GPUCREDIT_ATTESTOR_KEY"] = self.accounts[ATTESTOR].key.hex()
+        with (REPO / "examples" / "lenders.csv").open() as handle:
+            rows = list(csv.DictReader(handle))
+        by_address = {a.address.lower(): a for a in self.accounts.values()}
+        self.lenders: list[str] = []
+        self.lender_keys: list[str] = []
+        for i, row in enumerate(rows):
+            account = by_address.get(row["address"].strip().lower())
+            if account is None:
+                raise DemoError(
+                    f"examples/lenders.csv row {i + 2}: {row['address']} is not one of anvil's "
+                    "development accounts, so the demo has no key for it"
+                )
+            variable = f"GPUCREDIT_DEMO_LENDER_{i + 1}_KEY"
+            os.environ[variable] = account.key.hex()
+            self.lenders.append(account.address)
+            self.lender_keys.append(variable)
+
+    # ---- the note ---------------------------------------------------------
+
+    def termsheet(self) -> Path:
+        """examples/termsheet.yaml with one change: bullet senior principal. The
+        example amortizes a third of the senior tranche at days 180, 270 and 360,
+        which a $265k-a-month fleet cannot pay out of revenue; the seeds' story is
+        a bullet note refinanced at maturity."""
+        data = yaml.safe_load((REPO / "examples" / "termsheet.yaml").read_text())
+        for tranche in data["tranches"]:
+            tranche.pop("amortization", None)
+        data["amortization"] = "bullet"
+        path = self.run_dir / "termsheet.yaml"
+        header = "# examples/termsheet.yaml, with bullet senior principal (written by the demo)\n"
+        path.write_text(header + yaml.safe_dump(data, sort_keys=False))
+        return path
+
+    def create_note(self) -> None:
+        self.cli = Cli(self.chain.url, self.manifest, (self.run_dir / "cli.log").open("a"))
+        note = self.cli("issuer", "create-note", str(self.termsheet()))
+        self.note_id = note["note_id"]
+        self.genesis, self.maturity_at = note["subscription_end"], note["maturity"]
+        self.client.reload_manifest()
+        record = self.client.manifest.note(self.note_id)
+        self.period_length = record.fleet.period_length
+        self.quorum = record.fleet.quorum
+        self.servicer = self.client.record(record.servicer)
+        self.tranches = {s: self.client.record(r) for s, r in record.tranches.items()}
+        self.oracle = self.client.core("telemetry_oracle")
+        self.note_block = record.block
+        self.contracts = NoteContracts(
+            w3=self.client.w3,
+            note_id=self.note_id,
+            block=self.note_block,
+            servicer=self.servicer,
+            tranches=self.tranches,
+            oracle=self.oracle,
+            signer_name=self.nodes.name_of,
+        )
+        symbols = ", ".join(note["tranches"])
+        self.step(
+            f"issuer created note {self.note_id} ({symbols}) from the example term sheet: "
+            f"servicer {note['servicer']}, oracle quorum {self.quorum} of {len(note['signers'])} "
+            "signers"
+        )
+        listed = self.cli(
+            "issuer", "whitelist", str(REPO / "examples" / "lenders.csv"), "--days", "730"
+        )
+        self.step(
+            f"issuer whitelisted {len(listed['whitelisted'])} lenders from examples/lenders.csv"
+        )
+
+    def subscribe(self) -> None:
+        for row, tranche, amount in SUBSCRIPTIONS:
+            self.cli(
+                "lender",
+                "subscribe",
+                str(self.note_id),
+                amount_arg(amount),
+                "--tranche",
+                tranche,
+                key_env=self.lender_keys[row],
+            )
+        asked = ", ".join(
+            f"{self.lenders[r][:8]} {usd(amount)} {tranche}" for r, tranche, amount in SUBSCRIPTIONS
+        )
+        self.step(f"lenders subscribed: {asked}")
+
+    def pledge(self, count: int, prefix: str, folder: str) -> dict[str, Any]:
+        """Writes a fleet CSV (examples/make_fleet.py), registers, attests, returns the batch."""
+        make_fleet = load_make_fleet()
+        in_service = self.chain.now() - 30 * DAY
+        fleet_csv = make_fleet.write_fleet(
+            self.run_dir / folder, count, prefix=prefix, in_service=in_service
+        )
+        batch_file = fleet_csv.with_name("fleet.batch.json")
+        batch = self.cli(
+            "operator",
+            "register",
+            str(fleet_csv),
+            "--note",
+            str(self.note_id),
+            "--out",
+            str(batch_file),
+        )
+        self.cli("attestor", "attest", str(batch["batch_id"]), "--batch-file", str(batch_file))
+        batch["csv"] = str(fleet_csv)
+        return batch
+
+    def collateralize_and_draw(self) -> None:
+        batch = self.pledge(GPUS, "H100-", "fleet")
+        pledged = self.cli(
+            "operator", "pledge", str(batch["batch_id"]), "--note", str(self.note_id)
+        )
+        self.step(
+            f"operator registered {batch['gpus']:,} GPUs from {batch['csv']} (one batch, root "
+            f"{batch['root'][:12]}..., {batch['transactions']} transactions), attestor attested, "
+            f"operator pledged (counts after the 3-day challenge window): collateral "
+            f"{usd(pledged['note_collateral_value'])}"
+        )
+        # the window closes only at its end (fixed once lenders commit): the
+        # issuer closes it then and draws down
+        self.chain.warp_to(self.genesis)
+        closed = self.cli("issuer", "close", str(self.note_id))
+        drawn = ", ".join(
+            f"{s} {usd(t['principal'])}" for s, t in closed["tranches"].items() if t["drawn"]
+        )
+        self.step(f"issuer closed the subscription window, fulfilled and drew down: {drawn}")
+        # the capital drawn sits in the servicer (the SPV's account) until the operator takes
+        # it to pay for the GPUs: from here on the servicer holds only what the note allocates
+        receipt = self.client.send(
+            self.servicer.functions.disburseCapital(), self.accounts[OPERATOR], "disburse"
+        )
+        paid = self.servicer.events.CapitalDisbursed().process_receipt(receipt, errors=DISCARD)
+        amount = paid[0]["args"]["amount"]
+        self.summary["capital_disbursed"] = amount
+        self.step(f"operator took the drawn capital ({usd(amount)}) from the servicer")
+        self.subscriptions = []
+        for row, _, amount in SUBSCRIPTIONS:
+            claims = self.cli(
+                "lender", "claim-notes", str(self.note_id), key_env=self.lender_keys[row]
+            )["claims"]
+            for claim in claims:
+                self.subscriptions.append(
+                    {
+                        "lender": self.lenders[row],
+                        "tranche": claim["tranche"],
+                        "asked": amount,
+                        "notes": claim["shares"],
+                        "refunded": claim["refunded"],
+                    }
+                )
+        cut = [s for s in self.subscriptions if s["refunded"]]
+        for s in cut:
+            self.step(
+                f"{s['lender'][:8]} asked {usd(s['asked'])} of {s['tranche']}: cut pro rata to "
+                f"{usd(s['notes'])}, {usd(s['refunded'])} refunded"
+            )
+        self.summary["subscriptions"] = self.subscriptions
+
+    # ---- the year ---------------------------------------------------------
+
+    def run_period(self, period: int, pending_events: list[str]) -> Row:
+        utilization, uptime, story = self.story[period]
+        started = time.monotonic()
+        start = self.genesis + period * self.period_length
+        end = start + self.period_length
+        # the period is over: the operator uploads its metering and pays the revenue in
+        self.chain.warp_to(end)
+        path = self.run_dir / "telemetry" / f"period-{period:02d}.json"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps(telemetry_batch(period, start, utilization, uptime), indent=1))
+        events = list(pending_events)
+        if period == self.down_period:
+            self.stop_node(DOWN_NODE)
+            events.append(f"{DOWN_NODE} down")
+        lying = period == self.lying_period
+        honest_urls = [
+            u
+            for n, u in zip(NODE_NAMES, self.nodes.urls, strict=True)
+            if not lying or n != LYING_NODE
+        ]
+        results = self.push(path, honest_urls)
+        if lying:  # node-d holds doctored metering and signs what it says
+            lie = self.run_dir / "telemetry" / f"{LYING_NODE}-lie-period-{period:02d}.json"
+            lie.write_text(json.dumps(telemetry_batch(period, start, *LIE), indent=1))
+            results += self.push(lie, [self.nodes.url(LYING_NODE)])
+        refused = [r for r in results if not r["ok"]]
+        if len(refused) > len(NODE_NAMES) - self.quorum:  # fewer than a quorum hold the telemetry
+            raise DemoError(f"period {period}: telemetry refused: {refused}")
+        for r in refused:
+            name = NODE_NAMES[self.nodes.urls.index(r["node"])]
+            events.append(f"{name} missed the telemetry ({r['code']})")
+        self.cli(
+            "operator",
+            "pay-revenue",
+            "--note",
+            str(self.note_id),
+            amount_arg(period_revenue(utilization)),
+        )
+        if period == self.refinancing_period:
+            self.cli(
+                "operator", "pay-revenue", "--note", str(self.note_id), amount_arg(REFINANCING)
+            )
+            events.append(f"refinancing {usd(REFINANCING)} paid in")
+        # the settle window ends: the nodes sign, reach a quorum, post and close
+        self.chain.warp_to(end + SETTLE_SECONDS + 1)
+        self.wait_closed(period, end)
+        if lying:
+            events.append(self.outvoted(period))
+        if period == self.down_period:
+            self.restart_node(DOWN_NODE)
+            events.append(f"{DOWN_NODE} restarted")
+        return read_row(self.contracts, period, story, events, time.monotonic() - started)
+
+    def push(self, path: Path, urls: list[str]) -> list[dict[str, Any]]:
+        nodes = [arg for url in urls for arg in ("--node", url)]
+        pushed = self.cli(
+            "operator",
+            "push-telemetry",
+            str(path),
+            "--note",
+            str(self.note_id),
+            *nodes,
+            "--timeout",
+            "10",
+            partial=True,
+        )
+        return pushed["results"]
+
+    def stop_node(self, name: str) -> None:
+        self.nodes.stop(name)
+        self.step(f"{name} stopped: the other three nodes must still report")
+
+    def restart_node(self, name: str) -> None:
+        self.nodes.restart(name)
+
+    def outvoted(self, period: int) -> str:
+        """What the lying node signed against what was stored: the lie was outvoted."""
+        signed = self.nodes.observation(LYING_NODE, self.note_id, period)
+        stored = self.oracle.functions.report(self.note_id, period).call()
+        if stored[1] == signed["utilization_bps"]:
+            raise DemoError(f"period {period}: {LYING_NODE}'s figures were stored: {signed}")
+        return (
+            f"{LYING_NODE} signed {pct(signed['utilization_bps'])} utilization: outvoted, "
+            f"{pct(stored[1])} stored"
+        )
+
+    def wait_closed(self, period: int, end: int) -> None:
+        """Waits until the nodes have posted the period's report and closed it. The
+        nodes first wait for all four signers' observations; if one is slow, chain
+        time is moved past the quorum wait, so three of four post."""
+        deadline = time.monotonic() + self.period_timeout
+        nudge_at: float | None = time.monotonic() + QUORUM_NUDGE_AFTER
+        while self.servicer.functions.nextPeriodToClose().call() <= period:
+            self.supervisor.check()
+            if nudge_at is not None and time.monotonic() > nudge_at:
+                self.chain.warp_to(end + SETTLE_SECONDS + QUORUM_WAIT_SECONDS + 1)
+                nudge_at = None
+            if time.monotonic() > deadline:
+                raise DemoError(
+                    f"timed out after {self.period_timeout:g} s waiting for the oracle nodes "
+                    f"to report and close period {period}\n{self.diagnose(period)}"
+                )
+            time.sleep(0.05)
+
+    def diagnose(self, period: int) -> str:
+        """Added to a time-out: what the chain and each node hold for the period."""
+        lines = [f"chain time {self.chain.now()}"]
+        with contextlib.suppress(Exception):
+            report = self.oracle.functions.report(self.note_id, period).call()
+            lines.append(f"on-chain report of period {period}: status {report[0]} (1 = reported)")
+        lines += self.nodes.diagnose(self.note_id, period)
+        return "\n".join(lines)
+
+    def cure(self) -> str:
+        """The operator answers the top-up: 250 more GPUs, registered, attested, pledged
+        once their challenge window (3 days after attestation) has passed: collateral that
+        can still be voided cures nothing."""
+        batch = self.pledge(CURE_GPUS, "H100-CURE-", "fleet-cure")
+        self.chain.warp_to(self.chain.now() + CHALLENGE_WINDOW + 1)
+        topped = self.cli(
+            "operator", "top-up", "--note", str(self.note_id), "--batch", str(batch["batch_id"])
+        )
+        if not topped["cured"]:
+            raise DemoError(f"the top-up with {CURE_GPUS} GPUs did not cure: {topped}")
+        self.step(
+            f"operator pledged {CURE_GPUS} more GPUs (batch {batch['batch_id']}): collateral "
+            f"{usd(topped['collateral_before'])} -> {usd(topped['collateral_after'])}, "
+            f"requirement {usd(topped['required_collateral'])}: top-up cured"
+        )
+        return f"+{CURE_GPUS} GPUs pledged: top-up cured"
+
+    def year(self) -> None:
+        pending: list[str] = []
+        for period in range(len(self.story)):
+            row = self.run_period(period, pending)
+            self.closed(row)
+            pending = []
+            required, _ = self.servicer.functions.topUp().call()
+            if required:
+                pending.append(self.cure())
+
+    def closed(self, row: Row) -> None:
+        """Records and prints a closed period."""
+        self.rows.append(row)
+        if row.report_status == "missed":
+            oracle = f"report missed (marked by {row.report_by})"
+        else:
+            oracle = f"report by {row.report_by} ({row.observations} of 4 signatures)"
+        self.step(
+            f"period {row.period:>2} ({row.story}): utilization {pct(row.utilization_bps)}, "
+            f"{oracle}, closed by {row.closed_by}; DSCR {dscr(row.dscr_bps)}, senior "
+            f"{pct(row.senior_rate_bps, 2)} [{row.seconds:.1f} s]"
+        )
+
+    def maturity(self) -> None:
+        """The notes are repaid: the collateral is released, everyone takes what is theirs."""
+        self.client.send(
+            self.servicer.functions.releaseCollateral(),
+            self.accounts[ISSUER],
+            "release the collateral",
+        )
+        self.step("issuer released the collateral (every tranche repaid): liens freed")
+        self.settle_up()
+        status = self.cli("issuer", "status", str(self.note_id))
+        self.summary["tranches"] = {t["symbol"]: t["state"] for t in status["tranches"]}
+        self.summary["collateral_status"] = status["collateral_status"]
+        self.step(
+            "lenders redeemed and claimed their coupons "
+            f"({', '.join(f'{s} {state}' for s, state in self.summary['tranches'].items())}, "
+            f"collateral {status['collateral_status']})"
+        )
+
+    def settle_up(self) -> None:
+        """Every stablecoin unit ends somewhere: what the servicer and the tranches hold is
+        claimable by named parties (checked before they take it, and after: only rounding
+        dust is left); the lenders redeem and claim their coupons, then the fee recipient,
+        the operator and the trustee withdraw what the servicer owes them."""
+        before = self.ledger()
+        check_ledger(before, "once the note is released")
+        self.claims()
+        withdrawals = []
+        for role, account in self.parties().items():
+            owed = self.servicer.functions.withdrawable(account.address).call()
+            if not owed:
+                continue
+            self.client.send(self.servicer.functions.withdraw(), account, f"{role} withdraws")
+            withdrawals.append({"party": role, "address": account.address, "amount": owed})
+            self.step(f"{role} withdrew {usd(owed)} from the servicer")
+        after = self.ledger()
+        check_ledger(after, "after every claim and withdrawal")
+        self.summary["withdrawals"] = withdrawals
+        self.summary["ledger"] = {"released": before, "settled": after}
+
+    def ledger(self) -> dict[str, Any]:
+        return count(
+            self.client.core("stablecoin"),
+            self.servicer,
+            self.tranches,
+            self.parties(),
+            self.lenders,
+        )
+
+    def claims(self) -> None:
+        """Each lender redeems its principal and claims its coupons (CLI)."""
+        lenders = []
+        for row, _, _ in SUBSCRIPTIONS:
+            key = self.lender_keys[row]
+            redeemed = self.cli("lender", "redeem", str(self.note_id), key_env=key)["claims"]
+            coupons = self.cli("lender", "claim-coupons", str(self.note_id), key_env=key)["claims"]
+            for claim in redeemed:
+                paid = sum(c["amount"] for c in coupons if c["tranche"] == claim["tranche"])
+                lenders.append(
+                    {
+                        "lender": self.lenders[row],
+                        "tranche": claim["tranche"],
+                        "principal_redeemed": claim["amount"],
+                        "coupons_claimed": paid,
+                    }
+                )
+        self.summary["lenders"] = lenders
+
+    def parties(self) -> dict[str, Any]:
+        """The servicer's named payees: fee recipient (the issuer, as the term sheet
+        leaves it), operator (equity) and trustee (recovery after a wind-down)."""
+        return {
+            "fee recipient": self.accounts[ISSUER],
+            "operator": self.accounts[OPERATOR],
+            "trustee": self.accounts[TRUSTEE],
+        }
+
+    # ---- run --------------------------------------------------------------
+
+    def run(self) -> None:
+        began = time.monotonic()
+        self.setup_keys()
+        self.start_chain()
+        self.deploy()
+        self.timings["deploy_done"] = time.monotonic() - began
+        self.start_nodes()
+        self.fund()
+        self.create_note()
+        self.subscribe()
+        self.collateralize_and_draw()
+        self.wait_for_nodes()
+        self.timings["setup"] = time.monotonic() - began
+        self.year()
+        self.maturity()
+        self.timings["year"] = time.monotonic() - began - self.timings["setup"]
+        archived = time.monotonic()
+        self.archive = write_archive(self.client.w3, self.manifest, self.run_dir)
+        self.summary["archive"] = self.archive.to_dict()
+        self.timings["total"] = time.monotonic() - began
+        self.timings["archive"] = time.monotonic() - archived
+        self.write_timeline()
+
+    def wait_for_ctrl_c(self) -> None:
+        """--keep: the chain and the nodes run until Ctrl-C (KeyboardInterrupt)."""
+        while True:
+            self.supervisor.check()
+            time.sleep(0.5)
+
+    def write_timeline(self) -> None:
+        data = {
+            "story": self.name,
+            "note_id": self.note_id,
+            "rows": [row.__dict__ for row in self.rows],
+            "summary": self.summary,
+            "timings_seconds": {k: round(v, 1) for k, v in self.timings.items()},
+            "logs": self.logs(),
+        }
+        (self.run_dir / "timeline.json").write_text(json.dumps(data, indent=1) + "\n")
+
+    def logs(self) -> dict[str, str]:
+        found = {"anvil": "anvil.log", "deploy": "deploy.log", "cli": "cli.log"}
+        found.update({name: f"{name}/node.log" for name in NODE_NAMES})
+        found["telemetry"] = "telemetry/"
+        found["manifest"] = "deployments/31337.json"
+        found["archive"] = "audit/events.jsonl"
+        found["audit_manifest"] = "audit/manifest.json"
+        found["report"] = "audit/audit.html"
+        found["index"] = "index.sqlite"
+        return found
