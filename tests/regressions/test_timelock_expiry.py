@@ -120,8 +120,12 @@ def queue(request, registry, oracle, members, attacker):
 
 
 def _sleep_until(ts):
-    chain.sleep(max(0, ts - chain.time()))
-    chain.mine()
+    """Mine a block stamped `ts` (the next one is later): brownie's chain.time() is the wall
+    clock plus an offset, and under load it ran ahead of anvil's, so sleeping by its
+    difference left an expired queue unexpired ('Transaction did not revert')."""
+    if chain[-1].timestamp < ts:
+        web3.provider.make_request("evm_setNextBlockTimestamp", [ts])
+        chain.mine()  # brownie's clock follows the block
 
 
 def test_late_execution_reverts_with_the_deadline(queue, reverts_with):
