@@ -63,11 +63,12 @@ class Display:
             table.add_column(column, justify="right", no_wrap=True)
         table.add_column("events", justify="left")
         for row in rows:
+            reported = row.report_status == "reported"
             table.add_row(
                 str(row.period),
-                pct(row.utilization_bps),
-                pct(row.uptime_bps, 1),
-                usd(row.revenue_reported),
+                pct(row.utilization_bps) if reported else "missed",
+                pct(row.uptime_bps, 1) if reported else "missed",
+                usd(row.revenue_reported) if reported else "missed",
                 dscr(row.dscr_bps),
                 pct(row.ltv_bps, 1),
                 pct(row.senior_rate_bps, 2),

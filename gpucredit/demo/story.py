@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import importlib.util
 import json
 import os
 import time
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +42,7 @@ from gpucredit.demo.processes import (
     dev_account,
     start_chain,
 )
+from gpucredit.demo.telemetry import load_make_fleet, telemetry_batch
 from gpucredit.demo.timeline import NoteContracts, Row, read_row
 from gpucredit.story import (  # the story the demo tells: gpucredit/story.py
     CURE_GPUS,
@@ -62,53 +61,6 @@ DAY = 86_400
 CHALLENGE_WINDOW = 3 * DAY  # CollateralRegistry.CHALLENGE_WINDOW
 LYING_NODE = "node-d"  # signs doctored figures in LYING_PERIOD
 DOWN_NODE = "node-c"  # stopped for DOWN_PERIOD, restarted after its report
-
-
-def telemetry_batch(period: int, start: int, utilization: int, uptime: int) -> dict[str, Any]:
-    """One period's metering as the operator uploads it: a fleet sample per day
-    (utilization varies day to day around the period's figure, which it averages
-    exactly) and three customer invoices."""
-    samples = []
-    for day in range(30):
-        swing = (day // 2 * 37) % 160 * (1 if day % 2 == 0 else -1)  # pairs cancel out
-        samples.append(
-            {
-                "ts": start + day * DAY,
-                "interval_seconds": DAY,
-                "gpu_count": GPUS,
-                "gpu_hours_available": str(GPUS * 24),
-                "gpu_hours_used": str(Decimal(GPUS * 24 * (utilization + swing)) / 10_000),
-                "uptime_seconds": -(-DAY * uptime // 10_000),  # rounded up: floors back to uptime
-            }
-        )
-    revenue = period_revenue(utilization)
-    take_or_pay, reserved = revenue // 2, revenue * 3 // 10
-    invoices = [
-        (5, "Acme AI", "take_or_pay", take_or_pay),
-        (15, "Borealis Labs", "reserved", reserved),
-        (28, "spot market", "spot", revenue - take_or_pay - reserved),
-    ]
-    return {
-        "samples": samples,
-        "revenue": [
-            {
-                "ts": start + day * DAY,
-                "invoice_id": f"INV-{period + 1:02d}-{i + 1}",
-                "amount": amount,
-                "customer": customer,
-                "contract_type": kind,
-            }
-            for i, (day, customer, kind, amount) in enumerate(invoices)
-        ],
-    }
-
-
-def load_make_fleet():
-    spec = importlib.util.spec_from_file_location("make_fleet", REPO / "examples" / "make_fleet.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 class Demo:
@@ -382,7 +334,7 @@ class Demo:
             )
             events.append(f"refinancing {usd(REFINANCING)} paid in")
         # the settle window ends: the nodes sign, reach a quorum, post and close
-        self.chain.warp_to(end + SETTLE_SECONDS + 1)
+        self.chain.warp_to(self.report_time(period, end))
         self.wait_closed(period, end)
         if lying:
             events.append(self.outvoted(period))
@@ -390,6 +342,11 @@ class Demo:
             self.restart_node(DOWN_NODE)
             events.append(f"{DOWN_NODE} restarted")
         return read_row(self.contracts, period, story, events, time.monotonic() - started)
+
+    def report_time(self, period: int, end: int) -> int:
+        """The chain time the demo moves to once the period's telemetry and revenue are in:
+        the settle window's end, when the nodes sign, post and close."""
+        return end + SETTLE_SECONDS + 1
 
     def push(self, path: Path, urls: list[str]) -> list[dict[str, Any]]:
         nodes = [arg for url in urls for arg in ("--node", url)]
