@@ -144,7 +144,10 @@ class Display:
         if rpc_url is not None:
             self.console.print("  and line by line against the chain while it runs:")
             self.console.print(f"    {archive.replay_command(rpc_url)}", soft_wrap=True)
-        self.console.print("  open it in the web app (then http://127.0.0.1:8400):")
+        self.console.print(
+            f"  open it in the web app (indexed into {shown(archive.index_db)} as `gpucredit "
+            "index` does; then http://127.0.0.1:8400):"
+        )
         self.console.print(f"    {archive.serve_command()}", soft_wrap=True)
 
     def keeping(self, rpc_url: str, manifest: Path, archive: Archive) -> None:
