@@ -65,6 +65,8 @@ FUZZ_EXAMPLES ?= 1000
 FUZZ_STEPS ?= 50
 fuzz: install
 	$(BIN)/python bench/security.py --examples $(FUZZ_EXAMPLES) --steps $(FUZZ_STEPS)
+	@# every one-unit change of the exported year (make test runs every 4th; docs/audit.md)
+	GPUCREDIT_AUDIT_SWEEP=1 $(BIN)/python -m pytest -p no:pytest-brownie -q tests/service/test_audit_sweep.py
 
 test-contracts: test-contracts-unit test-contracts-flows
 

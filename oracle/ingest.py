@@ -441,18 +441,12 @@ class Ingestor:
             # invoice or GPU interval while this transaction raced it for the period
             # row: answer as if we had seen it first (409), not with a range error.
             self._check_new(conn, fleet_id, ack, [r["invoice_id"] for r in revenue_rows])
-            if write.gpu_intervals:
-                hit = self._store.overlapping_sample(conn, fleet_id, write.gpu_intervals)
-                if hit is not None:
-                    raise _overlap(hit.gpu_id, hit.start_ts, hit.stored_end, "already stored")
+            self._check_no_overlap(conn, fleet_id, write)
             raise ValueOutOfRange(
                 f"period {period}'s running totals would exceed {RUNNING_TOTAL_LIMIT}",
                 {"period": period},
             )
-        if write.gpu_intervals:  # after the period rows above are locked
-            hit = self._store.overlapping_sample(conn, fleet_id, write.gpu_intervals)
-            if hit is not None:
-                raise _overlap(hit.gpu_id, hit.start_ts, hit.stored_end, "already stored")
+        self._check_no_overlap(conn, fleet_id, write)  # after the period rows above are locked
         batch_ref = conn.execute(
             batches.insert().values(
                 fleet_id=fleet_id,
@@ -482,6 +476,13 @@ class Ingestor:
                 batches.c.fleet_id == fleet_id, batches.c.batch_id == batch_id
             )
         ).first()
+
+    def _check_no_overlap(self, conn, fleet_id: int, write: _Write) -> None:
+        """409 sample_overlap when a stored sample covers one of the batch's GPU intervals."""
+        if write.gpu_intervals:
+            hit = self._store.overlapping_sample(conn, fleet_id, write.gpu_intervals)
+            if hit is not None:
+                raise _overlap(hit.gpu_id, hit.start_ts, hit.stored_end, "already stored")
 
     def _check_new(self, conn, fleet_id: int, ack, invoices: list[str]) -> None:
         existing = self._stored_batch(conn, fleet_id, ack.batch_id)

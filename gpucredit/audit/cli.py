@@ -8,7 +8,9 @@ The main CLI mounts this sub-app: `app.add_typer(audit.cli.app, name="audit")`.
     gpucredit audit replay --events events.jsonl --verify-chain --rpc $RPC  # archive vs chain
 
 Exit codes: 0 every decision agrees with the model, 1 at least one mismatch,
-2 the input could not be read (manifest, file, RPC).
+2 the input could not be read (manifest, file, RPC) or the archive's hash
+chain breaks. `replay` writes its result to stdout, progress and errors to
+stderr.
 """
 
 from __future__ import annotations
@@ -104,16 +106,14 @@ def _manifest(manifest_path: Path | None, w3: Any) -> Manifest:
 
 def _export(
     console: Console,
-    manifest_path: Path | None,
-    rpc: str,
+    manifest: Manifest,
+    w3: Any,
     *,
     from_block: int | None,
     to_block: int | None,
     page_size: int,
     build_dir: Path,
 ) -> Export:
-    w3 = _web3(rpc)
-    manifest = _manifest(manifest_path, w3)
     with Progress(
         TextColumn("reading logs"),
         BarColumn(),
@@ -165,10 +165,11 @@ def export_command(
         console.print("[red]export needs --rpc (or $GPUCREDIT_RPC_URL)")
         raise typer.Exit(EXIT_INPUT)
     try:
+        w3 = _web3(rpc)
         exported = _export(
             console,
-            manifest,
-            rpc,
+            _manifest(manifest, w3),
+            w3,
             from_block=from_block,
             to_block=to_block,
             page_size=page_size,
@@ -231,7 +232,11 @@ def replay_command(
         bool,
         typer.Option(
             "--verify-chain",
-            help="With --events: also compare every line with the chain's log (needs --rpc).",
+            help=(
+                "With --events: also compare every line, and the header's head hash, terms "
+                "and parties, with the chain (needs --rpc; the manifest is the archive's "
+                "unless --manifest is given)."
+            ),
         ),
     ] = False,
     manifest: ManifestOption = None,
@@ -261,11 +266,12 @@ def replay_command(
 ) -> None:
     """Replay a deployment's events through the reference model; exit 1 on any mismatch.
 
-    Reads a JSON Lines export (--events) or the chain (--manifest and --rpc,
-    from the manifest's start block). Every recorded decision (rates, ratios,
-    top-ups, sweeps, waterfall buckets, payments, claims) is compared with the
-    model's; each difference is listed with its block, transaction, field,
-    expected and recorded value.
+    Reads a JSON Lines archive (--events; refused, exit 2, where its hash chain
+    breaks) or the chain (--manifest and --rpc, from the manifest's start
+    block). Every recorded decision (rates, ratios, top-ups, sweeps, waterfall
+    buckets, payments, claims, who is paid) is compared with the model's; each
+    difference is listed with its block, transaction, line, field, expected and
+    recorded value. The result goes to stdout; progress and errors to stderr.
     """
     console = Console(stderr=True)
     archive: list[Mismatch] = []
@@ -278,21 +284,29 @@ def replay_command(
             if verify_chain:
                 if rpc is None:
                     raise AuditError("--verify-chain needs --rpc (or $GPUCREDIT_RPC_URL)")
+                w3 = _web3(rpc)
+                # the archive's own manifest, unless one is given to check it against
+                deployment = (
+                    Manifest.load(manifest)
+                    if manifest is not None
+                    else Manifest.from_dict(loaded.header.get("manifest"))
+                )
                 on_chain = _export(
                     console,
-                    manifest,
-                    rpc,
+                    deployment,
+                    w3,
                     from_block=int(loaded.header.get("from_block", 0)),
                     to_block=int(loaded.header["to_block"]),
                     page_size=page_size,
                     build_dir=build_dir,
                 )
-                archive = compare_with_chain(loaded, on_chain.events)
+                archive = compare_with_chain(loaded, on_chain.events, on_chain.header)
         elif rpc is not None:
+            w3 = _web3(rpc)
             exported = _export(
                 console,
-                manifest,
-                rpc,
+                _manifest(manifest, w3),
+                w3,
                 from_block=None,
                 to_block=to_block,
                 page_size=page_size,
@@ -307,13 +321,14 @@ def replay_command(
         console.print(f"[red]{exc}")
         raise typer.Exit(EXIT_INPUT) from exc
 
-    _print_result(console, result, show, source)
-    _print_mismatches(console, archive, show, "file vs chain differences")
+    out = Console()  # the result goes to stdout, so that a pipe gets it
+    _print_result(out, result, show, source)
+    _print_mismatches(out, archive, show, "file vs chain differences")
     if report_dir is not None:
         from gpucredit.audit.report import write_report
 
         paths = write_report(result, report_dir, source=source, decimals=decimals, events=replayed)
-        console.print(f"report: {paths['markdown']} and {paths['html']}")
+        out.print(f"report: {paths['markdown']} and {paths['html']}")
     if json_out is not None:
         payload = {
             "source": source,
@@ -327,6 +342,6 @@ def replay_command(
         }
         Path(json_out).write_text(json.dumps(payload, indent=2, default=str))
     if result.mismatches or archive:
-        console.print(f"[red]FAIL: {len(result.mismatches) + len(archive)} difference(s)")
+        out.print(f"[red]FAIL: {len(result.mismatches) + len(archive)} difference(s)")
         raise typer.Exit(EXIT_MISMATCH)
-    console.print("[green]PASS: every recorded decision agrees with the model")
+    out.print("[green]PASS: every recorded decision agrees with the model")

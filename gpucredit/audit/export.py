@@ -12,12 +12,14 @@ A deployment is described by a manifest (see `Manifest` and docs/audit.md):
 `export_events` reads every log of those contracts over JSON-RPC
 (`eth_getLogs`, paginated by block range), decodes it with the ABIs brownie
 writes to `build/contracts/*.json`, adds the block's timestamp, and sorts by
-(block, log index). `write_jsonl` writes one header line (chain id, block
-range, head hash, manifest and the deal terms) and one line per event:
+(block, log index). `write_jsonl` writes the archive: one header line (chain
+id, block range, head hash, manifest, the deal terms and parties, the event
+count and the archive's head) and one line per event, each carrying the hash
+of the line before it (a hash chain, docs/audit.md):
 
     {"block": 57, "timestamp": 1767312000, "tx": "0x..", "log_index": 3,
      "contract": "Servicer", "address": "0x..", "event": "PeriodClosed",
-     "args": {"period": 4, "inputs": {...}, "result": {...}}}
+     "args": {"period": 4, "inputs": {...}, "result": {...}}, "prev": "0x.."}
 
 Values: integers of ABI types wider than 53 bits (uint64 and up, int64 and up)
 are decimal strings, narrower ones JSON numbers; bytes and bytesN are 0x hex;
@@ -26,6 +28,7 @@ addresses are checksummed; tuples are objects keyed by component name.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -38,7 +41,8 @@ from eth_utils import keccak, to_checksum_address
 
 from gpucredit.audit.errors import AuditInputError
 
-FORMAT = "gpucredit-audit/1"
+FORMAT = "gpucredit-audit/2"  # 2: each event line chained to the one before (`prev`)
+LEGACY_FORMATS = ("gpucredit-audit/1",)  # unchained; read only without `verify`
 # Compiled ABIs: $GPUCREDIT_ARTIFACTS_DIR (as for the rest of the tooling), else build/contracts.
 DEFAULT_BUILD_DIR = Path(
     os.environ.get("GPUCREDIT_ARTIFACTS_DIR")
@@ -442,6 +446,43 @@ def read_terms(w3: Any, manifest: Manifest, book: AbiBook, block: int | str) -> 
     return {"servicers": servicers, "tranches": tranches}
 
 
+def read_parties(w3: Any, manifest: Manifest, book: AbiBook, block: int | str) -> dict[str, Any]:
+    """Who each fleet's reports come from, as the oracle holds it at `block`.
+
+    The oracle's `fleet(id)` (operator, consumer, period grid, quorum, signer
+    version) and
+    `signers(id)`: the replay checks the last `FleetRegistered` /
+    `FleetOperatorChanged` and `SignersChanged` of each fleet against them, and
+    `--verify-chain` reads them again from the chain.
+    """
+    oracle = w3.eth.contract(address=manifest.contracts[ORACLE], abi=book.abis[ORACLE])
+    item = _function_output(book.abis[ORACLE], "fleet")
+    fleets: dict[str, Any] = {}
+    for note in manifest.notes:
+        config = to_json_value(
+            item, oracle.functions.fleet(note.note_id).call(block_identifier=block)
+        )
+        if not int(config["periodLength"]):
+            continue  # not registered (yet)
+        signers = oracle.functions.signers(note.note_id).call(block_identifier=block)
+        fleets[str(note.note_id)] = {
+            "operator": config["operator"],
+            "consumer": config["consumer"],
+            "genesis": int(config["genesis"]),
+            "periodLength": int(config["periodLength"]),
+            "heartbeat": int(config["heartbeat"]),
+            "quorum": int(config["quorum"]),
+            "signerVersion": int(config["signerVersion"]),
+            "signers": [to_checksum_address(a) for a in signers],
+        }
+    parties: dict[str, Any] = {"fleets": fleets}
+    if FACTORY in manifest.contracts:  # the stablecoin every note of the factory pays in
+        factory = w3.eth.contract(address=manifest.contracts[FACTORY], abi=book.abis[FACTORY])
+        asset = factory.functions.parties().call(block_identifier=block)[0]
+        parties["asset"] = to_checksum_address(asset)
+    return parties
+
+
 def _function_output(abi: list[dict[str, Any]], name: str) -> dict[str, Any]:
     for item in abi:
         if item["type"] == "function" and item["name"] == name:
@@ -488,29 +529,73 @@ def export_events(
         "head_hash": _hex(head["hash"]),
         "manifest": manifest.to_dict(),
         "terms": read_terms(w3, manifest, book, "latest"),
+        "parties": read_parties(w3, manifest, book, last),
         "events": len(events),
     }
     return Export(header, events)
 
 
 # ---------------------------------------------------------------------------
-# JSON Lines
+# JSON Lines: the archive, a hash chain
 # ---------------------------------------------------------------------------
 
 _EVENT_KEYS = ("block", "timestamp", "tx", "log_index", "contract", "address", "event", "args")
 _EVENT_KEY_SET = frozenset(_EVENT_KEYS)
+# Header fields the chain itself determines: left out of the seed (line 2's `prev`).
+CHAIN_FIELDS = ("events", "archive_head")
 
 
-def event_line(event: Event) -> str:
-    return json.dumps({key: event[key] for key in _EVENT_KEYS}, separators=(",", ":"))
+def line_hash(text: str) -> str:
+    """SHA-256 of one line as written (UTF-8, without its newline), 0x hex."""
+    return "0x" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def header_seed(header: dict[str, Any]) -> str:
+    """What line 2's `prev` is: the hash of the header without the chain's own
+    fields (the count and the head), canonical JSON (sorted keys, no spaces)."""
+    rest = {key: value for key, value in header.items() if key not in CHAIN_FIELDS}
+    return line_hash(json.dumps(rest, sort_keys=True, separators=(",", ":")))
+
+
+def event_line(event: Event, prev: str | None = None) -> str:
+    """One event line; with `prev` (the previous line's hash) as the archive writes it."""
+    record = {key: event[key] for key in _EVENT_KEYS}
+    if prev is not None:
+        record["prev"] = prev
+    return json.dumps(record, separators=(",", ":"))
+
+
+def archive_lines(header: dict[str, Any], events: Iterable[Event]) -> list[str]:
+    """The archive's lines: a header, then one line per event, each carrying the
+    hash of the line before it (line 2: of the header's seed); the header
+    records the count (`events`) and the last line's hash (`archive_head`)."""
+    out: list[str] = []
+    prev = header_seed(header)
+    for event in events:
+        line = event_line(event, prev)
+        out.append(line)
+        prev = line_hash(line)
+    head = dict(header, format=FORMAT, events=len(out), archive_head=prev)
+    return [json.dumps(head, separators=(",", ":")), *out]
+
+
+def seal(lines: list[str]) -> list[str]:
+    """Re-chains an archive's lines after an edit (what anyone rewriting a file
+    can do: the chain proves a file whole, not that it is the chain's; that is
+    `--verify-chain`). Used by tests that tamper with an archive to exercise the
+    model behind the chain."""
+    header = json.loads(lines[0])
+    events = [json.loads(line) for line in lines[1:] if line.strip()]
+    return archive_lines(header, events)
 
 
 def write_jsonl(export: Export, path: Path) -> None:
-    """One header line, then one line per event."""
+    """The archive: one header line, then one chained line per event."""
+    lines = archive_lines(export.header, export.events)
+    export.header.update(json.loads(lines[0]))
     with Path(path).open("w") as out:
-        out.write(json.dumps(export.header, separators=(",", ":")) + "\n")
-        for event in export.events:
-            out.write(event_line(event) + "\n")
+        for line in lines:
+            out.write(line + "\n")
 
 
 @dataclass
@@ -522,8 +607,8 @@ class Loaded:
     problems: list[tuple[int, str]] = field(default_factory=list)
 
 
-def read_jsonl(path: Path) -> Loaded:
-    """Parses an export. Lines that are not valid events are reported, not fatal."""
+def read_jsonl(path: Path, *, verify: bool = True) -> Loaded:
+    """Parses an archive; refuses one whose hash chain breaks (`parse_lines`)."""
     loads: Callable[[str], Any]
     try:
         from ujson import loads  # about twice as fast as json on these lines
@@ -531,12 +616,23 @@ def read_jsonl(path: Path) -> Loaded:
         from json import loads
     try:
         with Path(path).open() as handle:
-            return parse_lines(handle, loads)
+            return parse_lines(handle, loads, verify=verify)
     except OSError as exc:
         raise AuditInputError(f"cannot read {path}: {exc}") from exc
 
 
-def parse_lines(lines: Iterable[str], loads: Callable[[str], Any] = json.loads) -> Loaded:
+def parse_lines(
+    lines: Iterable[str], loads: Callable[[str], Any] = json.loads, *, verify: bool = True
+) -> Loaded:
+    """Parses an archive's lines.
+
+    With `verify` (the default) the hash chain is checked as the lines are
+    read, and the first line where it breaks (an edited, removed, inserted,
+    reordered or appended line, a cut end) refuses the file with
+    `AuditInputError` naming that line. Without it (tests that exercise the
+    model behind the chain), lines that are not valid events are reported as
+    problems, not fatal, and an unchained (format 1) file is accepted.
+    """
     iterator: Iterator[str] = iter(lines)
     try:
         first = next(iterator)
@@ -546,21 +642,71 @@ def parse_lines(lines: Iterable[str], loads: Callable[[str], Any] = json.loads) 
         header = loads(first)
     except ValueError as exc:
         raise AuditInputError(f"line 1: header is not JSON: {exc}") from exc
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
+    formats = (FORMAT,) if verify else (FORMAT, *LEGACY_FORMATS)
+    if not isinstance(header, dict) or header.get("format") not in formats:
+        found = header.get("format") if isinstance(header, dict) else None
+        if verify and found in LEGACY_FORMATS:
+            raise AuditInputError(
+                f"line 1: {found} has no hash chain: re-export the archive (format {FORMAT})"
+            )
         raise AuditInputError(f"line 1: not a {FORMAT} header")
     events: list[Event] = []
     problems: list[tuple[int, str]] = []
+    prev = header_seed(header) if verify else ""
+    announced = _as_count(header.get("events")) if verify else None
+    if verify and announced is None:
+        raise AuditInputError("line 1: the header has no event count (`events`)")
+    last = 1  # the last line with content
     for number, line in enumerate(iterator, start=2):
         if not line.strip():
             continue
+        last = number
+        if verify:
+            if announced is not None and len(events) == announced:
+                raise AuditInputError(
+                    f"line {number}: beyond the {announced} events the header announces (padded)"
+                )
+            text = line.rstrip("\r\n")
         try:
             event = loads(line)
         except ValueError as exc:
+            if verify:
+                raise AuditInputError(
+                    f"line {number}: hash chain broken: not JSON ({exc})"
+                ) from exc
             problems.append((number, f"not JSON: {exc}"))
             continue
         if not isinstance(event, dict) or not event.keys() >= _EVENT_KEY_SET:
+            if verify:
+                raise AuditInputError(f"line {number}: hash chain broken: not an event line")
             problems.append((number, "not an event line (missing keys)"))
             continue
+        if verify:
+            recorded = event.pop("prev", None)
+            if recorded != prev:
+                raise AuditInputError(
+                    f"line {number}: hash chain broken: prev {recorded} is not the hash of "
+                    f"the line before ({prev}): a line edited, removed, inserted or moved "
+                    f"at or before line {number}"
+                )
+            prev = line_hash(text)
+        else:
+            event.pop("prev", None)
         event["line"] = number
         events.append(event)
+    if verify:
+        if len(events) < (announced or 0):
+            raise AuditInputError(
+                f"line {last + 1}: the header announces {announced} events, the file "
+                f"ends after {len(events)} (truncated)"
+            )
+        if header.get("archive_head") != prev:
+            raise AuditInputError(
+                f"line {last}: the last line hashes to {prev}, the header's archive_head is "
+                f"{header.get('archive_head')}"
+            )
     return Loaded(header, events, problems)
+
+
+def _as_count(value: Any) -> int | None:
+    return value if type(value) is int and value >= 0 else None

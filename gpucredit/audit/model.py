@@ -688,6 +688,9 @@ class Servicer:
         self.fee_arrears = 0
         self.capital_disbursed = 0
         self.trustee = ""
+        self.operator = ""  # receives disbursed capital and equity (ServicerInitialised)
+        self.fee_recipient = ""  # receives fees (ServicerInitialised)
+        self.lienholder = ""  # the trustee that stepped in: receives recoveries
         self.defects_seen = 0
         self.recovery_payable = 0
 

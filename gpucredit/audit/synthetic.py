@@ -126,6 +126,12 @@ class _Writer:
         return out
 
 
+def _subscription_end(notes: int) -> int:
+    """Subscriptions stay open while every note is set up: each note's pledge
+    waits out its challenge window (3 days) before the next note opens."""
+    return START + max(14 * DAY, notes * (CHALLENGE_WINDOW + 2 * DAY))
+
+
 def _header(notes: list[_Note], book: AbiBook, maturity: int) -> dict[str, Any]:
     contracts: dict[str, Any] = {
         REGISTRY: _address("registry"),
@@ -167,7 +173,7 @@ def _header(notes: list[_Note], book: AbiBook, maturity: int) -> dict[str, Any]:
                 "maxSize": size,
                 "minSubscription": 1_000 * USD,
                 "subscriptionStart": START,
-                "subscriptionEnd": START + 14 * DAY,
+                "subscriptionEnd": _subscription_end(len(notes)),
                 "maturity": maturity,
                 "referenceRateBps": 430,
                 "spreadBps": spread,
@@ -195,7 +201,7 @@ class _Story:
         self.target = target
         self.rng = random.Random(seed)
         self.periods = periods
-        self.genesis = START + 14 * DAY
+        self.genesis = _subscription_end(notes)
         self.maturity = self.genesis + periods * PERIOD
         self.admin = _address("admin")
         self.issuer = _address("issuer")
@@ -349,6 +355,17 @@ class _Story:
             factory=self.admin,
         )
         w.transaction()
+        w.emit(
+            SERVICER,
+            note.servicer,
+            "ServicerInitialised",
+            noteId=note.note_id,
+            senior=note.senior,
+            junior=note.junior,
+            operator=self.operator,
+            feeRecipient=self.fees,
+            terms={},  # the header's, written by the replay
+        )
         w.emit(SERVICER, note.servicer, "TrusteeSet", trustee=self.trustee)
         for tranche in (note.senior, note.junior):
             w.transaction()

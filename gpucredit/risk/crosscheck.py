@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from gpucredit.audit import model as m
+from gpucredit.protocol import CovenantSpec
 from gpucredit.risk.engine import (
     BatchParams,
     DealParams,
@@ -67,22 +68,7 @@ class ReferenceDeal:
     def params(self, drawdown_at: int, in_service_at: int | None = None) -> DealParams:
         genesis = self.start + self.subscription
         maturity = genesis + self.term
-        cov = m.CovenantTerms(
-            dscr_min_bps=12_500,
-            max_ltv_bps=7_500,
-            low_util_max_ltv_bps=6_500,
-            uptime_sla_bps=9_900,
-            step_down_util_bps=9_000,
-            step_down_periods=3,
-            step_down_bps=-200,
-            step_up_util_bps=6_000,
-            step_up_periods=1,
-            step_up_bps=300,
-            sweep_share_bps=5_000,
-            reserve_months=3,
-            cure_period=30 * DAY,
-            fee_per_period=5_000 * USD,
-        )
+        cov = m.CovenantTerms(*CovenantSpec().as_tuple())  # the seed terms
         schedule = ((genesis + 180 * DAY, 3_334), (genesis + 270 * DAY, 6_667))
         senior = TrancheParams(14_000_000 * USD, 430, 450, 500, 2_500, maturity, schedule)
         junior = TrancheParams(3_000_000 * USD, 430, 900, 500, 2_500, maturity)

@@ -19,6 +19,7 @@ GPUCREDIT_AUDIT_EXAMPLES=200 brownie test tests/integration/test_audit_replay.py
 
 import json
 import os
+import shutil
 from dataclasses import replace
 
 import brownie
@@ -33,7 +34,7 @@ from typer.testing import CliRunner
 from web3 import Web3
 
 from gpucredit.audit.cli import app as audit_app
-from gpucredit.audit.export import Manifest, export_events, read_jsonl, write_jsonl
+from gpucredit.audit.export import Manifest, export_events, read_jsonl, seal, write_jsonl
 from gpucredit.audit.replay import Replayer, replay, replay_events
 from gpucredit.merkle import MerkleTree, text_id
 from gpucredit.protocol import (
@@ -103,6 +104,11 @@ def demo(accounts):
     year = play_year(DEMO_SIGNER_KEYS)
     assert all(tranche.isRepaid() for tranche in year.deal.tranches)
     core, deal = year.core, year.deal
+    # after the release: the fee recipient and the operator take what they are owed
+    operator, fees = accounts[2], accounts[5]
+    for account in (fees, operator):
+        assert deal.servicer.withdrawable(account) > 0
+        deal.servicer.withdraw({"from": account})
     return manifest_of(
         core.registry,
         core.identities,
@@ -125,6 +131,9 @@ def demo_file(demo, tmp_path_factory):
         ["export", "--manifest", str(manifest), "--rpc", rpc_url(), "--out", str(out)],
     )
     assert result.exit_code == 0, result.output
+    fixture = os.environ.get("GPUCREDIT_AUDIT_FIXTURE_OUT")
+    if fixture:  # regenerates tests/fixtures/audit/demo-year.jsonl (see its README)
+        shutil.copy(out, fixture)
     return out
 
 
@@ -188,6 +197,41 @@ def test_demo_file_cli_report_and_chain_comparison(demo, demo_file, tmp_path):
     assert result.exit_code == 0, result.output
 
 
+def test_verify_chain_reads_the_archive_manifest_and_checks_its_head(demo_file, tmp_path):
+    """`--verify-chain` needs no --manifest (the archive's header holds it),
+    writes its result to stdout, and a replaced `head_hash` (or terms, parties)
+    is a difference from the chain; a cut archive is refused at its first
+    missing line."""
+    runner = CliRunner()
+    verify = ["replay", "--verify-chain", "--rpc", rpc_url(), "--show", "5"]
+    clean = runner.invoke(audit_app, [*verify, "--events", str(demo_file)])
+    assert clean.exit_code == 0, clean.output
+    assert "PASS" in clean.stdout and "period closes" in clean.stdout
+
+    lines = lines_of(demo_file)
+    header = json.loads(lines[0])
+    head = header["head_hash"]
+    header["head_hash"] = "0x" + "ab" * 32
+    tampered = tmp_path / "head.jsonl"
+    tampered.write_text("\n".join(seal([json.dumps(header), *lines[1:]])) + "\n")
+    out = tmp_path / "head.json"
+    cli = runner.invoke(audit_app, [*verify, "--events", str(tampered), "--json", str(out)])
+    assert cli.exit_code == 1, cli.output
+    differences = json.loads(out.read_text())["archive_differences"]
+    assert [(d["field"], d["expected"], d["recorded"], d["line"]) for d in differences] == [
+        ("head_hash", head, header["head_hash"], 1)
+    ]
+
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text("\n".join(lines[:-2]) + "\n")
+    refused = runner.invoke(audit_app, ["replay", "--events", str(cut)])
+    assert refused.exit_code == 2
+    assert f"line {len(lines) - 1}: the header announces {len(lines) - 1} events" in (
+        refused.stderr
+    )
+    assert refused.stdout == ""
+
+
 # ---------------------------------------------------------------------------
 # Tampering
 # ---------------------------------------------------------------------------
@@ -207,8 +251,10 @@ def find(lines, event, **args):
 
 
 def replay_lines(tmp_path, lines):
+    """Replays tampered lines re-chained (as anyone rewriting a file can): the
+    model behind the hash chain. The chain's own refusals: test_audit_model."""
     path = tmp_path / "tampered.jsonl"
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(seal(lines)) + "\n")
     cli = CliRunner().invoke(audit_app, ["replay", "--events", str(path)])
     return replay(read_jsonl(path)), cli.exit_code
 

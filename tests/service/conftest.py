@@ -6,8 +6,10 @@ from __future__ import annotations
 import psycopg
 import pytest
 from eth_account import Account
-from harness import Anvil, OracleNode, ensure_artifacts, node_env
+from harness import Anvil, OracleNode, ensure_artifacts, node_env, register_fleet
 from postgres import PostgresServer, can_run_server, server_binaries
+
+DAY = 86_400
 
 
 @pytest.fixture(scope="session")
@@ -51,6 +53,24 @@ def make_node(anvil, oracle, tmp_path):
     yield factory
     for node in nodes:
         node.stop()
+
+
+@pytest.fixture(scope="module")
+def node(anvil, oracle, tmp_path_factory, request):
+    """One node per test module serving `fleet` (a module may override it)."""
+    account = Account.create()
+    anvil.fund(account.address)
+    workdir = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+    env = node_env(anvil, oracle.address, account, workdir, settle_seconds=60)
+    n = OracleNode(workdir.name, account, workdir, env).start()
+    yield n
+    n.stop()
+
+
+@pytest.fixture(scope="module")
+def fleet(anvil, oracle, node):
+    """A one-GPU fleet of day-long periods whose period 0 is open for two more hours."""
+    return register_fleet(anvil, oracle, [node.account], 1, DAY, first_period_left=DAY - 7200)
 
 
 @pytest.fixture(scope="session")

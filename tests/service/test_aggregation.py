@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import time
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -112,7 +111,7 @@ def test_sql_totals_equal_python_sums_in_any_order(tmp_path_factory, raw, revenu
     store.dispose()
 
 
-def test_100k_sample_period_aggregates_under_a_second(tmp_path):
+def test_100k_sample_period_aggregates_only_its_own_rows(tmp_path):
     store = Store(f"sqlite:///{tmp_path}/big.db")
     store.create_schema()
     rows = [sample_row(1_000_000, 750_000 + i % 1000, 3500, 3600, 1) for i in range(100_000)]
@@ -124,11 +123,8 @@ def test_100k_sample_period_aggregates_under_a_second(tmp_path):
             [{"batch_ref": 1, "fleet_id": 9, "period": 4, **r} for r in fill_other]
             + [{"batch_ref": 1, "fleet_id": 10, "period": 3, **r} for r in fill_other],
         )
-    started = time.perf_counter()
-    with store.read() as conn:
+    with store.read() as conn:  # speed: bench/oracle_bench.py
         fig = figures(store.totals(conn, 9, 3))
-    elapsed = time.perf_counter() - started
-    assert elapsed < 1.0, elapsed
     assert fig.utilization_bps == 10_000 * sum(750_000 + i % 1000 for i in range(100_000)) // (
         100_000 * 1_000_000
     )

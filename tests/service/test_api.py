@@ -7,12 +7,10 @@ import threading
 import time
 
 import httpx
-import pytest
 from eth_account import Account
 from eth_utils import keccak
 from harness import (
     OracleNode,
-    node_env,
     register_fleet,
     revenue,
     sample,
@@ -26,23 +24,6 @@ from gpucredit.reports import recover_observation_signer
 from oracle.batchsig import canonical_json
 
 DAY = 86_400
-
-
-@pytest.fixture(scope="module")
-def node(anvil, oracle, tmp_path_factory):
-    """One node serving a day-long fleet whose period 0 is open."""
-    account = Account.create()
-    anvil.fund(account.address)
-    workdir = tmp_path_factory.mktemp("api-node")
-    env = node_env(anvil, oracle.address, account, workdir, settle_seconds=60)
-    n = OracleNode("api", account, workdir, env).start()
-    yield n
-    n.stop()
-
-
-@pytest.fixture(scope="module")
-def fleet(anvil, oracle, node):
-    return register_fleet(anvil, oracle, [node.account], 1, DAY, first_period_left=DAY - 7200)
 
 
 def db_counts(node: OracleNode) -> tuple[int, int, int]:

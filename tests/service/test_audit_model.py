@@ -30,14 +30,18 @@ from gpucredit.audit.export import (
     Manifest,
     decode_logs,
     fetch_logs,
+    header_seed,
+    line_hash,
     parse_lines,
     read_jsonl,
+    seal,
     write_jsonl,
 )
 from gpucredit.audit.replay import replay
 from gpucredit.audit.report import write_report
 from gpucredit.audit.synthetic import synthetic_history
 from gpucredit.deployment import GpucreditError
+from gpucredit.protocol import CovenantSpec
 
 USD = 10**6
 DAY = 86_400
@@ -261,22 +265,7 @@ def test_dscr_rounds_down_ltv_rounds_up():
 # Covenants, coupon steps, remedies: one note on model objects
 # ---------------------------------------------------------------------------
 
-TERMS = m.CovenantTerms(
-    dscr_min_bps=12_500,
-    max_ltv_bps=7_500,
-    low_util_max_ltv_bps=6_500,
-    uptime_sla_bps=9_900,
-    step_down_util_bps=9_000,
-    step_down_periods=3,
-    step_down_bps=-200,
-    step_up_util_bps=6_000,
-    step_up_periods=1,
-    step_up_bps=300,
-    sweep_share_bps=5_000,
-    reserve_months=3,
-    cure_period=30 * DAY,
-    fee_per_period=5_000 * USD,
-)
+TERMS = m.CovenantTerms(*CovenantSpec().as_tuple())  # the seed terms
 
 
 def _tranche(address, size, spread, seniority, ref=430, floor=500, cap=2_500):
@@ -520,7 +509,9 @@ def lines(history, tmp_path):
 
 
 def replayed(lines):
-    return replay(parse_lines(lines))
+    """The model behind the hash chain: tampered lines replayed without the
+    chain check (an archive rewritten and re-chained; see the chain's tests)."""
+    return replay(parse_lines(lines, verify=False))
 
 
 def first_index(lines, event):
@@ -863,6 +854,9 @@ def test_cli_replay_exit_codes(lines, tmp_path):
     lines[i] = json.dumps(record)
     tampered = tmp_path / "tampered.jsonl"
     tampered.write_text("\n".join(lines) + "\n")
+    refused = runner.invoke(audit_app, ["replay", "--events", str(tampered)])
+    assert refused.exit_code == 2 and f"line {i + 2}: hash chain broken" in refused.output
+    tampered.write_text("\n".join(seal(lines)) + "\n")  # re-chained: the model catches it
     out = tmp_path / "bad.json"
     result = runner.invoke(audit_app, ["replay", "--events", str(tampered), "--json", str(out)])
     assert result.exit_code == 1
@@ -883,4 +877,71 @@ def test_read_jsonl_matches_parse_lines(lines, tmp_path):
     path.write_text("\n".join(lines) + "\n")
     loaded = read_jsonl(path)
     assert loaded.events == parse_lines(lines).events
-    assert loaded.header["format"] == "gpucredit-audit/1"
+    assert loaded.header["format"] == "gpucredit-audit/2"
+
+
+# ---------------------------------------------------------------------------
+# The archive's hash chain
+# ---------------------------------------------------------------------------
+
+
+def refusal(lines):
+    with pytest.raises(AuditInputError) as caught:
+        parse_lines(lines)
+    return str(caught.value)
+
+
+def test_the_archive_is_a_hash_chain(lines):
+    header = json.loads(lines[0])
+    assert header["events"] == len(lines) - 1
+    assert header["archive_head"] == line_hash(lines[-1])
+    assert json.loads(lines[1])["prev"] == header_seed(header)
+    for before, line in zip(lines[1:], lines[2:], strict=False):
+        assert json.loads(line)["prev"] == line_hash(before)
+    assert len(parse_lines(lines).events) == len(lines) - 1
+    assert all("prev" not in ev for ev in parse_lines(lines).events)
+
+
+def test_a_truncated_reordered_padded_or_edited_archive_is_refused_at_its_first_break(lines):
+    count = len(lines) - 1
+    # cut short: the header says how many events it holds
+    assert refusal(lines[:-3]).startswith(
+        f"line {count - 1}: the header announces {count} events, the file ends after {count - 3}"
+    )
+    # reordered: lines 10 and 11 swapped
+    swapped = [*lines[:9], lines[10], lines[9], *lines[11:]]
+    assert refusal(swapped).startswith("line 10: hash chain broken")
+    # padded: an extra line at the end, even one chained correctly
+    extra = json.loads(lines[-1])
+    extra["prev"] = line_hash(lines[-1])
+    assert refusal([*lines, json.dumps(extra)]).startswith(
+        f"line {count + 2}: beyond the {count} events the header announces (padded)"
+    )
+    # a line removed in the middle, and the count adjusted
+    header = json.loads(lines[0])
+    header["events"] = count - 1
+    assert refusal([json.dumps(header), *lines[1:20], *lines[21:]]).startswith(
+        "line 21: hash chain broken"
+    )
+    # one field edited: the next line's prev no longer matches
+    record = json.loads(lines[30])
+    record["args"] = dict(record["args"], tampered=1)
+    assert refusal([*lines[:30], json.dumps(record), *lines[31:]]).startswith(
+        "line 32: hash chain broken"
+    )
+    # the last line edited: the head no longer matches
+    last = json.loads(lines[-1])
+    last["args"] = dict(last["args"], tampered=1)
+    assert f"line {count + 1}: the last line hashes to" in refusal(
+        [*lines[:-1], json.dumps(last, separators=(",", ":"))]
+    )
+    # the header's terms edited: line 2 no longer chains to it
+    header = json.loads(lines[0])
+    next(iter(header["terms"]["servicers"].values()))["feePerPeriod"] = "1"
+    assert refusal([json.dumps(header), *lines[1:]]).startswith("line 2: hash chain broken")
+    # an unchained archive (format 1) is refused, not read without its chain
+    old = json.loads(lines[0])
+    old["format"] = "gpucredit-audit/1"
+    assert "has no hash chain" in refusal([json.dumps(old), *lines[1:]])
+    # re-chained after an edit, it reads (the model, then --verify-chain, catch the rest)
+    assert len(parse_lines(seal([*lines[:30], json.dumps(record), *lines[31:]])).events) == count

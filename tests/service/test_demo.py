@@ -125,11 +125,9 @@ def test_demo_exits_0_prints_the_timeline_and_the_logs(demo_run):
     # the printed rows are the recorded ones
     for row in timeline["rows"]:
         assert "; ".join(row["events"])[:40] in stdout.replace("\n", " ") or not row["events"]
-    timings = timeline["timings_seconds"]
-    # under 2 minutes once deployed (about 25 s on a 2-core machine; deploy_done includes a
-    # `brownie compile` when build/contracts is stale, which belongs to the set-up)
-    assert timings["setup"] + timings["year"] - timings["deploy_done"] < 120, timings
-    assert timings["archive"] < 60, timings  # export, replay, report and index (about 6 s)
+    timings = timeline["timings_seconds"]  # reported, not asserted: speed is for benchmarks
+    assert {"deploy_done", "setup", "year", "archive", "total"} <= timings.keys(), timings
+    assert all(seconds >= 0 for seconds in timings.values()), timings
     print(f"demo: {timings}, wall {wall:.0f} s")
 
 

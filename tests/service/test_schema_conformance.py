@@ -20,29 +20,12 @@ from urllib.parse import quote
 import httpx
 import jsonschema
 import pytest
-from eth_account import Account
-from harness import OracleNode, node_env, register_fleet, sample, signed_batch
+from harness import sample, signed_batch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
 
 DAY = 86_400
-
-
-@pytest.fixture(scope="module")
-def node(anvil, oracle, tmp_path_factory):
-    account = Account.create()
-    anvil.fund(account.address)
-    workdir = tmp_path_factory.mktemp("conformance")
-    env = node_env(anvil, oracle.address, account, workdir, settle_seconds=60)
-    n = OracleNode("conformance", account, workdir, env).start()
-    yield n
-    n.stop()
-
-
-@pytest.fixture(scope="module")
-def fleet(anvil, oracle, node):
-    return register_fleet(anvil, oracle, [node.account], 1, DAY, first_period_left=DAY - 7200)
 
 
 @pytest.fixture(scope="module")

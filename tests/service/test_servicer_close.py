@@ -12,7 +12,8 @@ from gpucredit.protocol import USD
 
 def test_low_utilization_report_steps_the_coupon_up(make_node, anvil, chain_id):
     node = make_node("closer", start=False)
-    deal = open_live_deal(anvil, [node.address], 1, 60, first_period_left=15)
+    # 30 s for the node to start and take the batch on a loaded machine (15 s failed there)
+    deal = open_live_deal(anvil, [node.address], 1, 60, first_period_left=30)
     node.env["GPUCREDIT_ORACLE_ORACLE_ADDRESS"] = deal.oracle.address
     node.start()
     fleet = Fleet(

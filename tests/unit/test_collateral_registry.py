@@ -1,6 +1,5 @@
 """CollateralRegistry: batches of GPUs as Merkle roots, pledges, fraud proofs, valuation."""
 
-import time
 from dataclasses import replace
 
 import brownie
@@ -1111,12 +1110,9 @@ def test_thousand_leaf_tree_verifies_on_chain(registry, operator, issuer, now):
     assert not registry.verifyGpu(batch_id, tampered.as_tuple(), tree.proof(5))
 
 
-def test_merkle_tree_is_order_independent_and_fast():
+def test_merkle_tree_is_order_independent():
     leaves = make_leaves([f"SN{i:05d}" for i in range(10_000)], in_service_at=1_700_000_000)
-    start = time.perf_counter()
     tree = MerkleTree(leaves)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 2.0
     assert MerkleTree(list(reversed(leaves))).root == tree.root
     for i in (0, 4_999, 9_999):
         assert verify_proof(tree.proof(i), tree.root, tree.leaf_hashes[i])
