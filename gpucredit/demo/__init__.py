@@ -48,13 +48,15 @@ The bad year (`default.py`): a demand shock meets a lapsed cure; default,
 trustee step-in, a missed report, a fire sale, the wind-down waterfall with
 a loss to the junior tranche, the liens released.
 
-The package, by concern: `story.py` the demo's story told with the CLI
-(set-up, the note, the year, maturity), `default.py` the bad year,
+The package, by concern: `setup.py` the deal's set-up told with the CLI
+(chain, deployment, nodes, note, subscriptions, pledge, drawdown), `story.py`
+the year, maturity and the archive, `default.py` the bad year,
 `processes.py` what it runs (anvil, the deploy script, the oracle nodes, the
-supervisor that stops them), `commands.py` the in-process CLI, `timeline.py`
-a row per closed period read back from the chain, `ledger.py` where every
-unit is, `archive.py` the archive and its replay, `display.py` what it
-prints, `__main__.py` the command line.
+supervisor that stops them), `commands.py` the in-process CLI,
+`telemetry.py` what the operator uploads, `timeline.py` a row per closed
+period read back from the chain, `ledger.py` where every unit is,
+`archive.py` the archive and its replay, `display.py` what it prints,
+`__main__.py` the command line.
 """
 
 from gpucredit.demo.processes import NODE_NAMES, DemoError, deploy_script

@@ -85,6 +85,15 @@ class DefaultDemo(Demo):
                 self.default(deadline)
                 pending += ["cure lapsed: default declared", "trustee stepped in: liens moved"]
 
+    def report_time(self, period: int, end: int) -> int:
+        """The shock period is reported and closed an hour after its end: its top-up's cure
+        deadline (30 days after that close) then falls an hour after the next close, so the
+        next close never declares the default itself (it would, past the deadline), and the
+        lender's `declareDefault` is what declares it."""
+        if period == DEFAULT_SHOCK_PERIOD:
+            return end + 3_600
+        return super().report_time(period, end)
+
     def status(self) -> str:
         return SERVICER_STATUS[self.servicer.functions.status().call()]
 
@@ -93,6 +102,10 @@ class DefaultDemo(Demo):
         steps in (the liens move to it; reserve and cash collateral are trapped)."""
         if not deadline:
             raise DemoError("the top-up was cured or never required: nothing to default on")
+        if self.status() != "Performing":
+            raise DemoError(f"the note is {self.status()} before the default was declared")
+        if self.chain.now() > deadline:
+            raise DemoError(f"chain time {self.chain.now()} passed the cure deadline {deadline}")
         self.chain.warp_to(deadline + 1)
         lender = self.lender_account(SENIOR_LENDER)
         self.client.send(self.servicer.functions.declareDefault(), lender, "declare the default")

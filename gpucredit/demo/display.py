@@ -63,11 +63,12 @@ class Display:
             table.add_column(column, justify="right", no_wrap=True)
         table.add_column("events", justify="left")
         for row in rows:
+            reported = row.report_status == "reported"
             table.add_row(
                 str(row.period),
-                pct(row.utilization_bps),
-                pct(row.uptime_bps, 1),
-                usd(row.revenue_reported),
+                pct(row.utilization_bps) if reported else "missed",
+                pct(row.uptime_bps, 1) if reported else "missed",
+                usd(row.revenue_reported) if reported else "missed",
                 dscr(row.dscr_bps),
                 pct(row.ltv_bps, 1),
                 pct(row.senior_rate_bps, 2),
@@ -143,7 +144,10 @@ class Display:
         if rpc_url is not None:
             self.console.print("  and line by line against the chain while it runs:")
             self.console.print(f"    {archive.replay_command(rpc_url)}", soft_wrap=True)
-        self.console.print("  open it in the web app (then http://127.0.0.1:8400):")
+        self.console.print(
+            f"  open it in the web app (indexed into {shown(archive.index_db)} as `gpucredit "
+            "index` does; then http://127.0.0.1:8400):"
+        )
         self.console.print(f"    {archive.serve_command()}", soft_wrap=True)
 
     def keeping(self, rpc_url: str, manifest: Path, archive: Archive) -> None:

@@ -1,4 +1,4 @@
-"""The demo's story, told with the CLI: set-up, the note, the year, maturity.
+"""The demo's story, told with the CLI: the year, maturity, the archive.
 
 The story itself (figures, who lies, who is down) is gpucredit/story.py; this
 module plays it through the processes of `processes.py` and the commands of
@@ -8,53 +8,36 @@ module plays it through the processes of `processes.py` and the commands of
 from __future__ import annotations
 
 import contextlib
-import csv
-import importlib.util
 import json
-import os
 import time
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import yaml
-from eth_account import Account
-from web3.logs import DISCARD
-
-from gpucredit.chain import Client
 from gpucredit.demo.archive import write_archive
-from gpucredit.demo.commands import Cli, amount_arg
-from gpucredit.demo.display import Display, dscr, pct, usd
+from gpucredit.demo.commands import amount_arg
+from gpucredit.demo.display import dscr, pct, usd
 from gpucredit.demo.ledger import check_ledger, count
 from gpucredit.demo.processes import (
-    ATTESTOR,
-    DEPLOYER,
     ISSUER,
     NODE_NAMES,
     OPERATOR,
     QUORUM_NUDGE_AFTER,
     QUORUM_WAIT_SECONDS,
-    REPO,
     SETTLE_SECONDS,
     TRUSTEE,
     DemoError,
-    OracleNodes,
-    Supervisor,
-    deploy,
-    dev_account,
-    start_chain,
 )
-from gpucredit.demo.timeline import NoteContracts, Row, read_row
+from gpucredit.demo.setup import SetUp
+from gpucredit.demo.telemetry import telemetry_batch
+from gpucredit.demo.timeline import Row, read_row
 from gpucredit.story import (  # the story the demo tells: gpucredit/story.py
     CURE_GPUS,
     DOWN_PERIOD,
-    GPUS,
     LIE,
     LYING_PERIOD,
     REFINANCING,
     STORY,
     SUBSCRIPTIONS,
-    USD,
     period_revenue,
 )
 
@@ -64,55 +47,8 @@ LYING_NODE = "node-d"  # signs doctored figures in LYING_PERIOD
 DOWN_NODE = "node-c"  # stopped for DOWN_PERIOD, restarted after its report
 
 
-def telemetry_batch(period: int, start: int, utilization: int, uptime: int) -> dict[str, Any]:
-    """One period's metering as the operator uploads it: a fleet sample per day
-    (utilization varies day to day around the period's figure, which it averages
-    exactly) and three customer invoices."""
-    samples = []
-    for day in range(30):
-        swing = (day // 2 * 37) % 160 * (1 if day % 2 == 0 else -1)  # pairs cancel out
-        samples.append(
-            {
-                "ts": start + day * DAY,
-                "interval_seconds": DAY,
-                "gpu_count": GPUS,
-                "gpu_hours_available": str(GPUS * 24),
-                "gpu_hours_used": str(Decimal(GPUS * 24 * (utilization + swing)) / 10_000),
-                "uptime_seconds": -(-DAY * uptime // 10_000),  # rounded up: floors back to uptime
-            }
-        )
-    revenue = period_revenue(utilization)
-    take_or_pay, reserved = revenue // 2, revenue * 3 // 10
-    invoices = [
-        (5, "Acme AI", "take_or_pay", take_or_pay),
-        (15, "Borealis Labs", "reserved", reserved),
-        (28, "spot market", "spot", revenue - take_or_pay - reserved),
-    ]
-    return {
-        "samples": samples,
-        "revenue": [
-            {
-                "ts": start + day * DAY,
-                "invoice_id": f"INV-{period + 1:02d}-{i + 1}",
-                "amount": amount,
-                "customer": customer,
-                "contract_type": kind,
-            }
-            for i, (day, customer, kind, amount) in enumerate(invoices)
-        ],
-    }
-
-
-def load_make_fleet():
-    spec = importlib.util.spec_from_file_location("make_fleet", REPO / "examples" / "make_fleet.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-class Demo:
-    """One run: the processes it started, the note, and the rows of its year.
+class Demo(SetUp):
+    """One run: the set-up (`setup.py`), then the year, the end and the archive.
 
     This class tells the good year (`STORY`); `default.DefaultDemo` the bad one.
     """
@@ -122,219 +58,6 @@ class Demo:
     lying_period: int | None = LYING_PERIOD
     down_period: int | None = DOWN_PERIOD
     refinancing_period: int | None = len(STORY) - 1
-
-    def __init__(self, run_dir: Path, display: Display, period_timeout: float) -> None:
-        self.run_dir = run_dir
-        self.display = display
-        self.step = display.step
-        self.period_timeout = period_timeout
-        self.supervisor = Supervisor(run_dir)
-        self.rows: list[Row] = []
-        self.summary: dict[str, Any] = {}
-        self.timings: dict[str, float] = {}
-        self.accounts = {i: dev_account(i) for i in range(10)}
-        self.node_accounts = [Account.create() for _ in NODE_NAMES]
-        self.note_id = 0
-
-    # ---- set-up -----------------------------------------------------------
-
-    def start_chain(self) -> None:
-        self.chain, child = start_chain(self.supervisor, self.run_dir)
-        self.step(f"anvil on {self.chain.url} (pid {child.proc.pid}, chain id 31337)")
-
-    def deploy(self) -> None:
-        roles = {
-            "issuers": [self.accounts[ISSUER].address],
-            "operators": [self.accounts[OPERATOR].address],
-            "attestors": [self.accounts[ATTESTOR].address],
-            "trustee": self.accounts[TRUSTEE].address,
-            "oracle_signers": [a.address for a in self.node_accounts],
-            "stablecoin": "mock",
-            "deployments_dir": str(self.run_dir / "deployments"),
-        }
-        manifest = deploy(self.supervisor, self.chain, self.run_dir, roles)
-        self.manifest = manifest
-        self.client = Client.connect(self.chain.url, manifest)
-        contracts = self.client.manifest.contracts
-        self.step(
-            f"deployed with scripts/deploy.py: oracle {contracts['telemetry_oracle'].address}, "
-            f"registry {contracts['collateral_registry'].address} (manifest {manifest})"
-        )
-
-    def start_nodes(self) -> None:
-        self.nodes = OracleNodes(self.supervisor, self.chain, self.run_dir, self.node_accounts)
-        self.nodes.start(self.client.manifest.contracts["telemetry_oracle"].address)
-
-    def wait_for_nodes(self) -> None:
-        self.nodes.wait(self.step)
-
-    def fund(self) -> None:
-        usd_token = self.client.core("stablecoin")
-        deployer = self.accounts[DEPLOYER]
-        for address in [*self.lenders, self.accounts[OPERATOR].address]:
-            self.client.send(
-                usd_token.functions.mint(address, 50_000_000 * USD), deployer, "mint mock USDC"
-            )
-
-    def setup_keys(self) -> None:
-        os.environ["GPUCREDIT_ISSUER_KEY"] = self.accounts[ISSUER].key.hex()
-        os.environ["GPUCREDIT_OPERATOR_KEY"] = self.accounts[OPERATOR].key.hex()
-        os.environ["GPUCREDIT_ATTESTOR_KEY"] = self.accounts[ATTESTOR].key.hex()
-        with (REPO / "examples" / "lenders.csv").open() as handle:
-            rows = list(csv.DictReader(handle))
-        by_address = {a.address.lower(): a for a in self.accounts.values()}
-        self.lenders: list[str] = []
-        self.lender_keys: list[str] = []
-        for i, row in enumerate(rows):
-            account = by_address.get(row["address"].strip().lower())
-            if account is None:
-                raise DemoError(
-                    f"examples/lenders.csv row {i + 2}: {row['address']} is not one of anvil's "
-                    "development accounts, so the demo has no key for it"
-                )
-            variable = f"GPUCREDIT_DEMO_LENDER_{i + 1}_KEY"
-            os.environ[variable] = account.key.hex()
-            self.lenders.append(account.address)
-            self.lender_keys.append(variable)
-
-    # ---- the note ---------------------------------------------------------
-
-    def termsheet(self) -> Path:
-        """examples/termsheet.yaml with one change: bullet senior principal. The
-        example amortizes a third of the senior tranche at days 180, 270 and 360,
-        which a $265k-a-month fleet cannot pay out of revenue; the seeds' story is
-        a bullet note refinanced at maturity."""
-        data = yaml.safe_load((REPO / "examples" / "termsheet.yaml").read_text())
-        for tranche in data["tranches"]:
-            tranche.pop("amortization", None)
-        data["amortization"] = "bullet"
-        path = self.run_dir / "termsheet.yaml"
-        header = "# examples/termsheet.yaml, with bullet senior principal (written by the demo)\n"
-        path.write_text(header + yaml.safe_dump(data, sort_keys=False))
-        return path
-
-    def create_note(self) -> None:
-        self.cli = Cli(self.chain.url, self.manifest, (self.run_dir / "cli.log").open("a"))
-        note = self.cli("issuer", "create-note", str(self.termsheet()))
-        self.note_id = note["note_id"]
-        self.genesis, self.maturity_at = note["subscription_end"], note["maturity"]
-        self.client.reload_manifest()
-        record = self.client.manifest.note(self.note_id)
-        self.period_length = record.fleet.period_length
-        self.quorum = record.fleet.quorum
-        self.servicer = self.client.record(record.servicer)
-        self.tranches = {s: self.client.record(r) for s, r in record.tranches.items()}
-        self.oracle = self.client.core("telemetry_oracle")
-        self.note_block = record.block
-        self.contracts = NoteContracts(
-            w3=self.client.w3,
-            note_id=self.note_id,
-            block=self.note_block,
-            servicer=self.servicer,
-            tranches=self.tranches,
-            oracle=self.oracle,
-            signer_name=self.nodes.name_of,
-        )
-        symbols = ", ".join(note["tranches"])
-        self.step(
-            f"issuer created note {self.note_id} ({symbols}) from the example term sheet: "
-            f"servicer {note['servicer']}, oracle quorum {self.quorum} of {len(note['signers'])} "
-            "signers"
-        )
-        listed = self.cli(
-            "issuer", "whitelist", str(REPO / "examples" / "lenders.csv"), "--days", "730"
-        )
-        self.step(
-            f"issuer whitelisted {len(listed['whitelisted'])} lenders from examples/lenders.csv"
-        )
-
-    def subscribe(self) -> None:
-        for row, tranche, amount in SUBSCRIPTIONS:
-            self.cli(
-                "lender",
-                "subscribe",
-                str(self.note_id),
-                amount_arg(amount),
-                "--tranche",
-                tranche,
-                key_env=self.lender_keys[row],
-            )
-        asked = ", ".join(
-            f"{self.lenders[r][:8]} {usd(amount)} {tranche}" for r, tranche, amount in SUBSCRIPTIONS
-        )
-        self.step(f"lenders subscribed: {asked}")
-
-    def pledge(self, count: int, prefix: str, folder: str) -> dict[str, Any]:
-        """Writes a fleet CSV (examples/make_fleet.py), registers, attests, returns the batch."""
-        make_fleet = load_make_fleet()
-        in_service = self.chain.now() - 30 * DAY
-        fleet_csv = make_fleet.write_fleet(
-            self.run_dir / folder, count, prefix=prefix, in_service=in_service
-        )
-        batch_file = fleet_csv.with_name("fleet.batch.json")
-        batch = self.cli(
-            "operator",
-            "register",
-            str(fleet_csv),
-            "--note",
-            str(self.note_id),
-            "--out",
-            str(batch_file),
-        )
-        self.cli("attestor", "attest", str(batch["batch_id"]), "--batch-file", str(batch_file))
-        batch["csv"] = str(fleet_csv)
-        return batch
-
-    def collateralize_and_draw(self) -> None:
-        batch = self.pledge(GPUS, "H100-", "fleet")
-        pledged = self.cli(
-            "operator", "pledge", str(batch["batch_id"]), "--note", str(self.note_id)
-        )
-        self.step(
-            f"operator registered {batch['gpus']:,} GPUs from {batch['csv']} (one batch, root "
-            f"{batch['root'][:12]}..., {batch['transactions']} transactions), attestor attested, "
-            f"operator pledged (counts after the 3-day challenge window): collateral "
-            f"{usd(pledged['note_collateral_value'])}"
-        )
-        # the window closes only at its end (fixed once lenders commit): the
-        # issuer closes it then and draws down
-        self.chain.warp_to(self.genesis)
-        closed = self.cli("issuer", "close", str(self.note_id))
-        drawn = ", ".join(
-            f"{s} {usd(t['principal'])}" for s, t in closed["tranches"].items() if t["drawn"]
-        )
-        self.step(f"issuer closed the subscription window, fulfilled and drew down: {drawn}")
-        # the capital drawn sits in the servicer (the SPV's account) until the operator takes
-        # it to pay for the GPUs: from here on the servicer holds only what the note allocates
-        receipt = self.client.send(
-            self.servicer.functions.disburseCapital(), self.accounts[OPERATOR], "disburse"
-        )
-        paid = self.servicer.events.CapitalDisbursed().process_receipt(receipt, errors=DISCARD)
-        amount = paid[0]["args"]["amount"]
-        self.summary["capital_disbursed"] = amount
-        self.step(f"operator took the drawn capital ({usd(amount)}) from the servicer")
-        self.subscriptions = []
-        for row, _, amount in SUBSCRIPTIONS:
-            claims = self.cli(
-                "lender", "claim-notes", str(self.note_id), key_env=self.lender_keys[row]
-            )["claims"]
-            for claim in claims:
-                self.subscriptions.append(
-                    {
-                        "lender": self.lenders[row],
-                        "tranche": claim["tranche"],
-                        "asked": amount,
-                        "notes": claim["shares"],
-                        "refunded": claim["refunded"],
-                    }
-                )
-        cut = [s for s in self.subscriptions if s["refunded"]]
-        for s in cut:
-            self.step(
-                f"{s['lender'][:8]} asked {usd(s['asked'])} of {s['tranche']}: cut pro rata to "
-                f"{usd(s['notes'])}, {usd(s['refunded'])} refunded"
-            )
-        self.summary["subscriptions"] = self.subscriptions
 
     # ---- the year ---------------------------------------------------------
 
@@ -382,7 +105,7 @@ class Demo:
             )
             events.append(f"refinancing {usd(REFINANCING)} paid in")
         # the settle window ends: the nodes sign, reach a quorum, post and close
-        self.chain.warp_to(end + SETTLE_SECONDS + 1)
+        self.chain.warp_to(self.report_time(period, end))
         self.wait_closed(period, end)
         if lying:
             events.append(self.outvoted(period))
@@ -390,6 +113,11 @@ class Demo:
             self.restart_node(DOWN_NODE)
             events.append(f"{DOWN_NODE} restarted")
         return read_row(self.contracts, period, story, events, time.monotonic() - started)
+
+    def report_time(self, period: int, end: int) -> int:
+        """The chain time the demo moves to once the period's telemetry and revenue are in:
+        the settle window's end, when the nodes sign, post and close."""
+        return end + SETTLE_SECONDS + 1
 
     def push(self, path: Path, urls: list[str]) -> list[dict[str, Any]]:
         nodes = [arg for url in urls for arg in ("--node", url)]

@@ -42,10 +42,12 @@ from tests.service.test_demo import REPO, alive, assert_nothing_left, demo_env, 
 
 USD = 10**6
 KEPT = "Ctrl-C stops them all"
-# The replay has no model of the trustee's `finishWindDown` yet: it expects the servicer's
-# `NoteReleased` (releaseCollateral) before any `WoundUp`, so a wind-down's `WoundUp` is
-# flagged `released: expected holds, recorded NotPerforming: 2` (gpucredit/audit/replay.py,
-# `_wound_up`). Until the replay models it, that one mismatch is reported as an xfail.
+# The replay has no model of the trustee's `finishWindDown` yet: `_wound_up`
+# (gpucredit/audit/replay/enforcement.py) requires the servicer's status Released, which
+# only the servicer's `NoteReleased` (releaseCollateral) sets in the model; `finishWindDown`
+# goes from SteppedIn to Released and emits `WoundUp` alone, so the wind-down's `WoundUp` is
+# flagged `released: expected holds, recorded NotPerforming: 2`. Until the replay models
+# it, that one mismatch (and only it) makes the replay test an xfail.
 WIND_DOWN_GAP = {"event": "WoundUp", "field": "released", "recorded": "NotPerforming: 2"}
 
 
@@ -184,7 +186,7 @@ def test_the_printed_replay_of_the_bad_year_is_clean(kept_run, tmp_path):
     assert payload["closes"] == len(DEFAULT_STORY)
     assert payload["archive_differences"] == []
     if code == 1 and only_the_wind_down_gap(payload):
-        pytest.xfail(f"replay gap (gpucredit/audit/replay.py): {payload['mismatches'][0]}")
+        pytest.xfail(f"replay gap (audit/replay/enforcement.py): {payload['mismatches'][0]}")
     assert code == 0, payload["mismatches"][:5]
     assert timeline["summary"]["archive"]["ok"]
 
