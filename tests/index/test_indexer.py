@@ -9,15 +9,19 @@
 - PostgreSQL by URL (skipped, with the reason, when no server can start).
 """
 
+import json
 import sys
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from brownie import accounts, chain
+from eth_utils import to_checksum_address
 from indexed_year import fresh_web3
 
-from gpucredit.audit.export import Manifest, export_events
+from gpucredit.audit.decode import FastDecoder
+from gpucredit.audit.export import AbiBook, Manifest, decode_logs, export_events, fetch_logs
+from gpucredit.audit.synthetic import synthetic_history
 from gpucredit.index import derive
 from gpucredit.index.follower import Indexer, engine_for, load_events
 
@@ -84,6 +88,49 @@ def test_year_indexed_equals_chain(year, tmp_path):
         assert sorted(r.observations for r in reports) == [3] + [4] * 11
         timeline = {r.kind for r in conn.execute(sa.select(derive.timeline))}
         assert {"TopUpRequired", "TopUpCured", "CouponStepped"} <= timeline
+
+
+def _exact(events):
+    """Events as JSON text: equal only if every value has the same type too (1 != True)."""
+    return [json.dumps(e, sort_keys=True) for e in events]
+
+
+def test_fast_decoder_equals_reference(year):
+    """The indexer's decoder (gpucredit/audit/decode.py) against the audit export's, on
+    every log of the demo year as the node returns it, and on the synthetic history's
+    heaviest events (GPU key arrays, wide tuples)."""
+    _, manifest = year
+    m = Manifest.from_dict(manifest)
+    w3 = fresh_web3()
+    addresses = [to_checksum_address(a) for a in m.contract_names()]
+    raw = fetch_logs(w3, addresses, m.start_block, w3.eth.block_number)
+    stamps = {int(log["blockNumber"]): 0 for log in raw}
+    book = AbiBook()
+    fast = FastDecoder(book).decode_logs(raw, m.contract_names(), stamps)
+    reference = decode_logs(raw, m.contract_names(), book, stamps)
+    assert len(fast) == len(raw) > 100
+    assert {e["event"] for e in fast} >= {"PeriodClosed", "ReportSubmitted", "CouponClaimed"}
+    assert _exact(fast) == _exact(reference)
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    from index_bench import HEAVY_MIN_DATA, raw_logs
+
+    history = synthetic_history(1_000)
+    logs = raw_logs(history.events, book)
+    names = Manifest.from_dict(history.header["manifest"]).contract_names()
+    stamps = {ev["block"]: ev["timestamp"] for ev in history.events}
+    assert any(len(log["data"]) >= 100 * HEAVY_MIN_DATA for log in logs)  # 500 GPU keys
+    assert _exact(FastDecoder(book).decode_logs(logs, names, stamps)) == _exact(
+        decode_logs(logs, names, book, stamps)
+    )
+
+    # a malformed log (data cut short) fails as the reference fails, never decodes wrong
+    closed = next(log for log in raw if len(log["data"]) > 300)
+    cut = dict(closed, data=bytes(closed["data"])[:100])
+    with pytest.raises(Exception) as reference_error:
+        decode_logs([cut], m.contract_names(), book, stamps)
+    with pytest.raises(type(reference_error.value)):
+        FastDecoder(book).decode_logs([cut], m.contract_names(), stamps)
 
 
 def test_restart_midway_and_rerun(year, tmp_path):
