@@ -73,6 +73,100 @@ def test_bad_input_is_a_clear_4xx(client, path, status, words):
         assert "<h1" in html.text and words in html.text
 
 
+# Bad values for every kind of path parameter the schema has, with the status each must get.
+BAD_PATH_VALUES = {
+    "note_id": [("999", 404, "no note 999"), ("abc", 422, "note_id"), ("-1", 422, "note_id")],
+    "address": [
+        ("0x1234", 422, "address"),
+        ("0x" + "zz" * 20, 422, "address"),
+        ("not-an-address", 422, "address"),
+    ],
+    "name": [("nope", 404, "no table"), ("events%00", 404, "no table")],
+    "fmt": [("xml", 422, "fmt"), ("CSV", 422, "fmt")],
+}
+GOOD_PATH_VALUES = {"note_id": None, "address": None, "name": "periods", "fmt": "json"}
+BAD_QUERY_VALUES = {
+    "page": [("0", 422, "page"), ("x", 422, "page"), ("99999", 404, "past the end")],
+    "per_page": [("0", 422, "per_page"), ("100000", 422, "per_page")],
+}
+
+
+def _operations(schema):
+    for path, ops in schema["paths"].items():
+        for method, op in ops.items():
+            params = op.get("parameters", [])
+            yield (
+                path,
+                method,
+                {p["name"]: p for p in params if p["in"] == "path"},
+                [p["name"] for p in params if p["in"] == "query"],
+            )
+
+
+def _fill(path, values):
+    for key, value in values.items():
+        path = path.replace("{" + key + "}", str(value))
+    return path
+
+
+def test_every_openapi_endpoint_rejects_bad_input(client, indexed):
+    """Driven by the schema, so a new endpoint is covered when it is added: each path
+    parameter gets each bad value (the others good), each query parameter too; the
+    answer is the stated 4xx with a message naming the problem, in JSON for /api and
+    in an HTML page for pages; never a 500. Good values answer 200."""
+    year = indexed[0]
+    good = dict(
+        GOOD_PATH_VALUES,
+        note_id=year.deal.note_id,
+        address=year.subscriptions[0][1].address,
+    )
+    schema = client.get("/openapi.json").json()
+    checked = 0
+    for path, method, path_params, query_params in _operations(schema):
+        assert method == "get", (path, method)  # read-only: no other method
+        unknown = set(path_params) - set(BAD_PATH_VALUES)
+        assert not unknown, f"{path}: add bad values for {unknown} to this test"
+        unknown = set(query_params) - set(BAD_QUERY_VALUES)
+        assert not unknown, f"{path}: add bad values for {unknown} to this test"
+        base = {k: good[k] for k in path_params}
+        ok = client.get(_fill(path, base))
+        assert ok.status_code == 200, (path, ok.text)
+        cases = [
+            (_fill(path, dict(base, **{k: bad})), status, words)
+            for k in path_params
+            for bad, status, words in BAD_PATH_VALUES[k]
+        ] + [
+            (f"{_fill(path, base)}?{k}={bad}", status, words)
+            for k in query_params
+            for bad, status, words in BAD_QUERY_VALUES[k]
+        ]
+        for url, status, words in cases:
+            for accept in ("application/json", "text/html"):
+                response = client.get(url, headers={"accept": accept})
+                assert response.status_code == status, (url, accept, response.text)
+                assert words in response.text, (url, accept, response.text)
+                if accept == "text/html" and not url.startswith("/api"):
+                    assert "<h1" in response.text
+                elif url.startswith("/api"):
+                    assert response.json()["status"] == status
+                checked += 1
+    assert checked >= 40
+
+
+def test_empty_index_is_never_a_500(tmp_path):
+    """Before the first `gpucredit index` run: every endpoint answers, 200 or 404."""
+    empty = TestClient(create_app(str(tmp_path / "empty.sqlite")))
+    schema = empty.get("/openapi.json").json()
+    values = dict(GOOD_PATH_VALUES, note_id=1, address="0x" + "11" * 20)
+    for path, _, path_params, _ in _operations(schema):
+        url = _fill(path, {k: values[k] for k in path_params})
+        for accept in ("application/json", "text/html"):
+            response = empty.get(url, headers={"accept": accept})
+            assert response.status_code in (200, 404), (url, accept, response.text)
+            if response.status_code == 404:
+                assert response.text
+
+
 def test_csv_export_sums_to_chain(client, indexed):
     year = indexed[0]
     text = client.get("/api/tables/positions.csv").text
