@@ -287,6 +287,17 @@ def test_browser_lender_page(page, server, indexed, tmp_path_factory):
         )
         assert shown == pytest.approx(chain_total / 1e6, abs=1e-6)
         assert coupons > 0
+        # accrued and claimable per tranche: the chain's views at the indexed block
+        block = int(page.locator("#as-of").get_attribute("data-block"))
+        for tranche in year.deal.tranches:
+            row = page.locator(f"#positions tr[data-tranche='{tranche.address}']")
+            if row.count() == 0:
+                continue
+            accrued = int(row.locator("td.accrued").get_attribute("data-base"))
+            claimable = int(row.locator("td.claimable").get_attribute("data-base"))
+            assert accrued == tranche.couponOwed(lender, block_identifier=block)
+            assert claimable == tranche.couponClaimable(lender, block_identifier=block)
+            assert row.locator("td.projected").inner_text().endswith("%")
     shot(page, tmp_path_factory, "lender")
 
 
