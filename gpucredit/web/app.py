@@ -77,6 +77,7 @@ def create_app(db: str) -> FastAPI:
     )
     env.filters.update(bps=_bps, usd=_usd, ratio=_ratio, breaches=_breaches, iso=data.iso)
     replay_cache: dict[str, Any] = {}
+    risk_cache: dict[tuple[Any, ...], Any] = {}
     app = FastAPI(
         title="gpucredit",
         description="Read-only lender and auditor views of the indexed chain (docs/web.md).",
@@ -259,7 +260,7 @@ def create_app(db: str) -> FastAPI:
             "oracle_reports": data.rows(
                 conn, derive.oracle_reports, by_note(derive.oracle_reports)
             ),
-            "risk": risk_figures(conn, note_id),
+            "risk": risk_view(note_id),
         }
 
     def lender_view(conn: sa.Connection, address: str) -> dict[str, Any]:
@@ -350,6 +351,18 @@ def create_app(db: str) -> FastAPI:
         replay_cache.update(key=key, value=(result, replayer, header))
         return result, replayer, header
 
+    def risk_view(note_id: int) -> dict[str, Any] | None:
+        """The risk engine's figures for the note (gpucredit/web/risk.py), cached."""
+        from gpucredit.web.risk import note_risk
+
+        _, replayer, header = replayed()
+        key = (header["to_block"], header["events"], note_id)
+        if key not in risk_cache:
+            if len(risk_cache) > 256:
+                risk_cache.clear()
+            risk_cache[key] = note_risk(replayer, note_id)
+        return risk_cache[key]
+
     def audit_view() -> dict[str, Any]:
         result, _, header = replayed()
         return {
@@ -373,8 +386,3 @@ def _checksum(address: str) -> str:
     if not ADDRESS.match(address):
         raise HTTPException(422, f"not an address: {address!r}")
     return to_checksum_address(address)
-
-
-def risk_figures(conn: sa.Connection, note_id: int) -> dict[str, Any] | None:
-    """The risk engine's figures for the note, when gpucredit.risk can price it (else None)."""
-    return None

@@ -184,6 +184,31 @@ def test_csv_export_sums_to_chain(client, indexed):
     assert isinstance(first["dscr_bps"], int)
 
 
+def test_note_risk_figures(client, indexed, monkeypatch):
+    """The risk engine's figures on the note, from its on-chain terms, labelled and cached."""
+    from gpucredit.story import GPUS
+    from gpucredit.web import risk as web_risk
+
+    year = indexed[0]
+    risk = client.get(f"/api/notes/{year.deal.note_id}").json()["risk"]
+    assert (risk["scenario"], risk["paths"]) == (web_risk.RISK_SCENARIO, web_risk.RISK_PATHS)
+    assert [t["name"] for t in risk["tranches"]] == ["senior", "junior"]
+    senior, junior = risk["tranches"]
+    for t in (senior, junior):
+        assert 0 <= t["pd"] <= 1 and 0 <= t["el"] <= t["pd"] + 1e-12
+    assert junior["el"] >= senior["el"]  # the junior absorbs losses first
+    batches = client.get("/api/tables/batches.json").json()["rows"]
+    pledged = sum(b["gpus"] for b in batches if b["status"] == "pledged")
+    assert risk["fleet"]["gpus"] == pledged >= GPUS  # the pledged batches, not the scenario's
+
+    def not_again(*_args, **_kw):
+        raise AssertionError("the risk figures were computed again")
+
+    monkeypatch.setattr(web_risk, "note_risk", not_again)
+    assert client.get(f"/api/notes/{year.deal.note_id}").json()["risk"] == risk  # cached
+    print(f"risk figures: {risk}")
+
+
 def test_loan_tape(client, indexed):
     year = indexed[0]
     tape = client.get(f"/api/notes/{year.deal.note_id}/loan-tape.json").json()
@@ -272,6 +297,16 @@ def test_browser_note_page(page, server, indexed, tmp_path_factory):
     assert page.locator("#timeline li[data-kind=TopUpRequired]").count() == 1
     assert page.locator("#timeline li[data-kind=TopUpCured]").count() == 1
     assert page.locator("svg#chart-dscr polyline").count() == 2  # the JS drew the charts
+    from gpucredit.web.risk import RISK_PATHS, RISK_SCENARIO
+
+    label = page.locator("#risk-label")
+    assert label.get_attribute("data-scenario") == RISK_SCENARIO
+    assert int(label.get_attribute("data-paths")) == RISK_PATHS
+    assert f"{RISK_PATHS:,} paths" in label.inner_text()
+    for name in ("senior", "junior"):
+        row = page.locator(f"#risk tr[data-tranche={name}]")
+        assert 0 <= float(row.locator("td.pd").get_attribute("data-value")) <= 1
+        assert row.locator("td.el").inner_text().endswith("%")
     shot(page, tmp_path_factory, "note")
 
 
