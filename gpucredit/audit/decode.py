@@ -96,18 +96,30 @@ def _bool(d: bytes, _base: int, p: int) -> bool:
 
 
 def _offset(d: bytes, base: int, p: int) -> int:
-    return base + int.from_bytes(d[p : p + _WORD], "big")
+    """Where a dynamic value's tail starts; past the data is malformed (the slices
+    below would otherwise read short and decode a wrong value)."""
+    start = base + int.from_bytes(d[p : p + _WORD], "big")
+    if start + _WORD > len(d):
+        raise ValueError("offset past the end of the data")
+    return start
+
+
+def _length(d: bytes, start: int, size: int) -> int:
+    n = int.from_bytes(d[start : start + _WORD], "big")
+    if start + _WORD + n * size > len(d):
+        raise ValueError("length past the end of the data")
+    return n
 
 
 def _string(d: bytes, base: int, p: int) -> str:
     start = _offset(d, base, p)
-    length = int.from_bytes(d[start : start + _WORD], "big")
+    length = _length(d, start, 1)
     return d[start + _WORD : start + _WORD + length].decode("utf-8")
 
 
 def _bytes(d: bytes, base: int, p: int) -> str:
     start = _offset(d, base, p)
-    length = int.from_bytes(d[start : start + _WORD], "big")
+    length = _length(d, start, 1)
     return "0x" + d[start + _WORD : start + _WORD + length].hex()
 
 
@@ -142,7 +154,7 @@ def _array(inner: _Type, size: int | None) -> _Type:
 
         def dynamic(d: bytes, base: int, p: int) -> list[Any]:
             start = _offset(d, base, p)
-            n = int.from_bytes(d[start : start + _WORD], "big")
+            n = _length(d, start, step)
             first = start + _WORD
             return [read_inner(d, first, first + i * step) for i in range(n)]
 

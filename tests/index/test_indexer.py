@@ -104,10 +104,10 @@ def test_fast_decoder_equals_reference(year):
     w3 = fresh_web3()
     addresses = [to_checksum_address(a) for a in m.contract_names()]
     raw = fetch_logs(w3, addresses, m.start_block, w3.eth.block_number)
-    stamps = {int(log["blockNumber"]): 0 for log in raw}
+    year_stamps = {int(log["blockNumber"]): 0 for log in raw}
     book = AbiBook()
-    fast = FastDecoder(book).decode_logs(raw, m.contract_names(), stamps)
-    reference = decode_logs(raw, m.contract_names(), book, stamps)
+    fast = FastDecoder(book).decode_logs(raw, m.contract_names(), year_stamps)
+    reference = decode_logs(raw, m.contract_names(), book, year_stamps)
     assert len(fast) == len(raw) > 100
     assert {e["event"] for e in fast} >= {"PeriodClosed", "ReportSubmitted", "CouponClaimed"}
     assert _exact(fast) == _exact(reference)
@@ -124,13 +124,18 @@ def test_fast_decoder_equals_reference(year):
         decode_logs(logs, names, book, stamps)
     )
 
-    # a malformed log (data cut short) fails as the reference fails, never decodes wrong
+    # a malformed log fails as the reference fails, never decodes wrong: data cut in the
+    # head, and an array's tail cut (the head intact, the length word past the elements)
     closed = next(log for log in raw if len(log["data"]) > 300)
-    cut = dict(closed, data=bytes(closed["data"])[:100])
-    with pytest.raises(Exception) as reference_error:
-        decode_logs([cut], m.contract_names(), book, stamps)
-    with pytest.raises(type(reference_error.value)):
-        FastDecoder(book).decode_logs([cut], m.contract_names(), stamps)
+    keys = next(log for log in logs if len(log["data"]) >= 100 * HEAVY_MIN_DATA)
+    for names_of, stamps_of, bad in (
+        (m.contract_names(), year_stamps, dict(closed, data=bytes(closed["data"])[:100])),
+        (names, stamps, dict(keys, data=bytes(keys["data"])[:-64])),
+    ):
+        with pytest.raises(Exception) as reference_error:
+            decode_logs([bad], names_of, book, stamps_of)
+        with pytest.raises(type(reference_error.value)):
+            FastDecoder(book).decode_logs([bad], names_of, stamps_of)
 
 
 def test_lender_coupons_equal_chain_views(year, tmp_path):
