@@ -773,10 +773,17 @@ def _report(s: _State, ev: dict[str, Any], a: dict[str, Any]) -> None:
 def rebuild(conn: sa.Connection, meta: dict[str, Any]) -> None:
     """Recomputes every derived table from `events` (ordered by block, log index)."""
     s = _State(dict(meta))
-    rows = conn.exec_driver_sql(
-        "SELECT block, log_index, timestamp, tx, contract, address, event, note_id, args "
-        "FROM events ORDER BY block, log_index"
-    ).fetchall()  # in one go: row by row through the Result was a third of this function
+    # in one go on the driver's cursor (plain tuples): row by row through a SQLAlchemy
+    # Result was a third of this function's time
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(
+            "SELECT block, log_index, timestamp, tx, contract, address, event, note_id, args "
+            "FROM events ORDER BY block, log_index"
+        )
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
     evs = []
     loads = ujson.loads
     tx_events = s.tx_events
