@@ -246,7 +246,8 @@ class _Story:
     def servicer(self, note: _Note) -> Any:
         return self.replayer.servicers[note.servicer.lower()]
 
-    def pledge(self, note: _Note, cost: int) -> None:
+    def register(self, cost: int) -> int:
+        """A registered and attested batch (pledged by `pledge` after the challenge window)."""
         w = self.w
         self.batches += 1
         batch = self.batches
@@ -288,8 +289,11 @@ class _Story:
             attestor=self.attestor,
             attestationHash=_hash(f"attested:{batch}"),
         )
-        w.transaction(at=w.ts + CHALLENGE_WINDOW + 1)  # counts from the pledge on
-        w.emit(REGISTRY, self.registry, "BatchPledged", batchId=batch, noteId=note.note_id)
+        return batch
+
+    def pledge(self, note: _Note, batch: int) -> None:
+        self.w.transaction()
+        self.w.emit(REGISTRY, self.registry, "BatchPledged", batchId=batch, noteId=note.note_id)
 
     # ---- acts ----
 
@@ -340,10 +344,14 @@ class _Story:
                 country=840,
                 expiresAt=START + 3_650 * DAY,
             )
-        for note in self.notes:
-            self.open_note(note)
+        # every note's batch attested first, then one wait for the challenge window (its value
+        # counts from then on): 24 waits in turn would outlast the subscription window
+        batches = [self.register(25_000_000 * USD) for _ in self.notes]
+        w.transaction(at=w.ts + CHALLENGE_WINDOW + 1)
+        for note, batch in zip(self.notes, batches, strict=True):
+            self.open_note(note, batch)
 
-    def open_note(self, note: _Note) -> None:
+    def open_note(self, note: _Note, batch: int) -> None:
         w = self.w
         w.transaction()
         w.emit(
@@ -403,7 +411,7 @@ class _Story:
         w.emit(
             ORACLE, self.oracle, "SignersChanged", fleetId=note.note_id, signers=signers, quorum=3
         )
-        self.pledge(note, 25_000_000 * USD)
+        self.pledge(note, batch)
         for tranche, lenders, total in (
             (note.senior, note.senior_lenders, 14_000_000 * USD),
             (note.junior, note.junior_lenders, 4_500_000 * USD),

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 import ujson
 
 from gpucredit.audit.rules import BREACH_DSCR, BREACH_LTV, BREACH_STALE, BREACH_UPTIME
+from gpucredit.index.bulk import insert_rows
 from gpucredit.index.schema import Big, metadata
 
 SENIORITY = {0: "senior", 1: "junior"}
@@ -772,15 +773,22 @@ def _report(s: _State, ev: dict[str, Any], a: dict[str, Any]) -> None:
 def rebuild(conn: sa.Connection, meta: dict[str, Any]) -> None:
     """Recomputes every derived table from `events` (ordered by block, log index)."""
     s = _State(dict(meta))
-    rows = conn.execute(
-        sa.text(
+    # in one go on the driver's cursor (plain tuples): row by row through a SQLAlchemy
+    # Result was a third of this function's time
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(
             "SELECT block, log_index, timestamp, tx, contract, address, event, note_id, args "
             "FROM events ORDER BY block, log_index"
         )
-    )
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
     evs = []
+    loads = ujson.loads
+    tx_events = s.tx_events
     for r in rows:
-        args = ujson.loads(r[8]) if isinstance(r[8], str) else r[8]
+        args = loads(r[8]) if isinstance(r[8], str) else r[8]
         evs.append(
             {
                 "block": r[0],
@@ -794,7 +802,7 @@ def rebuild(conn: sa.Connection, meta: dict[str, Any]) -> None:
                 "args": args,
             }
         )
-        s.tx_events.setdefault(r[3], []).append(r[6])
+        tx_events.setdefault(r[3], []).append(r[6])
     for ev in evs:
         handler = HANDLERS.get(ev["event"])
         if handler is not None:
@@ -817,9 +825,12 @@ def rebuild(conn: sa.Connection, meta: dict[str, Any]) -> None:
         row["senior_rate_bps"] = None
         row["junior_rate_bps"] = None
     # rates after each close: the tranche's last rate change at or before the close
+    changes_of: dict[Any, list[dict[str, Any]]] = {}
+    for rc in s.rate_changes:
+        changes_of.setdefault(rc["note_id"], []).append(rc)
     for row in s.periods.values():
-        for rc in s.rate_changes:
-            if rc["note_id"] == row["note_id"] and rc["block"] <= (row.get("block") or 0):
+        for rc in changes_of.get(row["note_id"], ()):
+            if rc["block"] <= (row.get("block") or 0):
                 row[f"{rc['seniority']}_rate_bps"] = rc["new_rate_bps"]
     for t in s.tranches.values():
         initial = t["rate_bps"]
@@ -853,4 +864,4 @@ def _insert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) ->
     if not rows:
         return
     names = [c.name for c in table.columns if not (c.primary_key and c.name == "id")]
-    conn.execute(table.insert(), [{n: r.get(n) for n in names} for r in rows])
+    insert_rows(conn, table, [{n: r.get(n) for n in names} for r in rows])

@@ -29,8 +29,10 @@ import sqlalchemy as sa
 import ujson
 from eth_utils import to_checksum_address
 
-from gpucredit.audit.export import FORMAT, AbiBook, Manifest, decode_logs, fetch_logs, read_terms
+from gpucredit.audit.decode import FastDecoder
+from gpucredit.audit.export import FORMAT, AbiBook, Manifest, fetch_logs, read_terms
 from gpucredit.index import derive
+from gpucredit.index.bulk import insert_rows
 from gpucredit.index.schema import blocks, events, index_meta, metadata
 
 DEFAULT_DB = "sqlite:///var/index.sqlite"
@@ -154,6 +156,7 @@ class Indexer:
         self.confirmations = max(0, confirmations)
         self.page_blocks = max(1, page_blocks)
         self.book = AbiBook(build_dir)
+        self.decoder = FastDecoder(self.book)
         self.names = manifest.contract_names()
         self.addresses = [to_checksum_address(a) for a in self.names]
         self.note_of = self._note_map()
@@ -271,7 +274,7 @@ class Indexer:
             ):
                 raise RuntimeError(f"block {log['blockNumber']} changed while indexing; retry")
         stamps = {n: ts for n, (_, ts) in info.items()}
-        decoded = decode_logs(raw, self.names, self.book, stamps)
+        decoded = self.decoder.decode_logs(raw, self.names, stamps)
         rows = [
             {
                 "block": ev["block"],
@@ -336,10 +339,9 @@ def write_rows(
     new_blocks = [
         {"number": n, "hash": h, "timestamp": ts} for n, (h, ts) in info.items() if n not in present
     ]
-    if new_blocks:
-        conn.execute(blocks.insert(), new_blocks)
+    insert_rows(conn, blocks, new_blocks)
     if rows and fresh_page:
-        conn.execute(events.insert(), rows)
+        insert_rows(conn, events, rows)
     elif rows:
         lowest = min(r["block"] for r in rows)
         have = {
@@ -349,6 +351,5 @@ def write_rows(
             )
         }
         fresh = [r for r in rows if (r["block"], r["log_index"]) not in have]
-        if fresh:
-            conn.execute(events.insert(), fresh)
+        insert_rows(conn, events, fresh)
     _set_meta(conn, "last_block", last_block)

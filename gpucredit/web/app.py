@@ -24,7 +24,7 @@ from gpucredit.audit.model import BREACH_NAMES
 from gpucredit.index import derive
 from gpucredit.index.follower import engine_for, header_of, load_events, read_meta
 from gpucredit.index.schema import blocks
-from gpucredit.web import data
+from gpucredit.web import coupons, data
 
 HERE = Path(__file__).resolve().parent
 ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
@@ -36,6 +36,18 @@ NoteId = Annotated[int, PathParam(ge=0, description="The note id.")]
 PageNo = Annotated[int, Query(ge=1, description="Page number, from 1.")]
 PerPage = Annotated[int, Query(ge=1, le=data.PER_PAGE_MAX, description="Rows per page.")]
 Fmt = Annotated[str, PathParam(pattern="^(csv|json)$", description="csv or json")]
+
+
+# A lender's figures from the replayed history (gpucredit/web/coupons.py), per position
+# and in total, in currency units (the exact base units under each position's base_units).
+LENDER_FIGURES = (
+    "coupons_accrued",
+    "coupons_claimable",
+    "principal_claimable",
+    "principal_repaid",
+    "principal_outstanding",
+    "coupons_projected",
+)
 
 
 def _bps(value: Any) -> str:
@@ -64,7 +76,8 @@ def create_app(db: str) -> FastAPI:
         loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"])
     )
     env.filters.update(bps=_bps, usd=_usd, ratio=_ratio, breaches=_breaches, iso=data.iso)
-    audit_cache: dict[str, Any] = {}
+    replay_cache: dict[str, Any] = {}
+    risk_cache: dict[tuple[Any, ...], Any] = {}
     app = FastAPI(
         title="gpucredit",
         description="Read-only lender and auditor views of the indexed chain (docs/web.md).",
@@ -247,7 +260,7 @@ def create_app(db: str) -> FastAPI:
             "oracle_reports": data.rows(
                 conn, derive.oracle_reports, by_note(derive.oracle_reports)
             ),
-            "risk": risk_figures(conn, note_id),
+            "risk": risk_view(note_id),
         }
 
     def lender_view(conn: sa.Connection, address: str) -> dict[str, Any]:
@@ -259,34 +272,100 @@ def create_app(db: str) -> FastAPI:
             derive.lender_flows.c.holder == holder,
             [derive.lender_flows.c.block, derive.lender_flows.c.id],
         )
-        tranches = {t["address"]: t for t in data.rows(conn, derive.tranches)}
+        raw = {
+            r.tranche: r
+            for r in conn.execute(
+                sa.select(derive.positions).where(derive.positions.c.holder == holder)
+            )
+        }
+        currency, decimals = data.units(conn)
+        _, replayer, header = replayed() if raw else (None, None, {})
+        at = header.get("timestamp")
+        totals = dict.fromkeys(LENDER_FIGURES, 0)
         for p in positions:
-            t = tranches.get(p["tranche"], {})
-            invested = p["filled"] or 0
-            returned = (p["coupons_claimed"] or 0) + (p["principal_redeemed"] or 0)
-            p["rate_bps"] = t.get("rate_bps")
-            p["realised_return"] = (returned - invested) / invested if invested else None
+            r = raw[p["tranche"]]
+            t = replayer.tranches.get(p["tranche"].lower())
+            h = coupons.holding(t, holder, at) if t is not None and at is not None else None
+            p["base_units"] = base = {
+                "filled": r.filled or 0,
+                "coupons_claimed": r.coupons_claimed or 0,
+                "principal_redeemed": r.principal_redeemed or 0,
+            }
+            if h is None:
+                continue
+            projected = coupons.projected_coupons(t, h, at)
+            base.update(
+                coupons_accrued=h.coupons_accrued,
+                coupons_claimable=h.coupons_claimable,
+                principal_claimable=h.principal_claimable,
+                principal_outstanding=h.principal_outstanding,
+                coupons_projected=projected,
+            )
+            base["principal_repaid"] = base["principal_redeemed"] + h.principal_claimable
+            for key in LENDER_FIGURES:
+                p[key] = data.money(base[key], decimals)
+                totals[key] += base[key]
+            p["rate_bps"] = h.rate_bps
+            p["tranche_state"] = h.state
+            p["yield"] = coupons.yields(
+                base["filled"],
+                base["coupons_claimed"],
+                base["principal_redeemed"],
+                h,
+                projected,
+                r.first_timestamp,
+                at,
+            )
         return {
             "address": holder,
+            "as_of_block": header.get("to_block"),
+            "as_of": data.iso(at),
+            "currency": currency,
             "positions": positions,
             "flows": flows,
             "coupons_claimed": sum(p["coupons_claimed"] or 0 for p in positions),
             "principal_redeemed": sum(p["principal_redeemed"] or 0 for p in positions),
+            **{key: data.money(value, decimals) for key, value in totals.items()},
         }
 
-    def audit_view() -> dict[str, Any]:
-        from gpucredit.audit.replay import replay_events
+    def replayed() -> tuple[Any, Any, dict[str, Any]]:
+        """(replay result, replayer, header) of the indexed history, cached per indexed block."""
+        from gpucredit.audit.replay import Replayer
 
         with connect() as conn:
             header = header_of(conn)
             key = f"{header['to_block']}:{header['events']}"
-            if audit_cache.get("key") == key:
-                return audit_cache["view"]
+            if replay_cache.get("key") == key:
+                return replay_cache["value"]
             if not header.get("manifest"):
                 raise data.NotFound("the index is empty: run `gpucredit index` first")
             evs = load_events(conn)
-        result = replay_events(header, evs)
-        view = {
+            at = conn.execute(
+                sa.select(blocks.c.timestamp).where(blocks.c.number == header["to_block"])
+            ).scalar()
+            if at is None:
+                at = conn.execute(sa.select(sa.func.max(blocks.c.timestamp))).scalar()
+        replayer = Replayer(header)
+        result = replayer.run([dict(ev) for ev in evs])
+        header = dict(header, timestamp=at)
+        replay_cache.update(key=key, value=(result, replayer, header))
+        return result, replayer, header
+
+    def risk_view(note_id: int) -> dict[str, Any] | None:
+        """The risk engine's figures for the note (gpucredit/web/risk.py), cached."""
+        from gpucredit.web.risk import note_risk
+
+        _, replayer, header = replayed()
+        key = (header["to_block"], header["events"], note_id)
+        if key not in risk_cache:
+            if len(risk_cache) > 256:
+                risk_cache.clear()
+            risk_cache[key] = note_risk(replayer, note_id)
+        return risk_cache[key]
+
+    def audit_view() -> dict[str, Any]:
+        result, _, header = replayed()
+        return {
             "ok": result.ok,
             "events": result.events,
             "transactions": result.transactions,
@@ -297,8 +376,6 @@ def create_app(db: str) -> FastAPI:
                 json.loads(json.dumps(m.to_dict(), default=str)) for m in result.mismatches
             ],
         }
-        audit_cache.update(key=key, view=view)
-        return view
 
     return app
 
@@ -309,8 +386,3 @@ def _checksum(address: str) -> str:
     if not ADDRESS.match(address):
         raise HTTPException(422, f"not an address: {address!r}")
     return to_checksum_address(address)
-
-
-def risk_figures(conn: sa.Connection, note_id: int) -> dict[str, Any] | None:
-    """The risk engine's figures for the note, when gpucredit.risk can price it (else None)."""
-    return None
