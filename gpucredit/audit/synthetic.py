@@ -127,8 +127,8 @@ class _Writer:
 
 
 def _subscription_end(notes: int) -> int:
-    """Subscriptions stay open while every note is set up: each note's pledge
-    waits out its challenge window (3 days) before the next note opens."""
+    """Subscriptions stay open while every note is set up, with room for each
+    note's challenge window (3 days) and two days more, however many notes."""
     return START + max(14 * DAY, notes * (CHALLENGE_WINDOW + 2 * DAY))
 
 
