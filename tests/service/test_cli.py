@@ -54,6 +54,13 @@ class Env:
         self.anvil = Anvil(
             "--chain-id", str(CHAIN_ID), "--timestamp", str(int(time.time()) - 10 * DAY)
         )
+        try:
+            self._deploy(tmp)
+        except BaseException:
+            self.stop()  # a failed set-up stops the anvil it started
+            raise
+
+    def _deploy(self, tmp: Path) -> None:
         self.w3 = self.anvil.w3
         self.tmp = tmp
         self.issuer, self.operator, self.attestor = dev_account(1), dev_account(2), dev_account(3)
