@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from web3.exceptions import ContractCustomError, ContractLogicError
 from web3.logs import DISCARD
 
 from gpucredit.cli_common import (
@@ -45,7 +46,10 @@ CHALLENGEABLE = ("Registering", "Registered", "Attested", "Pledged")
 
 
 def _header(registry: Any, batch_id: int) -> tuple:
-    header = registry.functions.batchInfo(batch_id).call()
+    try:
+        header = registry.functions.batchInfo(batch_id).call()
+    except (ContractCustomError, ContractLogicError):  # the view reverts for an unknown batch
+        raise CliError(f"batch {batch_id} does not exist") from None
     if header[4] == 0:
         raise CliError(f"batch {batch_id} does not exist")
     return header

@@ -1,0 +1,241 @@
+"""Every command issue 17 added refuses bad input with a clear error, exit code 1
+and no transaction sent (the signer's nonce does not move).
+
+One anvil (chain id 31337) with the protocol deployed by scripts/deploy.py and
+one note created with the CLI, still in its subscription window, one lender
+subscribed and one small batch registered and attested; a second anvil on a
+chain id that is not a local one for the `dev` refusals.
+
+Run with `python -m pytest -p no:pytest-brownie tests/service/test_cli_refusals.py`.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from harness import Anvil, ensure_artifacts
+from livenet import REPO
+from test_cli_journey import Journey, _load_make_fleet
+
+from gpucredit.cli import app
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    ensure_artifacts("NoteTranche", "Servicer", "CollateralRegistry", "TelemetryOracle")
+    tmp = tmp_path_factory.mktemp("refusals")
+    j = Journey(tmp)
+    try:
+        j.deploy()
+        j.run("dev", "fund", j.lenders[0].address, "1M")
+        j.run("issuer", "create-note", str(REPO / "examples" / "termsheet.yaml"))
+        csv = tmp / "lenders.csv"
+        csv.write_text(f"address,country\n{j.lenders[0].address},840\n")
+        j.run("issuer", "whitelist", str(csv), "--days", "30")
+        j.run("lender", "subscribe", "1", "100k", **j.lender(0))
+        now = j.status()["chain_time"]
+        fleet = _load_make_fleet().write_fleet(tmp / "fleet", 4, in_service=now - 86_400)
+        j.batch_file = tmp / "batch.json"
+        j.run("operator", "register", str(fleet), "--note", "1", "--out", str(j.batch_file))
+        j.run("attestor", "attest", "1", "--batch-file", str(j.batch_file))
+        other = _load_make_fleet().write_fleet(
+            tmp / "other", 4, prefix="OTHER-", in_service=now - 86_400
+        )
+        j.other_file = tmp / "other.json"
+        j.run("operator", "register", str(other), "--note", "1", "--out", str(j.other_file))
+        yield j
+    finally:
+        j.stop()
+
+
+def _accounts(j: Journey) -> dict[str, object]:
+    return {
+        "issuer": j.issuer,
+        "operator": j.operator,
+        "attestor": j.attestor,
+        "trustee": j.trustee,
+        "lender": j.lenders[0],
+        "keeper": j.lenders[2],
+    }
+
+
+NOBODY = "0x000000000000000000000000000000000000dEaD"
+# (command, who signs, what the error says); `{lender0}` etc. are filled in
+CASES = [
+    (["lender", "transfer", "1", "0x1234", "1k"], "lender", "TO '0x1234' is not an address"),
+    (["lender", "transfer", "1", NOBODY, "1k"], "lender", "holds 0.00 of GPUS-27"),
+    (["lender", "transfer", "1", NOBODY, "0"], "lender", "amount must be above zero"),
+    (["lender", "transfer", "1", "{lender0}", "1k"], "lender", "a transfer to yourself"),
+    (["lender", "cancel-offering", "1"], "lender", "the issuer may still draw down until"),
+    (["servicer", "release-collateral", "1"], "keeper", "is not repaid (GPUS-27 Subscription"),
+    (["servicer", "withdraw", "1"], "keeper", "nothing to withdraw for"),
+    (["servicer", "cure", "1"], "keeper", "has no top-up requirement outstanding"),
+    (["servicer", "declare-default", "1"], "keeper", "no top-up requirement outstanding"),
+    (["servicer", "record-defects", "1"], "keeper", "no new defect (0 proven, 0 recorded)"),
+    (["servicer", "disburse", "1"], "keeper", "disburse the capital failed: NothingToWithdraw("),
+    (["servicer", "close-period", "1"], "keeper", "close period 0 failed: "),
+    (["servicer", "withdraw", "7"], "keeper", "7"),
+    (["trustee", "step-in", "1"], "keeper@trustee", "is not note 1's trustee"),
+    (["trustee", "step-in", "1"], "trustee", "step-in needs a declared default"),
+    (["trustee", "finish-wind-down", "1"], "trustee", "only a stepped-in note is wound down"),
+    (["trustee", "transfer", "1", "{trustee}"], "trustee", "is the trustee already"),
+    (["trustee", "transfer", "1", "0x0"], "trustee", "NEW_TRUSTEE '0x0' is not an address"),
+    (["fleet", "queue-operator", "1", "{operator}"], "issuer", "is fleet 1's operator already"),
+    (["fleet", "queue-operator", "1", NOBODY], "keeper@issuer", "lacks FLEET_ADMIN_ROLE"),
+    (["fleet", "execute-operator", "1"], "issuer", "has no operator change queued"),
+    (["fleet", "cancel-signers", "1"], "issuer", "has no signers change queued"),
+    (
+        ["fleet", "queue-signers", "1", "--signer", NOBODY, "--quorum", "2"],
+        "issuer",
+        "quorum 2 of 1 signers breaks the rule",
+    ),
+    (["fleet", "mark-missed", "1"], "keeper", "period 0 is stale only after"),
+    (["fleet", "show", "9"], None, "fleet 9 is not registered on the oracle"),
+    (["attestor", "reject", "99"], "attestor", "batch 99 does not exist"),
+    (["attestor", "attest", "99"], "attestor", "batch 99 does not exist"),
+    (["operator", "pledge", "99", "--note", "1"], "operator", "batch 99 does not exist"),
+    (
+        ["challenge", "bad-leaf", "1", "--batch-file", "{batch}", "--index", "0"],
+        "keeper",
+        "agrees with batch 1's header",
+    ),
+    (
+        ["challenge", "key-mismatch", "1", "--batch-file", "{batch}", "--index", "2"],
+        "keeper",
+        "registered the leaf's own key at index 2",
+    ),
+    (
+        ["challenge", "bad-leaf", "1", "--batch-file", "{other}", "--index", "0"],
+        "keeper",
+        "no proof can be built from it",
+    ),
+    (
+        ["challenge", "bad-leaf", "1", "--batch-file", "{batch}", "--index", "9"],
+        "keeper",
+        "--index 9: ",
+    ),
+    (["valuer", "set-model", "H200", "200", "500"], "issuer", "class 200 does not exist"),
+    (["valuer", "set-model", "H200", "1", "12000"], "issuer", "HAIRCUT_BPS 12000 is not"),
+    (["valuer", "set-class", "3", "100", "10001"], "issuer", "FLOOR_BPS 10001 is not"),
+    (["valuer", "execute-model", "H200"], "issuer", "model H200: no change is queued"),
+    (["valuer", "cancel-class", "1"], "issuer", "class 1: no change is queued"),
+    (["kyc", "freeze", NOBODY], "issuer", "has no identity on the registry"),
+    (["kyc", "unfreeze", "{lender0}"], "issuer", "is not frozen"),
+    (["kyc", "remove", "nope"], "issuer", "ACCOUNT 'nope' is not an address"),
+    (["issuer", "unpause", "1"], "issuer", "unpaused already"),
+    (["dev", "advance", "soon"], None, "DURATION 'soon'"),
+    (["dev", "next-period", "1", "--plus", "-5"], None, "--plus must not be negative"),
+    (["dev", "fund", NOBODY, "lots"], None, "amount 'lots'"),
+]
+
+
+JSON_CHECKED = [["lender", "transfer"], ["servicer", "disburse"], ["challenge", "bad-leaf"]]
+
+
+@pytest.mark.parametrize(
+    "args,who,message", CASES, ids=[" ".join(c[0][:2]) + f" #{i}" for i, c in enumerate(CASES)]
+)
+def test_bad_input_is_refused_before_anything_is_sent(chain, args, who, message):
+    j = chain
+    fill = {
+        "lender0": j.lenders[0].address,
+        "trustee": j.trustee.address,
+        "operator": j.operator.address,
+        "batch": str(j.batch_file),
+        "other": str(j.other_file),
+    }
+    argv = [a.format(**fill) if "{" in a else a for a in args]
+    message = message.format(**fill)
+    env = {}
+    if who is not None:  # "keeper@trustee": the keeper's key where the trustee's belongs
+        who, _, role = who.partition("@")
+        account = _accounts(j)[who]
+        role = role or {"keeper": "servicer"}.get(who, who)
+        for variable in (
+            f"GPUCREDIT_{role.upper()}_KEY",
+            "GPUCREDIT_CHALLENGER_KEY",
+            "GPUCREDIT_VALUER_KEY",
+        ):
+            env[variable] = account.key.hex()
+    accounts = list(_accounts(j).values())
+    nonces = [j.anvil.w3.eth.get_transaction_count(a.address) for a in accounts]
+    result = j.run(*argv, ok=False, **env)
+    assert result.exit_code == 1, result.output
+    text = " ".join(result.stderr.split())
+    assert f"error: {message}" in text or message in text, text
+    assert "Traceback" not in result.output
+    assert [j.anvil.w3.eth.get_transaction_count(a.address) for a in accounts] == nonces
+    if args[:2] in JSON_CHECKED:  # with --json the error is one JSON document on stdout
+        as_json = j.run(*argv, "--json", ok=False, **env)
+        error = json.loads(as_json.stdout)["error"]
+        assert message in error["message"], error
+
+
+@pytest.fixture(scope="module")
+def remote_chain():
+    """An anvil on a chain id no local development chain uses (a stand-in for a testnet)."""
+    chain = Anvil("--chain-id", "11155111")
+    try:
+        yield chain
+    finally:
+        chain.stop()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["dev", "fund", NOBODY, "1M"],
+        ["dev", "next-period", "1"],
+        ["dev", "advance", "1d"],
+    ],
+    ids=["fund", "next-period", "advance"],
+)
+def test_dev_refuses_a_chain_that_is_not_local(remote_chain, tmp_path, args):
+    from typer.testing import CliRunner
+
+    before = remote_chain.w3.eth.get_block("latest")["timestamp"]
+    manifest = tmp_path / "none.json"  # never read: the refusal comes first
+    result = CliRunner().invoke(
+        app, ["--rpc-url", remote_chain.url, "--manifest", str(manifest), *args]
+    )
+    assert result.exit_code == 1, result.output
+    text = " ".join(result.stderr.split())
+    assert "refusing: `gpucredit dev` runs on a local development chain only" in text
+    assert "is chain 11155111" in text
+    after = remote_chain.w3.eth.get_block("latest")["timestamp"]
+    assert after - before < 60  # no time travel
+
+
+def test_dev_refuses_a_local_chain_id_on_a_node_that_is_not_a_dev_node(tmp_path):
+    """Chain id 31337 but an unknown node (a JSON-RPC stub) is refused too."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from typer.testing import CliRunner
+
+    class Stub(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's name
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            answers = {"eth_chainId": "0x7a69", "web3_clientVersion": "Geth/v1.14.0"}
+            reply = {"jsonrpc": "2.0", "id": body["id"], "result": answers.get(body["method"])}
+            data = json.dumps(reply).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Stub)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}"
+        result = CliRunner().invoke(app, ["--rpc-url", url, "dev", "advance", "1d"])
+        assert result.exit_code == 1, result.output
+        assert "served by 'Geth/v1.14.0'" in " ".join(result.stderr.split())
+    finally:
+        server.shutdown()
