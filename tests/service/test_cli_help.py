@@ -101,3 +101,15 @@ def typer_app(fn):
     one = typer.Typer()
     one.command()(fn)
     return one
+
+
+def test_docs_cli_md_lists_every_command():
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
+    leaves = [" ".join(p) for p, c in _commands(COMMAND) if p and not hasattr(c, "commands")]
+    # `gpucredit GROUP COMMAND`, or `COMMAND` after a slash in a row of its group
+    missing = [
+        path
+        for path in leaves
+        if f"gpucredit {path}" not in docs and f"/ `{path.split()[-1]}" not in docs
+    ]
+    assert missing == []
