@@ -28,6 +28,7 @@ from gpucredit.cli_common import (
     PasswordFile,
     client,
     done,
+    emit,
     handle_errors,
     money,
     note_servicer,
@@ -304,3 +305,50 @@ def withdraw(
         json_out,
         f"note {note_id}: withdrawn",
     )
+
+
+@app.command()
+@handle_errors
+def show(note_id: NoteId, json_out: JsonOut = False) -> None:
+    """The servicer at a glance (read-only, no key): status, next period to close,
+    collateral, top-up, reserve, and what the operator and the fee recipient may withdraw."""
+    from gpucredit.cli_common import kv_table, out
+
+    c = client()
+    servicer = note_servicer(c, note_id)
+    s = servicer.functions
+    value, cash = s.collateral().call()
+    required, deadline = s.topUp().call()
+    operator = c.manifest.note(note_id).fleet.operator
+    result = {
+        "note_id": note_id,
+        "status": _status(servicer),
+        "next_period_to_close": s.nextPeriodToClose().call(),
+        "collateral_value": value,
+        "cash_collateral": cash,
+        "top_up_required": required,
+        "top_up_deadline": deadline,
+        "reserve": s.reserveBalance().call(),
+        "period_revenue_cash": s.periodRevenueCash().call(),
+        "trustee": s.trustee().call(),
+        "operator_withdrawable": s.withdrawable(operator).call(),
+        "chain_time": c.now(),
+    }
+    d = c.decimals
+
+    def render(r: dict[str, Any]) -> None:
+        items = dict(r)
+        for key in (
+            "collateral_value",
+            "cash_collateral",
+            "top_up_required",
+            "reserve",
+            "period_revenue_cash",
+            "operator_withdrawable",
+        ):
+            items[key] = money(r[key], d)
+        items["top_up_deadline"] = when(r["top_up_deadline"])
+        items["chain_time"] = when(r["chain_time"])
+        out.print(kv_table(f"note {note_id}: servicer", items))
+
+    emit(result, json_out, render)
