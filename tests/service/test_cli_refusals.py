@@ -28,7 +28,9 @@ def chain(tmp_path_factory):
     j = Journey(tmp)
     try:
         j.deploy()
-        j.run("dev", "fund", j.lenders[0].address, "1M")
+        funded = j.json("dev", "fund", j.lenders[0].address, "1M", "--eth", "5")
+        assert funded["minted"] == funded["balance"] == 10**12
+        assert funded["eth"] == 5 * 10**18
         j.run("issuer", "create-note", str(REPO / "examples" / "termsheet.yaml"))
         csv = tmp / "lenders.csv"
         csv.write_text(f"address,country\n{j.lenders[0].address},840\n")
