@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from eth_account import Account
 from harness import Anvil, ensure_artifacts
 from livenet import REPO
 from test_cli_journey import Journey, _load_make_fleet
@@ -241,3 +242,58 @@ def test_dev_refuses_a_local_chain_id_on_a_node_that_is_not_a_dev_node(tmp_path)
         assert "served by 'Geth/v1.14.0'" in " ".join(result.stderr.split())
     finally:
         server.shutdown()
+
+
+def test_role_commands_do_what_they_say(chain):
+    """After the refusals (this test runs last on the module's chain): the same
+    commands with good input change the chain's state as their output says."""
+    j = chain
+    lender = j.lenders[0].address
+    keeper = j.lenders[2]
+    # KYC agent: freeze and unfreeze
+    assert j.json("kyc", "freeze", lender)["frozen"] is True
+    assert j.json("kyc", "show", lender)["verified"] is False
+    assert j.json("kyc", "unfreeze", lender)["frozen"] is False
+    # guardian: pause and unpause
+    assert j.json("issuer", "pause", "1")["paused"] is True
+    j.run("issuer", "pause", "1", ok=False)  # paused already
+    assert j.json("issuer", "unpause", "1")["paused"] is False
+    # fleet admin: a queued operator change waits its delay, then applies
+    queued = j.json("fleet", "queue-operator", "1", NOBODY)
+    shown = j.json("fleet", "show", "1")
+    assert shown["pending_operator"] == {"operator": NOBODY, "eta": queued["eta"]}
+    early = j.run("fleet", "execute-operator", "1", ok=False)
+    assert "executable from" in early.stderr
+    signers = [Account.create().address for _ in range(4)]
+    args = [a for s in signers for a in ("--signer", s)]
+    j.json("fleet", "queue-signers", "1", *args, "--quorum", "3")
+    assert j.json("fleet", "show", "1")["pending_signers"]["quorum"] == 3
+    j.json("fleet", "cancel-signers", "1")
+    assert j.json("fleet", "show", "1")["pending_signers"] is None
+    j.json("dev", "advance", "2d")
+    j.json("fleet", "execute-operator", "1")
+    shown = j.json("fleet", "show", "1")
+    assert shown["operator"] == NOBODY and shown["pending_operator"] is None
+    # valuer (the deployer holds VALUATION_ROLE): a new model is queued, then cancelled
+    valuer = {"GPUCREDIT_VALUER_KEY": j.deployer.key.hex()}
+    model = j.json("valuer", "set-model", "NVIDIA B200", "1", "1000", **valuer)
+    assert model["queued_until"] > 0
+    j.json("valuer", "cancel-model", "NVIDIA B200", **valuer)
+    j.run("valuer", "cancel-model", "NVIDIA B200", ok=False, **valuer)  # nothing queued now
+    # attestor: reject the second (unattested) batch
+    assert j.json("attestor", "reject", "2")["status"] == "Rejected"
+    # trustee: hand the role over
+    moved = j.json("trustee", "transfer", "1", keeper.address)
+    assert moved["new"] == keeper.address
+    assert j.json("servicer", "show", "1")["trustee"] == keeper.address
+    # nobody drew down: after the drawdown window anyone cancels and lenders get refunds
+    status = j.status()
+    j.json(
+        "dev",
+        "advance",
+        str(status["subscription"]["end"] + 30 * 86_400 - status["chain_time"] + 1),
+    )
+    cancelled = j.json("lender", "cancel-offering", "1", **j.lender(2))
+    assert cancelled["cancelled"] == ["GPUS-27", "GPUJ-27"]
+    refunded = j.json("lender", "cancel", "1", **j.lender(0))
+    assert refunded["refunded"] == 100_000 * 10**6
