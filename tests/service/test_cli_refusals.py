@@ -15,6 +15,7 @@ import json
 
 import pytest
 from eth_account import Account
+from eth_utils import keccak
 from harness import Anvil, ensure_artifacts
 from livenet import REPO
 from test_cli_journey import Journey, _load_make_fleet
@@ -242,6 +243,89 @@ def test_dev_refuses_a_local_chain_id_on_a_node_that_is_not_a_dev_node(tmp_path)
         assert "served by 'Geth/v1.14.0'" in " ".join(result.stderr.split())
     finally:
         server.shutdown()
+
+
+def _crafted_batch(j: Journey, tmp, prefix: str, *, late_header: bool, swap_key: bool):
+    """A batch an operator lies in, registered with web3 (not through the CLI, which
+    only registers honest batches): its header dates the batch a day after GPU 0
+    went into service, or its key list swaps GPU 1's key for another serial's.
+    Returns (batch id, batch file)."""
+    from gpucredit.merkle import GpuLeaf, MerkleTree, gpu_key, text_id
+
+    w3 = j.anvil.w3
+    manifest = json.loads(j.manifest.read_text())
+    abi = json.loads((REPO / "build" / "contracts" / "CollateralRegistry.json").read_text())["abi"]
+    registry = w3.eth.contract(
+        address=manifest["contracts"]["collateral_registry"]["address"], abi=abi
+    )
+    now = j.status()["chain_time"]
+    model = "NVIDIA H100 SXM5 80GB"
+    gpus = [
+        {
+            "vendor": "NVIDIA",
+            "serial": f"{prefix}{i}",
+            "model": model,
+            "site": "ashburn-1",
+            "attestation_hash": "0x" + bytes([i + 1]).hex() * 32,
+            "cost": 25_000 * 10**6,
+            "in_service_at": now - 10 * 86_400,
+        }
+        for i in range(4)
+    ]
+    leaves = [
+        GpuLeaf(
+            i,
+            gpu_key(g["vendor"], g["serial"]),
+            text_id(model),
+            text_id(g["site"]),
+            bytes.fromhex(g["attestation_hash"][2:]),
+            g["cost"],
+            g["in_service_at"],
+        )
+        for i, g in enumerate(gpus)
+    ]
+    tree = MerkleTree(leaves)
+    keys = [leaf.gpu_key for leaf in leaves]
+    if swap_key:
+        keys[1] = gpu_key("NVIDIA", f"{prefix}other")
+    header_date = now - 9 * 86_400 if late_header else now - 10 * 86_400
+    issuer = registry.functions.noteInfo(1).call()[0]
+    registration = (
+        issuer,
+        tree.root,
+        4,
+        4 * 25_000 * 10**6,
+        text_id(model),
+        header_date,
+        keccak(b"".join(leaf.attestation_hash for leaf in leaves)),
+    )
+    sender = {"from": j.operator.address}
+    tx = registry.functions.registerBatch(registration).transact(sender)
+    receipt = w3.eth.wait_for_transaction_receipt(tx)
+    batch_id = registry.events.BatchRegistered().process_receipt(receipt)[0]["args"]["batchId"]
+    w3.eth.wait_for_transaction_receipt(
+        registry.functions.registerGpus(batch_id, keys).transact(sender)
+    )
+    path = tmp / f"{prefix}batch.json"
+    path.write_text(json.dumps({"batch_id": batch_id, "gpus": gpus}))
+    return batch_id, path
+
+
+def test_challenges_void_a_lying_batch(chain, tmp_path):
+    j = chain
+    key = {"GPUCREDIT_CHALLENGER_KEY": j.lenders[2].key.hex()}
+    late, late_file = _crafted_batch(j, tmp_path, "LATE-", late_header=True, swap_key=False)
+    args = ["--batch-file", str(late_file), "--index", "0"]
+    voided = j.json("challenge", "bad-leaf", str(late), *args, **key)
+    assert voided["batch_id"] == late and voided["reason"] == "in service before batch"
+    again = j.run("challenge", "bad-leaf", str(late), *args, ok=False, **key)
+    assert f"batch {late} is Voided: nothing to challenge" in again.stderr
+    swapped, swap_file = _crafted_batch(j, tmp_path, "SWAP-", late_header=False, swap_key=True)
+    args = ["--batch-file", str(swap_file), "--index", "1"]
+    header_ok = j.run("challenge", "bad-leaf", str(swapped), *args, ok=False, **key)
+    assert "agrees with batch" in header_ok.stderr
+    voided = j.json("challenge", "key-mismatch", str(swapped), *args, **key)
+    assert voided["batch_id"] == swapped and voided["reason"] == "key mismatch"
 
 
 def test_role_commands_do_what_they_say(chain):
