@@ -263,6 +263,44 @@ def note_servicer(c: Client, note_id: int) -> Any:
     return c.record(c.manifest.note(note_id).servicer)
 
 
-def done(result: dict[str, Any], json_out: bool, title: str) -> None:
-    """Prints a one-transaction command's result: JSON, or a two-column table."""
-    emit(result, json_out, lambda r: out.print(kv_table(title, r)))
+MONEY_KEYS = {
+    "amount",
+    "required",
+    "collateral",
+    "top_up_required",
+    "cash_in",
+    "cashIn",
+    "fees",
+    "equity",
+    "balance",
+    "balance_after",
+    "balance_before",
+    "cash_collateral_applied",
+    "minted",
+    "seniorInterest",
+    "seniorPrincipal",
+    "juniorInterest",
+    "juniorPrincipal",
+    "residual",
+}
+TIME_KEYS = {"eta", "deadline", "queued_until", "period_end", "before", "now"}
+
+
+def done(result: dict[str, Any], json_out: bool, title: str, decimals: int | None = None) -> None:
+    """Prints a one-transaction command's result: JSON (raw units), or a two-column
+    table with amounts in stablecoin units (when `decimals` is given) and times in UTC."""
+
+    def shown(key: str, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return value
+        if key in MONEY_KEYS and decimals is not None:
+            return money(value, decimals)
+        if key in TIME_KEYS:
+            return when(value)
+        return value
+
+    emit(
+        result,
+        json_out,
+        lambda r: out.print(kv_table(title, {k: shown(k, v) for k, v in r.items()})),
+    )

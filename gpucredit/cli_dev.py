@@ -131,6 +131,7 @@ def fund(
         },
         json_out,
         f"{to}: +{money(value, c.decimals)} mock stablecoin",
+        decimals=c.decimals,
     )
 
 
@@ -183,6 +184,7 @@ def next_period(
         },
         json_out,
         f"note {note_id}: period {period} ends {when(end)}; chain time now {when(now)}",
+        decimals=c.decimals,
     )
 
 
@@ -209,4 +211,5 @@ def advance(
         {"before": before, "now": now, "advanced": now - before},
         json_out,
         f"chain time {when(before)} -> {when(now)}",
+        decimals=c.decimals,
     )

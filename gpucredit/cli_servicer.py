@@ -91,6 +91,7 @@ def close_period(
         },
         json_out,
         f"note {note_id}: period {period} closed",
+        decimals=c.decimals,
     )
 
 
@@ -120,6 +121,7 @@ def disburse(
         },
         json_out,
         f"note {note_id}: capital disbursed",
+        decimals=c.decimals,
     )
 
 
@@ -151,6 +153,7 @@ def cure(
         {"note_id": note_id, "required": required, "collateral": have, "tx": tx_hash(receipt)},
         json_out,
         f"note {note_id}: top-up cured",
+        decimals=c.decimals,
     )
 
 
@@ -181,6 +184,7 @@ def declare_default(
         {"note_id": note_id, "required": required, "deadline": deadline, "tx": tx_hash(receipt)},
         json_out,
         f"note {note_id}: default declared",
+        decimals=c.decimals,
     )
 
 
@@ -215,6 +219,7 @@ def record_defects(
         },
         json_out,
         f"note {note_id}: defects recorded",
+        decimals=c.decimals,
     )
 
 
@@ -264,6 +269,7 @@ def release_collateral(
         },
         json_out,
         f"note {note_id}: collateral released",
+        decimals=c.decimals,
     )
 
 
@@ -304,6 +310,7 @@ def withdraw(
         },
         json_out,
         f"note {note_id}: withdrawn",
+        decimals=c.decimals,
     )
 
 

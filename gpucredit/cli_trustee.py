@@ -79,6 +79,7 @@ def step_in(
         },
         json_out,
         f"note {note_id}: trustee stepped in",
+        decimals=c.decimals,
     )
 
 
@@ -103,7 +104,7 @@ def finish_wind_down(
     result = {"note_id": note_id, "status": _status(servicer), "tx": tx_hash(receipt)}
     if logs:
         result.update({k: v for k, v in logs[0]["args"].items()})
-    done(result, json_out, f"note {note_id}: wind-down finished")
+    done(result, json_out, f"note {note_id}: wind-down finished", decimals=c.decimals)
 
 
 @app.command("transfer")
@@ -127,4 +128,5 @@ def transfer_role(
         {"note_id": note_id, "old": trustee.address, "new": target, "tx": tx_hash(receipt)},
         json_out,
         f"note {note_id}: trustee handed over",
+        decimals=c.decimals,
     )

@@ -334,6 +334,12 @@ def test_role_commands_do_what_they_say(chain):
     j = chain
     lender = j.lenders[0].address
     keeper = j.lenders[2]
+    # tables: amounts in stablecoin units, times in UTC
+    funded = j.run("dev", "fund", keeper.address, "2.5k").stdout
+    assert "minted" in funded and "2,500.00" in funded
+    assert " UTC" in j.run("dev", "advance", "1h").stdout
+    assert "collateral_value" in j.run("servicer", "show", "1").stdout
+    assert j.operator.address in j.run("fleet", "show", "1").stdout
     # KYC agent: freeze and unfreeze
     assert j.json("kyc", "freeze", lender)["frozen"] is True
     assert j.json("kyc", "show", lender)["verified"] is False
