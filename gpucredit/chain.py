@@ -171,14 +171,32 @@ def _render(value: Any) -> str:
     return str(value)
 
 
+_ERROR_TABLES: dict[
+    tuple[str, tuple], dict[bytes, tuple[str, list[dict[str, Any]], str | None]]
+] = {}
+
+
 class ErrorDecoder:
-    """Custom errors of every protocol ABI, by 4-byte selector, with NatSpec notices."""
+    """Custom errors of every protocol ABI, by 4-byte selector, with NatSpec notices
+    (one table per artifacts folder and process, rebuilt when an artifact changes)."""
 
     def __init__(self, directory: Path | None = None) -> None:
         self._directory = directory or artifacts_dir()
 
     @cached_property
     def _errors(self) -> dict[bytes, tuple[str, list[dict[str, Any]], str | None]]:
+        stamps = []
+        for name in ERROR_SOURCES:
+            path = self._directory / f"{name}.json"
+            if path.exists():
+                stat = path.stat()
+                stamps.append((name, stat.st_mtime_ns, stat.st_size))
+        key = (str(self._directory), tuple(stamps))
+        if key not in _ERROR_TABLES:
+            _ERROR_TABLES[key] = self._load_errors()
+        return _ERROR_TABLES[key]
+
+    def _load_errors(self) -> dict[bytes, tuple[str, list[dict[str, Any]], str | None]]:
         table: dict[bytes, tuple[str, list[dict[str, Any]], str | None]] = {}
         for name in ERROR_SOURCES:
             path = self._directory / f"{name}.json"
@@ -290,6 +308,24 @@ def load_key(
         ) from None
 
 
+# A build artifact is megabytes (AST, source maps) around a few kilobytes of
+# ABI: a process that runs many commands (the demo, the tests) parses each once,
+# again only when the file changes.
+_ABI_CACHE: dict[tuple[str, int, int], list[dict[str, Any]]] = {}
+
+
+def cached_abi(name: str, directory: Path) -> list[dict[str, Any]]:
+    path = Path(directory) / f"{name}.json"
+    try:
+        stat = path.stat()
+    except OSError:
+        return load_artifact(name, directory)["abi"]  # raises its ManifestError
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    if key not in _ABI_CACHE:
+        _ABI_CACHE[key] = load_artifact(name, directory)["abi"]
+    return _ABI_CACHE[key]
+
+
 class Client:
     """A web3 connection plus the manifest of its chain."""
 
@@ -323,7 +359,7 @@ class Client:
 
     def abi(self, name: str) -> list[dict[str, Any]]:
         if name not in self._abis:
-            self._abis[name] = load_artifact(name, self.artifacts)["abi"]
+            self._abis[name] = cached_abi(name, self.artifacts)
         return self._abis[name]
 
     def at(self, name: str, address: str) -> Any:

@@ -20,7 +20,20 @@ from typing import Annotated, Any
 
 import typer
 
-from gpucredit import cli_index, cli_issuer, cli_lender, cli_operator, cli_risk, cli_web
+from gpucredit import (
+    cli_dev,
+    cli_fleet,
+    cli_index,
+    cli_issuer,
+    cli_kyc,
+    cli_lender,
+    cli_operator,
+    cli_registry,
+    cli_risk,
+    cli_servicer,
+    cli_trustee,
+    cli_web,
+)
 from gpucredit.audit import cli as audit_cli
 from gpucredit.cli_common import (
     DEFAULT_RPC_URL,
@@ -85,6 +98,16 @@ app.add_typer(cli_issuer.app, name="issuer")
 app.add_typer(cli_lender.app, name="lender")
 app.add_typer(cli_operator.app, name="operator")
 app.add_typer(cli_operator.attestor_app, name="attestor")
+app.add_typer(cli_servicer.app, name="servicer")
+app.add_typer(cli_trustee.app, name="trustee")
+app.add_typer(cli_fleet.app, name="fleet")
+app.add_typer(cli_registry.valuer_app, name="valuer")
+app.add_typer(cli_registry.challenge_app, name="challenge")
+app.add_typer(cli_kyc.app, name="kyc")
+app.add_typer(cli_dev.app, name="dev")
+cli_operator.attestor_app.command("reject")(cli_registry.reject)
+cli_issuer.app.command("pause")(cli_kyc.pause)
+cli_issuer.app.command("unpause")(cli_kyc.unpause)
 app.add_typer(audit_cli.app, name="audit")
 app.add_typer(cli_risk.app, name="risk")
 app.command("index")(cli_index.index)

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 from eth_account.signers.local import LocalAccount
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -104,7 +105,8 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except HANDLED as exc:
             if kwargs.get("json_out"):
                 print(json.dumps({"error": {"type": type(exc).__name__, "message": str(exc)}}))
-            err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+            # the message is text, not markup: `[OPTIONS]` or `[floor, cap]` must stay
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False)
             raise typer.Exit(1) from None
 
     return wrapper
@@ -131,20 +133,20 @@ def _json_default(value: Any) -> Any:
 
 
 def table(title: str, columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> Table:
-    t = Table(title=title, title_justify="left")
+    t = Table(title=escape(title), title_justify="left")
     for column in columns:
-        t.add_column(column, overflow="fold")
+        t.add_column(escape(column), overflow="fold")
     for row in rows:
-        t.add_row(*(str(v) for v in row))
+        t.add_row(*(escape(str(v)) for v in row))
     return t
 
 
 def kv_table(title: str, items: dict[str, Any]) -> Table:
-    t = Table(title=title, title_justify="left", show_header=False)
+    t = Table(title=escape(title), title_justify="left", show_header=False)
     t.add_column("field", style="bold")
     t.add_column("value", overflow="fold")
     for key, value in items.items():
-        t.add_row(key, str(value))
+        t.add_row(escape(key), escape(str(value)))
     return t
 
 
@@ -238,3 +240,67 @@ def account_for(account: LocalAccount | None, address: str | None) -> str:
         return to_checksum_address(address)
     assert account is not None
     return account.address
+
+
+def address_arg(text: str, what: str) -> str:
+    """A checksummed address from user input, or a CliError naming the argument."""
+    from eth_utils import is_address, to_checksum_address
+
+    if not is_address(text):
+        raise CliError(f"{what} {text!r} is not an address (0x followed by 40 hex digits)")
+    address = to_checksum_address(text)
+    if int(address, 16) == 0:
+        raise CliError(f"{what} is the zero address")
+    return address
+
+
+def tx_hash(receipt: Any) -> str:
+    return "0x" + bytes(receipt["transactionHash"]).hex()
+
+
+def note_servicer(c: Client, note_id: int) -> Any:
+    """The web3 contract of a note's servicer (the note must be in the manifest)."""
+    return c.record(c.manifest.note(note_id).servicer)
+
+
+MONEY_KEYS = {
+    "amount",
+    "required",
+    "collateral",
+    "top_up_required",
+    "cash_in",
+    "cashIn",
+    "fees",
+    "equity",
+    "balance",
+    "balance_after",
+    "balance_before",
+    "cash_collateral_applied",
+    "minted",
+    "seniorInterest",
+    "seniorPrincipal",
+    "juniorInterest",
+    "juniorPrincipal",
+    "residual",
+}
+TIME_KEYS = {"eta", "deadline", "queued_until", "period_end", "before", "now"}
+
+
+def done(result: dict[str, Any], json_out: bool, title: str, decimals: int | None = None) -> None:
+    """Prints a one-transaction command's result: JSON (raw units), or a two-column
+    table with amounts in stablecoin units (when `decimals` is given) and times in UTC."""
+
+    def shown(key: str, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return value
+        if key in MONEY_KEYS and decimals is not None:
+            return money(value, decimals)
+        if key in TIME_KEYS:
+            return when(value)
+        return value
+
+    emit(
+        result,
+        json_out,
+        lambda r: out.print(kv_table(title, {k: shown(k, v) for k, v in r.items()})),
+    )

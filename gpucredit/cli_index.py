@@ -94,7 +94,7 @@ def index(
             if result.events:
                 out.print(f"block {result.to_block}: {result.events} new events")
     except AuditInputError as exc:
-        err.print(f"error: {exc}")
+        err.print(f"error: {exc}", markup=False)
         raise typer.Exit(2) from exc
     except KeyboardInterrupt:
         raise typer.Exit(0) from None

@@ -17,6 +17,7 @@ from gpucredit.cli_common import (
     NoteId,
     PasswordFile,
     account_for,
+    address_arg,
     breach_names,
     client,
     emit,
@@ -28,6 +29,7 @@ from gpucredit.cli_common import (
     signer,
     table,
     units,
+    when,
 )
 
 app = typer.Typer(
@@ -416,3 +418,119 @@ def position(
         out.print(f"why: {r['explanation']}")
 
     emit(result, json_out, render)
+
+
+@app.command()
+@handle_errors
+def transfer(
+    note_id: NoteId,
+    to: Annotated[str, typer.Argument(help="Address of the new holder (KYC-whitelisted).")],
+    amount: Annotated[str, typer.Argument(help="Face amount of notes, e.g. 100000 or 100k.")],
+    tranche: TrancheOpt = "senior",
+    json_out: JsonOut = False,
+    key_env: KeyEnv = None,
+    keystore: Keystore = None,
+    password_file: PasswordFile = None,
+) -> None:
+    """Transfer notes (tranche tokens, face) to another holder. Both sides must be
+    whitelisted and not frozen; accrued coupons stay with whoever held the face while
+    they accrued."""
+    recipient = address_arg(to, "TO")
+    c = client()
+    lender = _lender(key_env, keystore, password_file)
+    symbol, contract = _one(c, note_id, tranche)
+    value = units(amount, c.decimals)
+    if recipient == lender.address:
+        raise CliError("TO is the sender: a transfer to yourself moves nothing")
+    t = contract.functions
+    balance = t.balanceOf(lender.address).call()
+    if balance < value:
+        raise CliError(
+            f"{lender.address} holds {money(balance, c.decimals)} of {symbol}, "
+            f"less than {money(value, c.decimals)} (claim pending notes with `lender claim-notes`)"
+        )
+    identities = c.core("identity_registry").functions
+    for who, role in ((lender.address, "sender"), (recipient, "recipient")):
+        if not identities.isVerified(who).call():
+            _, expires_at, frozen = identities.identityOf(who).call()
+            why = (
+                "is frozen"
+                if frozen
+                else ("has expired KYC" if expires_at else "is not whitelisted")
+            )
+            raise ChainError(
+                f"the {role} {who} {why} on the identity registry: the issuer adds it with "
+                "`gpucredit issuer whitelist LENDERS.csv`"
+            )
+    if t.paused().call():
+        raise CliError(f"{symbol} is paused: transfers wait until the guardian unpauses it")
+    c.send(t.transfer(recipient, value), lender, f"transfer {symbol}")
+    result = {
+        "note_id": note_id,
+        "tranche": symbol,
+        "from": lender.address,
+        "to": recipient,
+        "amount": value,
+        "from_balance": t.balanceOf(lender.address).call(),
+        "to_balance": t.balanceOf(recipient).call(),
+    }
+    d = c.decimals
+    emit(
+        result,
+        json_out,
+        lambda r: out.print(
+            table(
+                f"note {note_id}: {symbol} transferred",
+                ("from", "to", "amount", "sender now", "recipient now"),
+                [
+                    (
+                        r["from"],
+                        r["to"],
+                        money(r["amount"], d),
+                        money(r["from_balance"], d),
+                        money(r["to_balance"], d),
+                    )
+                ],
+            )
+        ),
+    )
+
+
+@app.command("cancel-offering")
+@handle_errors
+def cancel_offering(
+    note_id: NoteId,
+    tranche: AllTranchesOpt = None,
+    json_out: JsonOut = False,
+    key_env: KeyEnv = None,
+    keystore: Keystore = None,
+    password_file: PasswordFile = None,
+) -> None:
+    """Cancel an offering the issuer did not draw down within the drawdown window (30 days
+    after the subscription end; anyone may), then `lender claim-notes` refunds you."""
+    c = client()
+    caller = _lender(key_env, keystore, password_file)
+    now = c.now()
+    cancelled = []
+    for symbol, contract in note_tranches(c, c.manifest.note(note_id), tranche):
+        t = contract.functions
+        state = TRANCHE_STATES[t.state().call()]
+        if state == "Cancelled":
+            continue
+        if state not in ("Subscription", "Closed"):
+            raise CliError(f"{symbol} is {state}: only an offering not drawn down is cancelled")
+        deadline = t.terms().call()[5] + t.DRAWDOWN_WINDOW().call()
+        if now <= deadline:
+            raise CliError(
+                f"{symbol}: the issuer may still draw down until {when(deadline)}; "
+                "anyone may cancel after that"
+            )
+        c.send(t.cancelOffering(), caller, f"{symbol}: cancel the offering")
+        cancelled.append(symbol)
+    emit(
+        {"note_id": note_id, "cancelled": cancelled},
+        json_out,
+        lambda r: out.print(
+            f"offering cancelled: {', '.join(r['cancelled']) or 'nothing left to cancel'}"
+        ),
+    )

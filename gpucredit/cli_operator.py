@@ -243,10 +243,9 @@ def register(
 
 
 def _batch(c: Client, batch_id: int) -> tuple:
-    header = c.core("collateral_registry").functions.batchInfo(batch_id).call()
-    if header[4] == 0:
-        raise CliError(f"batch {batch_id} does not exist")
-    return header
+    from gpucredit.cli_registry import _header
+
+    return _header(c.core("collateral_registry"), batch_id)
 
 
 @app.command()

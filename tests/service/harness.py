@@ -7,6 +7,9 @@ brownie build artifacts with web3.py, and each oracle node is a separate
 
 from __future__ import annotations
 
+import atexit
+import ctypes
+import ctypes.util
 import itertools
 import json
 import os
@@ -30,6 +33,34 @@ ARTIFACTS = REPO / "build" / "contracts"
 ANVIL = REPO / "node_modules" / ".bin" / "anvil"
 PYTHON = sys.executable
 _fleet_ids = itertools.count(1000 + os.getpid() % 1000 * 1000)
+_running: dict[int, subprocess.Popen] = {}  # every anvil started here and not stopped yet
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM it when the process that started it dies
+    (Linux), so even a SIGKILLed test session leaves no anvil behind."""
+    libc_name = ctypes.util.find_library("c")
+    if sys.platform.startswith("linux") and libc_name:
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(libc_name, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def _terminate(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@atexit.register
+def stop_leftover_anvils() -> None:
+    """At interpreter exit: stops every anvil a failed test or fixture left running."""
+    for proc in list(_running.values()):
+        _terminate(proc)
+    _running.clear()
 
 
 def free_port() -> int:
@@ -92,10 +123,16 @@ class Anvil:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - prctl only, no locks taken
         )
-        self.w3 = Web3(HTTPProvider(self.url, request_kwargs={"timeout": 10}))
-        wait_until(self._up, 20, what="anvil")
-        self.admin = self.w3.eth.accounts[0]
+        _running[self.proc.pid] = self.proc
+        try:
+            self.w3 = Web3(HTTPProvider(self.url, request_kwargs={"timeout": 10}))
+            wait_until(self._up, 20, what="anvil")
+            self.admin = self.w3.eth.accounts[0]
+        except BaseException:
+            self.stop()
+            raise
 
     def _up(self) -> bool:
         try:
@@ -126,12 +163,8 @@ class Anvil:
         return receipt
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        _terminate(self.proc)
+        _running.pop(self.proc.pid, None)
 
 
 @dataclass
@@ -253,7 +286,12 @@ class OracleNode:
         env["PYTHONPATH"] = str(REPO)
         self.log = open(self.workdir / f"{self.name}.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [PYTHON, "-m", "oracle"], cwd=self.workdir, env=env, stdout=self.log, stderr=self.log
+            [PYTHON, "-m", "oracle"],
+            cwd=self.workdir,
+            env=env,
+            stdout=self.log,
+            stderr=self.log,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - prctl only
         )
         if wait:
             wait_until(self.healthy, 60, what=f"node {self.name} to serve")

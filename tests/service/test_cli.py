@@ -54,6 +54,13 @@ class Env:
         self.anvil = Anvil(
             "--chain-id", str(CHAIN_ID), "--timestamp", str(int(time.time()) - 10 * DAY)
         )
+        try:
+            self._deploy(tmp)
+        except BaseException:
+            self.stop()  # a failed set-up stops the anvil it started
+            raise
+
+    def _deploy(self, tmp: Path) -> None:
         self.w3 = self.anvil.w3
         self.tmp = tmp
         self.issuer, self.operator, self.attestor = dev_account(1), dev_account(2), dev_account(3)
@@ -195,6 +202,44 @@ def test_every_command_and_flag_has_help():
         "operator push-telemetry",
         "operator pay-revenue",
         "attestor attest",
+        "attestor reject",
+        "lender transfer",
+        "lender cancel-offering",
+        "servicer close-period",
+        "servicer disburse",
+        "servicer cure",
+        "servicer declare-default",
+        "servicer record-defects",
+        "servicer release-collateral",
+        "servicer withdraw",
+        "trustee step-in",
+        "trustee finish-wind-down",
+        "trustee transfer",
+        "fleet show",
+        "fleet queue-operator",
+        "fleet execute-operator",
+        "fleet cancel-operator",
+        "fleet queue-signers",
+        "fleet execute-signers",
+        "fleet cancel-signers",
+        "fleet mark-missed",
+        "challenge bad-leaf",
+        "challenge key-mismatch",
+        "valuer set-model",
+        "valuer execute-model",
+        "valuer cancel-model",
+        "valuer set-class",
+        "valuer execute-class",
+        "valuer cancel-class",
+        "kyc show",
+        "kyc freeze",
+        "kyc unfreeze",
+        "kyc remove",
+        "issuer pause",
+        "issuer unpause",
+        "dev fund",
+        "dev next-period",
+        "dev advance",
     ):
         assert expected in names
     for path, command in commands:

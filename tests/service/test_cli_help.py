@@ -62,3 +62,54 @@ def test_every_placeholder_of_a_help_text_is_shown(path):
     assert result.exit_code == 0, result.output
     shown = _flat(result.output)
     assert [p for p in sorted(placeholders) if p not in shown] == []
+
+
+def test_an_error_message_keeps_its_brackets_and_placeholders():
+    """Errors were printed as rich markup: `[options]` or `[floor, cap]` vanished."""
+    from gpucredit.cli_common import CliError, handle_errors
+
+    @handle_errors
+    def fails(json_out: bool = False) -> None:
+        raise CliError(
+            "see `gpucredit [OPTIONS] lender`, deployments/<chain-id>.json, [floor, cap]"
+        )
+
+    result = CliRunner().invoke(typer_app(fails), [])
+    assert result.exit_code == 1
+    assert (
+        "error: see `gpucredit [OPTIONS] lender`, deployments/<chain-id>.json, [floor, cap]"
+        in _flat(result.output)
+    )
+
+
+def test_a_table_keeps_brackets_in_headers_and_cells():
+    from rich.console import Console
+
+    from gpucredit.cli_common import kv_table, table
+
+    console = Console(record=True, width=200)
+    console.print(table("t [x]", ("rate [floor, cap]",), [("[a] b",)]))
+    console.print(kv_table("kv", {"field [unit]": "[value]"}))
+    text = console.export_text()
+    for shown in ("t [x]", "rate [floor, cap]", "[a] b", "field [unit]", "[value]"):
+        assert shown in text
+
+
+def typer_app(fn):
+    import typer
+
+    one = typer.Typer()
+    one.command()(fn)
+    return one
+
+
+def test_docs_cli_md_lists_every_command():
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
+    leaves = [" ".join(p) for p, c in _commands(COMMAND) if p and not hasattr(c, "commands")]
+    # `gpucredit GROUP COMMAND`, or `COMMAND` after a slash in a row of its group
+    missing = [
+        path
+        for path in leaves
+        if f"gpucredit {path}" not in docs and f"/ `{path.split()[-1]}" not in docs
+    ]
+    assert missing == []
