@@ -1349,7 +1349,7 @@ class Replayer:
         self._check(ev, {"requested": requested, "filled": filled, "refunded": requested - filled})
         t.total_pending -= requested
         t.total_filled += filled
-        t.fills[controller] = [filled, requested - filled]
+        t.fulfil(controller, filled, requested - filled)
 
     def _shares_claimed(self, ev: Event) -> None:
         t = self._tranche(ev)
@@ -1358,6 +1358,7 @@ class Replayer:
         if t.state == CANCELLED:
             shares, refunded = 0, fill[0] + fill[1]
             t.fills.pop(controller, None)
+            t.holder(controller).escrowed = 0  # the position is deleted with the refund
         elif t.state == CLOSED:
             shares, refunded = 0, fill[1]
             fill[1] = 0
