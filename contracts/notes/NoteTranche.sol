@@ -21,10 +21,14 @@ import {ICollateralRegistry} from "../interfaces/ICollateralRegistry.sol";
 ///         `principalIndex` (principal repaid per face). Each holder is one
 ///         storage slot, `Position`: its face and the two indexes it was
 ///         last settled at, so a transfer or a claim touches O(1) slots
-///         whatever happened before; what it earned is credited to two side
-///         slots (`_owed`, `_principalOwed`) only when there is something to
-///         credit. Each balance change settles both parties first, so
-///         entitlements never move with the tokens.
+///         whatever happened before. Coupon it earned is credited to a side
+///         slot (`_owed`) that is allocated once (at `fulfil` for a lender)
+///         and never returns to zero, and read only when the position's
+///         flags say it holds coupon; principal is carried by moving the
+///         principal checkpoint (`_rebase`), and credited to `_principalOwed`
+///         only when a sender empties its position after a repayment. Each
+///         balance change settles both parties first, so entitlements never
+///         move with the tokens.
 ///
 ///         Filled face is a position from `fulfil` on, flagged as still in
 ///         escrow: it earns from the drawdown (both indexes 0) like any
