@@ -21,7 +21,11 @@ Keys:
   takes face still in escrow), `claim_coupon_after_sweep` (a holder's first
   claim after a principal sweep), `transfer_after_sweep` (the sender settles
   the swept principal) and `transfer_first_time_recipient` (the receiver's
-  slots are written from zero).
+  slots are written from zero), `claim_coupon_after_rate_step` and
+  `transfer_after_rate_step` (the first claim and transfer after a period
+  close stepped the coupon). Every `note.transfer*` target is 100,000 and
+  every `note.claim_coupon*` 90,000 (issue 14). `... run bench/gas.py
+  note_only` runs this section alone.
 - oracle.submit_report_3of4 / _5of7: a report of a fleet with 4 signers and
   f = 1 (3 observations) / 7 signers and f = 2 (5 observations), the smallest
   sets for one and two faulty signers (quorum 2f + 1, n >= 3f + 1).
@@ -77,6 +81,8 @@ TARGETS = {
     "note.transfer_after_sweep": 100_000,
     "note.claim_coupon_escrowed_face": 90_000,
     "note.claim_coupon_after_sweep": 90_000,
+    "note.transfer_after_rate_step": 100_000,
+    "note.claim_coupon_after_rate_step": 90_000,
     "note.request_deposit": 120_000,
     "oracle.submit_report_3of4": 90_000,
     "servicer.close_period_10": 250_000,
@@ -364,23 +370,43 @@ def bench_note(gas: dict) -> None:
         _close(core, deal, period, SIGNER_KEYS[:3], 9_000, 200_000 * USD)
         claim = SEND.tx(senior, "claimCoupon", sender=a)
     gas["note.claim_coupon"] = claim["gasUsed"]
+    # every worst case below runs a day after the transaction before it, so
+    # it accrues and settles (in the same second it would not: cheaper)
+    chain.sleep(DAY)
     escrowed = SEND.tx(senior, "claimCoupon", sender=c)
     gas["note.claim_coupon_escrowed_face"] = escrowed["gasUsed"]
 
+    # a third period at >= 90 % utilization steps the coupon down: the first
+    # claim and transfer after the step
+    rate = senior.currentRateBps()
+    _close(core, deal, 2, SIGNER_KEYS[:3], 9_000, 200_000 * USD)
+    if senior.currentRateBps() == rate:
+        raise RuntimeError("the third period did not step the coupon")
+    chain.sleep(DAY)
+    stepped = SEND.tx(senior, "claimCoupon", sender=a)
+    gas["note.claim_coupon_after_rate_step"] = stepped["gasUsed"]
+    chain.sleep(DAY)
+    stepped = SEND.tx(senior, "transfer", b.address, 1_000 * USD, sender=a)
+    gas["note.transfer_after_rate_step"] = stepped["gasUsed"]
+
     # a low-DSCR period sweeps cash to principal; the holder redeems its share
     SEND.tx(deal.servicer, "payRevenue", 400_000 * USD, sender=operator)
-    _report(core, deal, 2, SIGNER_KEYS[:3], revenue=1_000 * USD)
+    _report(core, deal, 3, SIGNER_KEYS[:3], revenue=1_000 * USD)
     SEND.tx(deal.servicer, "closePeriod", sender=accounts[9])
     gas["note.redeem"] = SEND.tx(senior, "redeem", sender=a)["gasUsed"]
 
-    # worst cases after the sweep: b's first coupon claim settles the swept
-    # principal too; c sends after the sweep; a sends to a first-time holder
+    # worst cases after the sweep: b's first coupon claim after the sweep
+    # (its stablecoin balance written from zero); c sends after the sweep
+    # (settles the swept principal); a sends to a first-time holder
+    chain.sleep(DAY)
     after = SEND.tx(senior, "claimCoupon", sender=b)
     gas["note.claim_coupon_after_sweep"] = after["gasUsed"]
+    chain.sleep(DAY)
     moved = SEND.tx(senior, "transfer", a.address, 1_000 * USD, sender=c)
     gas["note.transfer_after_sweep"] = moved["gasUsed"]
     (d,) = _lenders(1, seed=8)
     _whitelist(core, [d])
+    chain.sleep(DAY)
     first = SEND.tx(senior, "transfer", d.address, 1_000 * USD, sender=a)
     gas["note.transfer_first_time_recipient"] = first["gasUsed"]
 
@@ -473,6 +499,21 @@ def registry_only() -> None:
         bench_registry(gas)
     previous = json.loads(OUT.read_text()) if OUT.exists() else {}
     kept = {k: v for k, v in previous.items() if not k.startswith("registry.")}
+    _write({**kept, **gas}, console)
+
+
+def note_only() -> None:
+    """`python -m gpucredit.localchain run bench/gas.py note_only`: the
+    note figures alone, merged into bench/gas.json."""
+    _tolerate_receipt_race()
+    network.gas_price(GAS_PRICE)
+    gas: dict[str, int] = {}
+    console = Console()
+    with console.status("note flows"):
+        bench_create(gas)
+        bench_note(gas)
+    previous = json.loads(OUT.read_text()) if OUT.exists() else {}
+    kept = {k: v for k, v in previous.items() if not k.startswith("note.")}
     _write({**kept, **gas}, console)
 
 

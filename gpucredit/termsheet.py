@@ -315,6 +315,12 @@ class Tranche(_Model):
             raise ValueError("min_subscription is larger than the tranche size")
         if self.floor > self.cap:
             raise ValueError(f"floor {self.floor} bps is above cap {self.cap} bps")
+        # NoteTranche packs a holder into one slot: face in 96 bits, the
+        # coupon index in 96 bits (79 years of accrual at a 100 % cap)
+        if self.cap > 10_000:
+            raise ValueError(f"cap {self.cap} bps is above 10,000 bps (100 % a year)")
+        if self.size >= 2**96:
+            raise ValueError("size must be below 2^96 units")
         return self
 
 

@@ -9,7 +9,9 @@ pragma solidity 0.8.37;
 ///         second on outstanding principal at the current rate into a
 ///         second accumulator; each holder's entitlement is settled on every
 ///         balance change, so transfers, repayments and rate changes never
-///         move interest between holders.
+///         move interest between holders. Filled face still in escrow earns
+///         from the drawdown like any other; a coupon claim, a redemption or
+///         a transfer received takes it out of escrow first.
 ///
 ///         Every tranche is a clone created and wired by the note factory in
 ///         one transaction (`initialize`): its servicer, terms and
@@ -74,8 +76,9 @@ interface INoteTranche {
     event SubscriptionClosed(uint256 totalRequested, uint256 capacity);
     event RequestFulfilled(address indexed controller, uint256 requested, uint256 filled, uint256 refunded);
     event SharesClaimed(address indexed controller, uint256 shares, uint256 refunded);
-    /// @notice A coupon claim or redemption moved the holder's face out of
-    ///         escrow first (its refund, if any, stays for `claimShares`).
+    /// @notice A coupon claim, a redemption or a transfer received moved the
+    ///         holder's face out of escrow first (its refund, if any, stays
+    ///         for `claimShares`).
     event EscrowedFaceClaimed(address indexed holder, uint256 shares);
     event DrawnDown(address indexed spv, uint256 principal, uint256 collateralValue, uint256 requiredValue);
     event OfferingCancelled();
@@ -196,7 +199,9 @@ interface INoteTranche {
     // ---- holders ----
 
     /// @notice Pays the caller's claimable coupon (face still in escrow is
-    ///         claimed first, so its coupon is included).
+    ///         claimed first, so its coupon is included). `CouponClaimed`
+    ///         carries what the caller has accrued and not yet been paid for
+    ///         after the claim, as of the block.
     function claimCoupon() external returns (uint256 amount);
 
     /// @notice Pays the caller's repaid principal; burns the face once the

@@ -53,7 +53,8 @@ from gpucredit.audit.rules import clamped_rate as _clamped_rate
 from gpucredit.audit.rules import principal_due as _principal_due
 
 YEAR = 365 * 86_400
-INDEX_SCALE = 10**27
+INDEX_SCALE = 10**27  # coupon per face
+PRINCIPAL_SCALE = 10**16  # principal per face
 
 BREACH_NAMES = {
     BREACH_DSCR: "DSCR",
@@ -325,15 +326,34 @@ class TrancheTerms:
 
 @dataclass(slots=True)
 class Holder:
-    """One holder's face and what it has earned, as of its checkpoint."""
+    """One holder's position: face and what it has earned, as of its checkpoint."""
 
     balance: int = 0
+    escrowed: int = 0  # filled face still in escrow: earns from the drawdown like the rest
     ck_interest: int = 0  # interest index at the checkpoint
-    ck_principal: int = 0  # principal index at the checkpoint
-    ck_epoch: int = 0  # funding epoch at the checkpoint
+    ck_principal: int = 0  # principal checkpoint: the face earns index minus this (may be < 0)
     funded: int = 0  # coupon claimable
-    pending: int = 0  # coupon accrued above the funded index at ck_epoch
+    pending: int = 0  # coupon accrued up to ck_interest above the funded index then
     principal_owed: int = 0
+
+    @property
+    def face(self) -> int:
+        return self.balance + self.escrowed
+
+
+def _earned(balance: int, start: int, end: int, funded_index: int) -> tuple[int, int]:
+    """(claimable, pending) coupon `balance` earned from index `start` to
+    `end`, split at the funded index, each rounded down."""
+    if not balance or end <= start:
+        return 0, 0
+    funded = pending = 0
+    if start < funded_index:
+        cut = min(end, funded_index)
+        funded = balance * (cut - start) // INDEX_SCALE
+        start = cut
+    if end > start:
+        pending = balance * (end - start) // INDEX_SCALE
+    return funded, pending
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,7 +372,11 @@ class Tranche:
     every balance change, payment and rate change. Coupon accrued up to the
     funded index is claimable; the funded index catches up with the interest
     index only when a payment covers everything due (partial payments are
-    held). Principal repaid is shared per face through a second index.
+    held). Coupon a holder accrued up to its checkpoint is all paid for once
+    the funded index reaches the checkpoint. Principal repaid is shared per
+    face through a second index (scaled 1e16). Filled face is the holder's
+    position from the fulfilment on, flagged as in escrow: it earns from the
+    drawdown (both indexes 0), and claiming it only clears the flag.
     """
 
     def __init__(self, address: str, terms: TrancheTerms) -> None:
@@ -375,7 +399,6 @@ class Tranche:
         self.outstanding = 0
         self.original = 0
         self.funded_index = 0
-        self.epoch = 0
         self.held = 0
         self.cash_funded = 0
         self.cash_claimed = 0
@@ -452,100 +475,110 @@ class Tranche:
         return holder
 
     def settle(self, h: Holder) -> None:
-        """Credits what the holder's face earned since its checkpoint."""
+        """Credits the coupon the holder's face earned since its checkpoint."""
         index = self.interest_index
+        if h.ck_interest != index:
+            funded, pending = _earned(h.face, h.ck_interest, index, self.funded_index)
+            if h.ck_interest <= self.funded_index:  # funding caught up since: pending is paid for
+                h.funded += h.pending + funded
+                h.pending = pending
+            else:
+                h.funded += funded
+                h.pending += pending
+            h.ck_interest = index
+
+    def rebase(self, h: Holder, new_face: int) -> None:
+        """Before the face becomes `new_face`: the principal checkpoint moves
+        so that the new face earns what the old one had (rounded down); when
+        it would leave int56, or no face is left, the principal is credited."""
         p_index = self.principal_index
-        if h.ck_interest == index and h.ck_principal == p_index and h.ck_epoch == self.epoch:
+        if h.ck_principal == p_index:
             return
-        if h.ck_epoch != self.epoch:  # funding caught up since: pending is paid for
-            h.funded += h.pending
-            h.pending = 0
-        balance = h.balance
-        if balance and index != h.ck_interest:
-            start = h.ck_interest
-            if start < self.funded_index:
-                end = min(index, self.funded_index)
-                h.funded += balance * (end - start) // INDEX_SCALE
-                start = end
-            if index > start:
-                h.pending += balance * (index - start) // INDEX_SCALE
-        if balance:
-            h.principal_owed += balance * (p_index - h.ck_principal) // INDEX_SCALE
-        h.ck_interest = index
+        earned = h.face * (p_index - h.ck_principal)
+        if new_face:
+            moved = p_index - earned // new_face
+            if moved >= -(2**55):
+                h.ck_principal = moved
+                return
+        h.principal_owed += earned // PRINCIPAL_SCALE
         h.ck_principal = p_index
-        h.ck_epoch = self.epoch
+
+    def realize_principal(self, h: Holder) -> None:
+        """Credits the principal the face earned since its checkpoint (redeem)."""
+        h.principal_owed += h.face * (self.principal_index - h.ck_principal) // PRINCIPAL_SCALE
+        h.ck_principal = self.principal_index
+
+    def _earns(self, h: Holder) -> bool:
+        return not h.escrowed or self.state in (ACTIVE, REPAID, WRITTEN_OFF)
 
     def entitlement(self, account: str, ts: int) -> tuple[int, int]:
         """(claimable, accrued-but-unfunded) coupon of `account` at `ts`, no state change."""
         h = self.holders.get(account.lower())
-        if h is None:
+        if h is None or not self._earns(h):
             return 0, 0
-        index = self.index_at(ts)
-        funded, pending = h.funded, h.pending
-        if h.ck_epoch != self.epoch:
-            funded, pending = funded + pending, 0
-        if h.balance and index != h.ck_interest:
-            start = h.ck_interest
-            if start < self.funded_index:
-                end = min(index, self.funded_index)
-                funded += h.balance * (end - start) // INDEX_SCALE
-                start = end
-            if index > start:
-                pending += h.balance * (index - start) // INDEX_SCALE
-        return funded, pending
+        funded, pending = _earned(h.face, h.ck_interest, self.index_at(ts), self.funded_index)
+        if h.ck_interest <= self.funded_index:
+            return funded + h.funded + h.pending, pending
+        return funded + h.funded, pending + h.pending
 
     def move(self, ts: int, sender: str, receiver: str, value: int) -> None:
-        """A balance change (mint: sender zero; burn: receiver zero): both sides settle first."""
-        self.accrue(ts)
-        src = None if sender == ZERO_ADDRESS else self.holder(sender)
-        dst = None if receiver == ZERO_ADDRESS else self.holder(receiver)
-        if src is not None:
-            self.settle(src)
-        if dst is not None:
-            self.settle(dst)
-        if src is None:
+        """A balance change (mint: sender zero; burn: receiver zero): each side
+        settles its coupon and rebases its principal checkpoint first."""
+        if sender == ZERO_ADDRESS:  # the drawdown mint into escrow: nothing accrued yet
             self.total_supply += value
-        else:
-            src.balance -= value
-        if dst is None:
+            self.holder(receiver).balance += value
+            return
+        self.accrue(ts)
+        src = self.holder(sender)
+        self.settle(src)
+        self.rebase(src, src.face - value)
+        src.balance -= value
+        if receiver == ZERO_ADDRESS:
             self.total_supply -= value
-        else:
-            dst.balance += value
+            return
+        dst = self.holder(receiver)
+        self.settle(dst)
+        self.rebase(dst, dst.face + value)
+        dst.balance += value
+
+    def fulfil(self, controller: str, filled: int, refund: int) -> None:
+        """The fill becomes the controller's position, flagged as in escrow."""
+        self.fills[controller.lower()] = [filled, refund]
+        self.holder(controller).escrowed = filled
 
     def release_from_escrow(self, ts: int, controller: str, shares: int) -> None:
-        """Claimed face leaves the escrow with its share of what the escrow earned."""
-        self.accrue(ts)
+        """Claimed face leaves the escrow: what it earned there is already the
+        holder's (its position earned from the drawdown), only the flag goes."""
         escrow = self.holder(self.escrow)
         owner = self.holder(controller)
-        self.settle(escrow)
-        self.settle(owner)
-        escrow_balance = escrow.balance
-        funded = escrow.funded * shares // escrow_balance if escrow_balance else 0
-        pending = escrow.pending * shares // escrow_balance if escrow_balance else 0
-        principal = escrow.principal_owed * shares // escrow_balance if escrow_balance else 0
-        escrow.funded -= funded
-        escrow.pending -= pending
-        escrow.principal_owed -= principal
-        self.move(ts, self.escrow, controller, shares)
-        owner.funded += funded
-        owner.pending += pending
-        owner.principal_owed += principal
+        escrow.balance -= shares
+        owner.escrowed -= shares
+        owner.balance += shares
 
     def claim_coupon(self, ts: int, account: str) -> tuple[int, int]:
-        """Pays the claimable coupon; returns (amount, pending after)."""
-        self.accrue(ts)
+        """Pays the claimable coupon; returns (amount, accrued-but-unfunded after).
+
+        No accrual: the balance does not change, so the checkpoint moves to
+        the funded index only, and what accrued above it stays implicit."""
         h = self.holder(account)
-        self.settle(h)
-        amount = h.funded
-        h.funded = 0
+        amount, pending = h.funded, h.pending
+        if h.ck_interest <= self.funded_index:
+            amount += pending + h.face * (self.funded_index - h.ck_interest) // INDEX_SCALE
+            pending = 0
+            h.ck_interest = self.funded_index
+        h.funded, h.pending = 0, pending
         self.cash_claimed += amount
-        return amount, h.pending
+        index = self.index_at(ts)
+        if index > h.ck_interest:
+            pending += h.face * (index - h.ck_interest) // INDEX_SCALE
+        return amount, pending
 
     def redeemable(self, ts: int, account: str) -> int:
         """Settles the holder and returns its repaid principal."""
         self.accrue(ts)
         h = self.holder(account)
         self.settle(h)
+        self.realize_principal(h)
         return h.principal_owed
 
     # ---- servicing ----
@@ -567,12 +600,11 @@ class Tranche:
             if interest >= due:
                 self.cash_funded += self.held
                 self.funded_index = self.interest_index
-                self.epoch += 1
                 self.held = 0
         repaid = False
         if principal:
             supply = self.total_supply or 1
-            self.principal_index += principal * INDEX_SCALE // supply
+            self.principal_index += principal * PRINCIPAL_SCALE // supply
             self.outstanding -= principal
             if self.outstanding == 0:
                 self.state = REPAID
@@ -588,7 +620,7 @@ class Tranche:
         interest_lost = self._due_from_index(self.interest_index)
         if held:
             supply = self.total_supply or 1
-            self.principal_index += held * INDEX_SCALE // supply
+            self.principal_index += held * PRINCIPAL_SCALE // supply
             self.cash_funded += held
             self.held = 0
         lost = self.outstanding

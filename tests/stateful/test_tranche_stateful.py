@@ -269,7 +269,10 @@ class TrancheMachine(RuleBasedStateMachine):
         self._wait(wait)
         amount = self.balance[src] * ppm // PPM
         self._pin()
-        _send(self.tranche.transfer, self.holders[dst], amount, {"from": self.holders[src]})
+        tx = _send(self.tranche.transfer, self.holders[dst], amount, {"from": self.holders[src]})
+        if self.unclaimed[dst]:  # receiving takes the holder's face out of escrow first
+            assert tx.events["EscrowedFaceClaimed"]["shares"] == self.unclaimed[dst]
+            self._release(dst)
         self.balance[src] -= amount
         self.balance[dst] += amount
         self.face[src] -= amount
