@@ -110,6 +110,28 @@ class Year:
     # per subscription at maturity: (principal redeemed, coupons claimed)
     payouts: list[tuple[int, int]] = field(default_factory=list)
 
+    def audit_manifest(self, chain_id: int) -> dict[str, Any]:
+        """The audit manifest of this deployment (docs/audit.md): what
+        `gpucredit audit export` reads to archive the year's events."""
+        core, deal = self.core, self.deal
+        return {
+            "chain_id": chain_id,
+            "start_block": self.start_block,
+            "contracts": {
+                "NoteFactory": core.factory.address,
+                "CollateralRegistry": core.registry.address,
+                "IdentityRegistry": core.identities.address,
+                "TelemetryOracle": core.oracle.address,
+                "notes": [
+                    {
+                        "note_id": deal.note_id,
+                        "servicer": deal.servicer.address,
+                        "tranches": [t.address for t in deal.tranches],
+                    }
+                ],
+            },
+        }
+
 
 def play_year(
     signer_keys: list[str],

@@ -5,16 +5,27 @@ oracle nodes and the CLI), without the service: contract developers see
 every period's close, the coupon steps, the top-up and its cure, the sweep
 and the payouts at maturity in one table.
 
-Run: `python -m gpucredit.run scripts/demo.py`.
+Run: `python -m gpucredit.run scripts/demo.py`. The chain ends with the run,
+so the year is archived for the audit first: `var/contract-demo/manifest.json`
+and `events.jsonl` (what `gpucredit audit export` writes), replayed offline by
+the printed command.
 """
 
 from __future__ import annotations
 
-from brownie import chain
+import json
+import shlex
+from pathlib import Path
+
+from brownie import accounts, chain, web3
 from rich.console import Console
 from rich.table import Table
 
+from gpucredit.audit.export import Manifest, export_events, write_jsonl
+from gpucredit.audit.replay import replay_events
 from gpucredit.story import GPUS, USD, play_year
+
+ARCHIVE = Path("var/contract-demo")
 
 SIGNER_KEYS = [f"0x{(0xD3110 + i):064x}" for i in range(4)]  # quorum 3: f = 1
 BREACH_NAMES = {
@@ -104,6 +115,29 @@ def main() -> None:
         f"collateral released, note status {core.registry.noteInfo(deal.note_id)[2]} (2 = Released)"
     )
     console.print(f"chain: anvil (chain id {chain.id}), {chain.height} blocks")
+    for account in (accounts[5], accounts[2]):  # play_year's fee recipient, then its operator
+        if deal.servicer.withdrawable(account):
+            deal.servicer.withdraw({"from": account})
+    archive(console, year)
     console.print(
         "every decision above is in the chain's events (PeriodClosed, WaterfallDistributed, ...)"
     )
+
+
+def archive(console: Console, year) -> None:
+    """Writes the year's audit archive and checks that it replays clean."""
+    ARCHIVE.mkdir(parents=True, exist_ok=True)
+    manifest = year.audit_manifest(chain.id)
+    manifest_file, events_file = ARCHIVE / "manifest.json", ARCHIVE / "events.jsonl"
+    manifest_file.write_text(json.dumps(manifest, indent=2) + "\n")
+    exported = export_events(web3, Manifest.from_dict(manifest))
+    write_jsonl(exported, events_file)
+    result = replay_events(exported.header, exported.events)
+    verdict = "PASS" if result.ok else f"{len(result.mismatches)} mismatches"
+    console.print(
+        f"audit archive: {events_file} ({len(exported.events)} events, {result.closes} closes "
+        f"replayed: {verdict}); replay it with\n  "
+        + shlex.join(["gpucredit", "audit", "replay", "--events", str(events_file)])
+    )
+    if not result.ok:
+        raise SystemExit(1)

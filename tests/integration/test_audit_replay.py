@@ -109,7 +109,8 @@ def demo(accounts):
     for account in (fees, operator):
         assert deal.servicer.withdrawable(account) > 0
         deal.servicer.withdraw({"from": account})
-    return manifest_of(
+    manifest = year.audit_manifest(chain.id)
+    assert manifest == manifest_of(
         core.registry,
         core.identities,
         core.oracle,
@@ -117,6 +118,7 @@ def demo(accounts):
         year.start_block,
         core.factory,
     )
+    return manifest
 
 
 @pytest.fixture(scope="module")
