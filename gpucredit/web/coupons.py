@@ -7,8 +7,8 @@ no event carries (`couponOwed`, `couponClaimable`); it is what the audit model
 (`gpucredit.audit.model.Tranche`) computes when the indexed events are replayed
 through it (`gpucredit.audit.replay.Replayer`). `holdings` reads it off the
 replayed tranches at the timestamp of the last indexed block, with the
-contract's own formula (`NoteTranche._couponOf`): the holder's own checkpointed
-coupon plus its share of the escrow's for face it has not claimed yet.
+contract's own formula: one position per holder whose face includes the filled
+face still in escrow (it earns from the drawdown like the rest, docs/notes.md).
 tests/index/test_indexer.py (test_lender_coupons_equal_chain_views) compares
 the figures with the chain's views at several indexed blocks.
 """
@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gpucredit.audit.model import ACTIVE, CANCELLED, INDEX_SCALE, YEAR, Tranche
+from gpucredit.audit.model import ACTIVE, PRINCIPAL_SCALE, YEAR, Tranche
 
 STATES = ("subscription", "closed", "active", "repaid", "cancelled", "written off")
 
@@ -35,38 +35,23 @@ class Holding:
     state: str  # the tranche's
 
 
-def _unclaimed_shares(t: Tranche, account: str) -> int:
-    if account == t.escrow or t.state < ACTIVE or t.state == CANCELLED:
-        return 0  # the contract's _unclaimedShares: face claimable from drawdown on
-    fill = t.fills.get(account)
-    return fill[0] if fill else 0
-
-
-def _own(t: Tranche, account: str, ts: int) -> tuple[int, int, int]:
-    """(funded, pending, principal owed) of the account's own balance, as the contract's
-    `_split` and `_principalEarned` compute them without settling."""
-    funded, pending = t.entitlement(account, ts)
+def _own(t: Tranche, account: str, ts: int) -> tuple[int, int, int, int]:
+    """(coupon funded, coupon pending, principal owed, face) of the account's
+    position, escrowed face included, as the contract's views compute them
+    without settling. The escrow's own balance is the filled face held for
+    the holders: it is theirs, not a position."""
     h = t.holders.get(account)
-    principal = 0
-    if h is not None:
-        principal = h.principal_owed
-        if h.balance:
-            principal += h.balance * (t.principal_index - h.ck_principal) // INDEX_SCALE
-    return funded, pending, principal
+    if h is None or account == t.escrow:
+        return 0, 0, 0, 0
+    funded, pending = t.entitlement(account, ts)
+    principal = h.principal_owed
+    if h.face:
+        principal += h.face * (t.principal_index - h.ck_principal) // PRINCIPAL_SCALE
+    return funded, pending, principal, h.face
 
 
 def holding(t: Tranche, account: str, ts: int) -> Holding:
-    account = account.lower()
-    funded, pending, principal = _own(t, account, ts)
-    shares = _unclaimed_shares(t, account)
-    escrow = t.holders.get(t.escrow)
-    if shares and escrow is not None and escrow.balance:
-        e_funded, e_pending, e_principal = _own(t, t.escrow, ts)
-        funded += e_funded * shares // escrow.balance
-        pending += e_pending * shares // escrow.balance
-        principal += e_principal * shares // escrow.balance
-    h = t.holders.get(account)
-    face = (h.balance if h is not None else 0) + shares
+    funded, pending, principal, face = _own(t, account.lower(), ts)
     outstanding = face * t.outstanding // t.total_supply if t.total_supply else 0
     return Holding(
         coupons_accrued=funded + pending,
