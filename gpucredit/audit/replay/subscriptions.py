@@ -141,7 +141,7 @@ class SubscriptionReplay(ReplayBase):
         self._check(ev, {"requested": requested, "filled": filled, "refunded": requested - filled})
         t.total_pending -= requested
         t.total_filled += filled
-        t.fills[controller] = [filled, requested - filled]
+        t.fulfil(controller, filled, requested - filled)
 
     def _shares_claimed(self, ev: Event) -> None:
         t = self._tranche(ev)
@@ -150,6 +150,7 @@ class SubscriptionReplay(ReplayBase):
         if t.state == CANCELLED:
             shares, refunded = 0, fill[0] + fill[1]
             t.fills.pop(controller, None)
+            t.holder(controller).escrowed = 0  # the position is deleted with the refund
         elif t.state == CLOSED:
             shares, refunded = 0, fill[1]
             fill[1] = 0
