@@ -139,3 +139,26 @@ def test_a_wind_down_before_step_in_is_flagged(archive, events):
     events.remove(stepped)
     w = wound_up(events)
     assert any(name.startswith("stepped in") for name, _, _ in at_line(archive, events, w))
+
+
+@pytest.mark.parametrize("to_trustee, flagged", [(True, False), (False, True)])
+def test_cash_after_the_wind_down_goes_to_the_trustee(archive, events, to_trustee, flagged):
+    """Cash paid in after `finishWindDown()` settles fee arrears (none are left
+    here), then the rest goes to the trustee that stepped in, never the operator."""
+    w, last = wound_up(events), events[-1]
+    late = {
+        "block": last["block"] + 1,
+        "timestamp": last["timestamp"] + 12,
+        "tx": "0x" + "ab" * 32,
+        "log_index": 0,
+        "contract": "Servicer",
+        "address": w["address"],
+        "event": "LateCashSettled",
+        "args": {"amount": "5000000", "fees": "0", "rest": "5000000", "toTrustee": to_trustee},
+        "line": last["line"] + 1,
+    }
+    events.append(late)
+    header = dict(archive.header, to_block=late["block"])
+    result = Replayer(header).run(events)
+    found = [(m.field, m.expected, m.recorded) for m in result.mismatches if m.line == late["line"]]
+    assert bool(found) is flagged and (not found or found[0][0] == "toTrustee"), found
