@@ -162,3 +162,17 @@ def test_cash_after_the_wind_down_goes_to_the_trustee(archive, events, to_truste
     result = Replayer(header).run(events)
     found = [(m.field, m.expected, m.recorded) for m in result.mismatches if m.line == late["line"]]
     assert bool(found) is flagged and (not found or found[0][0] == "toTrustee"), found
+
+
+def test_a_release_without_its_wound_up_is_flagged():
+    """`releaseCollateral()` emits the servicer's `NoteReleased` and `WoundUp`
+    together (the good year's archive): one without the other is reported."""
+    good = read_jsonl(FIXTURE.parent / "demo-year.jsonl")
+    events = [json.loads(json.dumps(ev)) for ev in good.events]
+    assert Replayer(good.header).run(events).ok
+    released = next(
+        ev for ev in events if ev["event"] == "NoteReleased" and ev["contract"] == "Servicer"
+    )
+    events.remove(wound_up(events))
+    found = at_line(good, events, released)
+    assert ("(event)", "WoundUp in the same transaction", "missing") in found, found

@@ -222,7 +222,7 @@ class ReplayBase:
     _tx_releases: dict[tuple[str, str], int]
     _tx_burns: dict[tuple[str, str], int]
     _tx_repaid: set[str]
-    _tx_released: dict[str, str]  # servicer -> tx of its NoteReleased, until its WoundUp
+    _tx_released: dict[str, Event]  # servicer -> its NoteReleased, until its WoundUp
     _tx_wrap: dict[str, Any]  # tranche -> its part of this transaction's WoundUp
     # the last Transfer of each pair in the transaction: ("mint", tranche) or
     # ("release" | "burn", tranche, holder) -> its event

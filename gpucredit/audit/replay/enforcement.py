@@ -100,7 +100,7 @@ class EnforcementReplay(ReplayBase):
         self._check(ev, {"cashCollateralReturned": s.cash_collateral})
         s.status = RELEASED
         s.topup_deadline = s.topup_required = 0
-        self._tx_released[s.address.lower()] = str(ev["tx"])
+        self._tx_released[s.address.lower()] = ev
 
     def _wound_up(self, ev: Event) -> None:
         """The terminal split of everything the servicer held, as the contract's
@@ -116,7 +116,8 @@ class EnforcementReplay(ReplayBase):
         and a tranche still owed anything after it must be written off here."""
         s = self._servicer(ev)
         a = {k: _as_int(v) for k, v in ev["args"].items()}
-        released_now = self._tx_released.pop(s.address.lower(), None) == ev["tx"]
+        released = self._tx_released.pop(s.address.lower(), None)
+        released_now = released is not None and released["tx"] == ev["tx"]
         wind_down = not released_now
         if wind_down:  # finishWindDown(): SteppedIn -> Released
             ok = s.status == STEPPED_IN
@@ -160,8 +161,12 @@ class EnforcementReplay(ReplayBase):
         self._check(ev, {"interest": pay.interest, "principal": pay.principal})
 
     def _end_wrap(self) -> None:
-        """End of a wrap-up transaction: each part paid, each tranche still owed
-        anything written off (the contract's `_payAndWriteOff`)."""
+        """End of a wrap-up transaction: the release's `WoundUp` emitted, each
+        part paid, each tranche still owed anything written off (the
+        contract's `_payAndWriteOff`)."""
+        for released in self._tx_released.values():
+            self._mismatch(released, "(event)", "WoundUp in the same transaction", "missing")
+        self._tx_released = {}
         for escrow, pay in self._tx_wrap.items():
             t = self.tranches[escrow]
             where = dict(pay.event, contract=TRANCHE, address=t.address)
