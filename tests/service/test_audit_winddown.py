@@ -176,3 +176,24 @@ def test_a_release_without_its_wound_up_is_flagged():
     events.remove(wound_up(events))
     found = at_line(good, events, released)
     assert ("(event)", "WoundUp in the same transaction", "missing") in found, found
+
+
+def test_a_write_off_of_a_tranche_paid_in_full_is_flagged(archive, events):
+    """The senior tranche is repaid in full by the wind-down: writing it off too
+    (a `WrittenOff` forged for it) is not what `_payAndWriteOff` does."""
+    w = wound_up(events)
+    junior_off = written_off(events)
+    senior_paid = next(
+        ev
+        for ev in events
+        if ev["tx"] == w["tx"] and ev["event"] == "Paid" and ev["address"] != junior_off["address"]
+    )
+    forged = dict(
+        junior_off,
+        address=senior_paid["address"],
+        args={"principalLost": "0", "interestLost": "0", "heldReleased": "0"},
+        line=99_999,
+    )
+    events.insert(events.index(senior_paid) + 1, forged)
+    found = at_line(archive, events, forged)
+    assert any(name == "still owed after its part" for name, _, _ in found), found

@@ -196,6 +196,12 @@ class EnforcementReplay(ReplayBase):
         self._require(ev, "state Active or Repaid", ok, f"StateIs: {t.state}")
         pay = self._tx_wrap.get(t.escrow)
         self._require(ev, "in a wrap-up (WoundUp)", pay is not None, "no WoundUp for it")
+        if pay is not None:
+            unpaid = not pay.paid and bool(pay.interest or pay.principal)
+            self._require(ev, "after the tranche's Paid", not unpaid, "written off before it")
+            ts = ev["timestamp"]
+            owed = t.state == ACTIVE or (t.state == REPAID and t.interest_due(ts))
+            self._require(ev, "still owed after its part", owed, "nothing owed")
         lost, interest_lost, held = t.write_off(ev["timestamp"])
         self._check(
             ev, {"principalLost": lost, "interestLost": interest_lost, "heldReleased": held}
