@@ -57,6 +57,12 @@ notes = sa.Table(
     _col("last_report_at"),
     _col("maturity"),
     sa.Column("covenant_terms", sa.JSON),
+    # the terminal split (WoundUp) and the tranches' write-offs (WrittenOff)
+    _col("wound_up_at"),
+    _col("wind_down_cash"),
+    _col("wind_down_residual"),
+    _col("principal_lost"),
+    _col("interest_lost"),
 )
 
 tranches = sa.Table(
@@ -82,6 +88,9 @@ tranches = sa.Table(
     _col("coupons_claimed"),
     sa.Column("repaid", sa.Boolean, nullable=False, default=False),
     sa.Column("terms", sa.JSON),
+    sa.Column("written_off", sa.Boolean, nullable=False, default=False),
+    _col("principal_lost"),
+    _col("interest_lost"),
 )
 
 periods = sa.Table(
@@ -319,6 +328,16 @@ TIMELINE = {
     "BatchPledged": lambda a: f"batch {a['batchId']} pledged, value {_usd(a['collateralValue'])}",
     "BatchVoided": lambda a: f"batch {a['batchId']} voided: {a.get('reason', '')}",
     "NoteReleased": lambda a: "note released",
+    "WoundUp": lambda a: (
+        f"wound up: cash {_usd(a['cashIn'])}: fees {_usd(a['fees'])}, senior "
+        f"{_usd(int(a['seniorInterest']) + int(a['seniorPrincipal']))}, junior "
+        f"{_usd(int(a['juniorInterest']) + int(a['juniorPrincipal']))}, "
+        f"operator {_usd(a['residual'])}"
+    ),
+    "WrittenOff": lambda a: (
+        f"tranche written off: principal lost {_usd(a['principalLost'])}, "
+        f"interest lost {_usd(a['interestLost'])}"
+    ),
     "Repaid": lambda a: "tranche repaid",
     "DrawnDown": lambda a: f"drawn down {_usd(a['principal'])}",
 }
@@ -360,6 +379,8 @@ class _State:
                 "ltv_limit_bps": _int(cov.get("maxLtvBps")),
                 "top_up_pending": 0,
                 "covenant_terms": cov,
+                "principal_lost": 0,
+                "interest_lost": 0,
             }
             for i, address in enumerate(raw["tranches"]):
                 t = {k: _int(v) for k, v in terms["tranches"].get(address, {}).items()}
@@ -382,6 +403,9 @@ class _State:
                     "coupons_claimed": 0,
                     "repaid": False,
                     "terms": terms["tranches"].get(address, {}),
+                    "written_off": False,
+                    "principal_lost": 0,
+                    "interest_lost": 0,
                 }
                 self.notes[note_id]["maturity"] = t.get("maturity")
         self.periods: dict[tuple[int, int], dict[str, Any]] = {}
@@ -770,6 +794,70 @@ def _report(s: _State, ev: dict[str, Any], a: dict[str, Any]) -> None:
             s.notes[fleet["note_id"]]["last_report_at"] = ev["timestamp"]
 
 
+@handles("NoteReleased")
+def _released(s: _State, ev: dict[str, Any], a: dict[str, Any]) -> None:
+    """The servicer's `releaseCollateral()` (the registry's event of the same
+    name, which releases the liens, changes no status)."""
+    note_id = s.servicer_note.get(ev["address"]) if ev["contract"] == "Servicer" else None
+    if note_id is not None:
+        s.notes[note_id]["status"] = "released"
+
+
+@handles("WoundUp")
+def _wound_up(s: _State, ev: dict[str, Any], a: dict[str, Any]) -> None:
+    """The terminal split: after `releaseCollateral()` the note stays
+    released; the trustee's `finishWindDown()` (a stepped-in note) leaves it
+    wound down. Outstanding is what the tranches still owe once paid and
+    written off (set at the end of `rebuild`)."""
+    note_id = _note_of(s, ev)
+    if note_id is None:
+        return
+    note = s.notes[note_id]
+    if note["status"] != "released":
+        note["status"] = "wound-down"
+    note.update(
+        wound_up_at=ev["timestamp"],
+        wind_down_cash=int(a["cashIn"]),
+        wind_down_residual=int(a["residual"]),
+        top_up_pending=0,
+    )
+
+
+@handles("WrittenOff")
+def _written_off(s: _State, ev: dict[str, Any], a: dict[str, Any]) -> None:
+    t = s.tranches.get(ev["address"])
+    if t is None:
+        return
+    t.update(
+        written_off=True,
+        outstanding=0,
+        principal_lost=int(a["principalLost"]),
+        interest_lost=int(a["interestLost"]),
+    )
+    note = s.notes[t["note_id"]]
+    note["principal_lost"] += int(a["principalLost"])
+    note["interest_lost"] += int(a["interestLost"])
+
+
+_CHECKED: set[tuple[str, int]] = set()
+
+
+def _ensure_columns(conn: sa.Connection) -> None:
+    """An index built before a derived column was added: its derived tables
+    are rebuilt from `events` anyway, so a stale one is dropped and re-created
+    (once per database and process)."""
+    key = (str(conn.engine.url), id(conn.engine))
+    if key in _CHECKED:
+        return
+    inspector = sa.inspect(conn)
+    for table in DERIVED:
+        have = {c["name"] for c in inspector.get_columns(table.name)}
+        if set(table.columns.keys()) - have:
+            table.drop(conn)
+            table.create(conn)
+    _CHECKED.add(key)
+
+
 def rebuild(conn: sa.Connection, meta: dict[str, Any]) -> None:
     """Recomputes every derived table from `events` (ordered by block, log index)."""
     s = _State(dict(meta))
@@ -839,13 +927,18 @@ def rebuild(conn: sa.Connection, meta: dict[str, Any]) -> None:
             if row["note_id"] == t["note_id"] and key in row and row[key] is None:
                 row[key] = initial
     for note in s.notes.values():
+        left = 0
         for t in s.tranches.values():
             if t["note_id"] == note["note_id"]:
                 note[f"{t['seniority']}_rate_bps"] = t["rate_bps"]
                 note["size"] = (note["size"] or 0) + (t["issued"] or 0)
+                left += t["outstanding"] or 0
+        if note.get("wound_up_at") is not None:  # after the terminal split: what is still owed
+            note["outstanding"] = left
         period_length = 30 * 86_400
         if note.get("last_close_at"):
             note["next_close_at"] = note["last_close_at"] + period_length
+    _ensure_columns(conn)
     for table in DERIVED:
         conn.execute(table.delete())
     _insert(conn, notes, list(s.notes.values()))

@@ -197,7 +197,7 @@ def create_app(db: str) -> FastAPI:
             }
         for n in notes:  # relative to the chain's time at the last indexed block
             r = raw[n["note_id"]]
-            live = as_of is not None and r.status not in ("repaid",)
+            live = as_of is not None and r.status not in ("repaid", "released", "wound-down")
             n["days_to_close"] = (
                 round((r.next_close_at - as_of) / 86_400, 1) if live and r.next_close_at else None
             )

@@ -30,12 +30,12 @@ MONEY = {
     "senior_principal", "junior_principal", "reserve_drawn", "reserve_added", "sweep", "equity",
     "trapped", "reserve_balance", "top_up_required", "top_up_shortfall", "requested", "filled",
     "refunded", "shares", "principal_redeemed", "amount", "total_cost", "pledged_value",
-    "revenue",
+    "revenue", "principal_lost", "interest_lost", "wind_down_cash", "wind_down_residual",
 }  # fmt: skip
 TIMES = {
     "timestamp", "last_close_at", "next_close_at", "last_report_at", "maturity",
     "report_recorded_at", "top_up_deadline", "first_timestamp", "last_timestamp",
-    "registered_at", "pledged_at", "period_end", "since",
+    "registered_at", "pledged_at", "period_end", "since", "wound_up_at",
 }  # fmt: skip
 PER_PAGE_MAX = 10_000
 

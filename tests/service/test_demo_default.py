@@ -42,13 +42,6 @@ from tests.service.test_demo import REPO, alive, assert_nothing_left, demo_env, 
 
 USD = 10**6
 KEPT = "Ctrl-C stops them all"
-# The replay has no model of the trustee's `finishWindDown` yet: `_wound_up`
-# (gpucredit/audit/replay/enforcement.py) requires the servicer's status Released, which
-# only the servicer's `NoteReleased` (releaseCollateral) sets in the model; `finishWindDown`
-# goes from SteppedIn to Released and emits `WoundUp` alone, so the wind-down's `WoundUp` is
-# flagged `released: expected holds, recorded NotPerforming: 2`. Until the replay models
-# it, that one mismatch (and only it) makes the replay test an xfail.
-WIND_DOWN_GAP = {"event": "WoundUp", "field": "released", "recorded": "NotPerforming: 2"}
 
 
 @pytest.fixture(scope="module")
@@ -160,15 +153,6 @@ def test_every_stablecoin_unit_ends_somewhere(kept_run):
     assert withdrawn == {"fee recipient": servicer["withdrawable"]["fee recipient"]}
 
 
-def only_the_wind_down_gap(payload: dict) -> bool:
-    found = payload["mismatches"]
-    return (
-        len(found) == 1
-        and not payload["archive_differences"]
-        and all(found[0][k] == v for k, v in WIND_DOWN_GAP.items())
-    )
-
-
 def test_the_printed_replay_of_the_bad_year_is_clean(kept_run, tmp_path):
     """The archive is in the run folder; the replay command the demo prints for the kept
     chain, run as printed, replays the archive (clean) and finds it equal, line by line,
@@ -185,8 +169,6 @@ def test_the_printed_replay_of_the_bad_year_is_clean(kept_run, tmp_path):
     code, payload = replay_printed(stdout, tmp_path, live=True)
     assert payload["closes"] == len(DEFAULT_STORY)
     assert payload["archive_differences"] == []
-    if code == 1 and only_the_wind_down_gap(payload):
-        pytest.xfail(f"replay gap (audit/replay/enforcement.py): {payload['mismatches'][0]}")
     assert code == 0, payload["mismatches"][:5]
     assert timeline["summary"]["archive"]["ok"]
 
@@ -201,11 +183,7 @@ def test_ctrl_c_ends_the_kept_run(kept_run):
     assert alive(pids["anvil"]) and all(alive(pids[name]) for name in NODE_NAMES)
     proc.send_signal(signal.SIGINT)
     code = proc.wait(120)
-    payload = {
-        "mismatches": timeline["summary"]["archive"]["mismatches"],
-        "archive_differences": [],
-    }
-    assert code == 0 or (code == 1 and only_the_wind_down_gap(payload)), code
+    assert code == 0, (code, timeline["summary"]["archive"]["mismatches"][:5])
     output = (run_dir.parent / "demo.out").read_text()
     assert "Ctrl-C: stopping the chain and the nodes" in output and "stopped: anvil" in output
     assert_nothing_left(run_dir)

@@ -222,6 +222,8 @@ class ReplayBase:
     _tx_releases: dict[tuple[str, str], int]
     _tx_burns: dict[tuple[str, str], int]
     _tx_repaid: set[str]
+    _tx_released: dict[str, Event]  # servicer -> its NoteReleased, until its WoundUp
+    _tx_wrap: dict[str, Any]  # tranche -> its part of this transaction's WoundUp
     # the last Transfer of each pair in the transaction: ("mint", tranche) or
     # ("release" | "burn", tranche, holder) -> its event
     _tx_transfers: dict[tuple[str, ...], Event]
@@ -255,6 +257,12 @@ class ReplayBase:
             if party != value:
                 self._mismatch(ev, name, f"{party} (NoteCreated.{role})", value)
                 self._mismatch(created, role, f"{value} ({ev['event']}.{name})", party)
+
+    def _wrap_paid(self, ev: Event, escrow: str) -> None:  # enforcement's
+        raise NotImplementedError
+
+    def _end_wrap(self) -> None:  # enforcement's
+        raise NotImplementedError
 
     def _begin(self, ev: Event) -> None:  # the orchestrator's
         raise NotImplementedError

@@ -35,6 +35,7 @@ class CouponReplay(ReplayBase):
         """A payment by the SPV outside a period close (an SPV that is not a servicer)."""
         t = self._tranche(ev)
         a = ev["args"]
+        self._wrap_paid(ev, t.escrow)  # in a wrap-up: the part WoundUp gave this tranche
         outcome = t.pay(ev["timestamp"], int(a["interest"]), int(a["principal"]))
         self._rule(ev, "payment accepted", outcome.problem)
         self._check(

@@ -131,6 +131,8 @@ class Replayer(
         self._tx_releases: dict[tuple[str, str], int] = {}
         self._tx_burns: dict[tuple[str, str], int] = {}
         self._tx_repaid: set[str] = set()
+        self._tx_released = {}
+        self._tx_wrap = {}
         self._claims = {}
         self._tx_transfers = {}
         self._last_set = {}
@@ -250,6 +252,8 @@ class Replayer(
 
     def _end_tx(self) -> None:
         """Pairs that one call emits together: each half without the other is a mismatch."""
+        if self._tx_wrap or self._tx_released:
+            self._end_wrap()
         if not (self._tx_mints or self._tx_releases or self._tx_burns or self._tx_repaid):
             self._tx_transfers = {}
             return
