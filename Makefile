@@ -65,6 +65,8 @@ FUZZ_EXAMPLES ?= 1000
 FUZZ_STEPS ?= 50
 fuzz: install
 	$(BIN)/python bench/security.py --examples $(FUZZ_EXAMPLES) --steps $(FUZZ_STEPS)
+	@# all 22 engine paths on the contracts (make test plays every second one)
+	GPUCREDIT_CROSSCHECK_ALL=1 $(BIN)/brownie test tests/integration/test_risk_engine_vs_contracts.py -q
 	@# every one-unit change of the exported year (make test runs every 4th; docs/audit.md)
 	GPUCREDIT_AUDIT_SWEEP=1 $(BIN)/python -m pytest -p no:pytest-brownie -q tests/service/test_audit_sweep.py
 

@@ -353,4 +353,4 @@ def test_registry_stateful(run_machine, registry, cast, TrancheStub):
         machine.open_note(1, [1, 2]),
     )
     chain.snapshot()
-    run_machine(machine, examples=20, steps=20)
+    run_machine(machine, examples=10, steps=20)

@@ -1079,4 +1079,4 @@ def test_servicer_stateful(
         core, deal, issuer, operator, attestor, trustee, lenders, spv, rando, reverts_with
     )
     chain.snapshot()
-    run_machine(ServicerStateMachine, examples=20, steps=25)
+    run_machine(ServicerStateMachine, examples=10, steps=25)
