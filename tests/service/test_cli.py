@@ -107,7 +107,7 @@ class Env:
         }
 
     def cli(self, *args: str, ok: bool = True, **env: str):
-        merged = {**self.keys(), **env}
+        merged = {**self.keys(), "COLUMNS": "200", **env}  # pytest-xdist exports COLUMNS=80
         result = runner.invoke(
             app,
             ["--rpc-url", self.anvil.url, "--manifest", str(self.manifest_path), *args],
