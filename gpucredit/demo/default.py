@@ -108,7 +108,12 @@ class DefaultDemo(Demo):
             raise DemoError(f"chain time {self.chain.now()} passed the cure deadline {deadline}")
         self.chain.warp_to(deadline + 1)
         lender = self.lender_account(SENIOR_LENDER)
-        self.client.send(self.servicer.functions.declareDefault(), lender, "declare the default")
+        self.cli(
+            "servicer",
+            "declare-default",
+            str(self.note_id),
+            key_env=self.lender_keys[SENIOR_LENDER],
+        )
         required, _ = self.servicer.functions.topUp().call()
         value, cash = self.servicer.functions.collateral().call()
         self.step(
@@ -117,7 +122,7 @@ class DefaultDemo(Demo):
         )
         trapped_before = self.servicer.functions.trappedCash().call()
         reserve = self.servicer.functions.reserveBalance().call()
-        self.client.send(self.servicer.functions.stepIn(), self.accounts[TRUSTEE], "step in")
+        self.cli("trustee", "step-in", str(self.note_id))
         self.step(
             f"trustee {self.accounts[TRUSTEE].address[:8]} stepped in: the liens on "
             f"{self.registry_batches()} GPU batch(es) moved to it; reserve {usd(reserve)} and "
@@ -177,9 +182,8 @@ class DefaultDemo(Demo):
             f"trustee sold the {GPUS:,} GPUs for {usd(FIRE_SALE)} and posted the "
             f"proceeds: the servicer holds {usd(held)} for the wind-down"
         )
-        receipt = self.client.send(
-            self.servicer.functions.finishWindDown(), trustee, "finish the wind-down"
-        )
+        ended = self.cli("trustee", "finish-wind-down", str(self.note_id))
+        receipt = self.client.w3.eth.get_transaction_receipt(ended["tx"])
         wound = self.servicer.events.WoundUp().process_receipt(receipt, errors=DISCARD)[0]["args"]
         written = []
         for symbol, tranche in self.tranches.items():

@@ -103,6 +103,7 @@ class SetUp:
         os.environ["GPUCREDIT_ISSUER_KEY"] = self.accounts[ISSUER].key.hex()
         os.environ["GPUCREDIT_OPERATOR_KEY"] = self.accounts[OPERATOR].key.hex()
         os.environ["GPUCREDIT_ATTESTOR_KEY"] = self.accounts[ATTESTOR].key.hex()
+        os.environ["GPUCREDIT_TRUSTEE_KEY"] = self.accounts[TRUSTEE].key.hex()
         with (REPO / "examples" / "lenders.csv").open() as handle:
             rows = list(csv.DictReader(handle))
         by_address = {a.address.lower(): a for a in self.accounts.values()}
