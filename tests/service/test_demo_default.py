@@ -108,7 +108,15 @@ def test_default_story_timeline(kept_run):
 
 
 def test_default_wind_down_loss_and_release(kept_run):
-    _, _, timeline, _ = kept_run
+    run_dir, _, timeline, _ = kept_run
+    # the enforcement steps are the CLI's commands, as a lender and the trustee would run them
+    commands = (run_dir / "cli.log").read_text()
+    for command in (
+        "gpucredit servicer declare-default 1",
+        "gpucredit trustee step-in 1",
+        "gpucredit trustee finish-wind-down 1",
+    ):
+        assert f"$ {command} --json" in commands, command
     summary = timeline["summary"]
     assert summary["servicer_status"] == "Released"
     assert summary["collateral_status"] == "Released"
