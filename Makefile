@@ -65,8 +65,10 @@ FUZZ_EXAMPLES ?= 1000
 FUZZ_STEPS ?= 50
 fuzz: install
 	$(BIN)/python bench/security.py --examples $(FUZZ_EXAMPLES) --steps $(FUZZ_STEPS)
-	@# all 22 engine paths on the contracts (make test plays every second one)
+	@# all 22 engine paths on the contracts (make test plays 6) and 200 examples of each
+	@# oracle fault property (make test: 15 and 20)
 	GPUCREDIT_CROSSCHECK_ALL=1 $(BIN)/brownie test tests/integration/test_risk_engine_vs_contracts.py -q
+	GPUCREDIT_PROPERTY_EXAMPLES=200 $(BIN)/brownie test tests/unit/test_oracle_fault_property.py -q
 	@# every one-unit change of the exported year (make test runs every 4th; docs/audit.md)
 	GPUCREDIT_AUDIT_SWEEP=1 $(BIN)/python -m pytest -p no:pytest-brownie -q tests/service/test_audit_sweep.py
 

@@ -4,11 +4,12 @@ anyone submits, in any order, every stored field lies within the honest
 observations' range; and every (n, quorum) outside the rule is refused.
 
 Runs against the real contract on anvil. Each example registers a fresh fleet,
-so examples do not depend on each other. Sizes stay small for CI
-(`max_examples`); raise them locally with HYPOTHESIS_PROFILE-free edits.
+so examples do not depend on each other. `make test` runs 15 and 20 examples;
+`make fuzz` runs 200 of each (GPUCREDIT_PROPERTY_EXAMPLES).
 """
 
 import itertools
+import os
 
 import brownie
 import pytest
@@ -31,6 +32,8 @@ MAX_REVENUE = 2**128 - 1
 FIELD_MAX = (MAX_BPS, MAX_BPS, MAX_REVENUE)
 FIELDS = ("utilizationBps", "uptimeBps", "revenue")
 _fleet_ids = itertools.count(1)
+
+_EXAMPLES = int(os.environ.get("GPUCREDIT_PROPERTY_EXAMPLES", "0"))  # 0: the CI size
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +90,7 @@ def scenarios(draw):
 
 @given(scenario=scenarios())
 @settings(
-    max_examples=25,
+    max_examples=_EXAMPLES or 15,
     deadline=None,
     suppress_health_check=[
         HealthCheck.function_scoped_fixture,
@@ -143,7 +146,9 @@ _configurations = st.one_of(_near_the_boundary(), st.tuples(st.integers(0, 16), 
 
 @given(configuration=_configurations)
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=_EXAMPLES or 20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 def test_a_configuration_outside_the_rule_is_refused(oracle, admin, configuration):
     count, quorum = configuration
