@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from web3.logs import DISCARD
 
 from gpucredit.chain import Client, load_key
 from gpucredit.deployment import GpucreditError, NoteRecord
@@ -196,6 +197,18 @@ def when(ts: int) -> str:
 
 TRANCHE_STATES = ["Subscription", "Closed", "Active", "Repaid", "Cancelled", "WrittenOff"]
 SERVICER_STATUS = ["Performing", "Defaulted", "SteppedIn", "Released"]
+
+
+def servicer_status(servicer: Any) -> str:
+    return SERVICER_STATUS[servicer.functions.status().call()]
+
+
+def event_args(contract: Any, receipt: Any, name: str) -> dict[str, Any]:
+    """The arguments of the first `name` event in `receipt` ({} when there is none)."""
+    logs = getattr(contract.events, name)().process_receipt(receipt, errors=DISCARD)
+    return dict(logs[0]["args"]) if logs else {}
+
+
 NOTE_STATUS = ["None", "Open", "Released", "SteppedIn"]
 BATCH_STATUS = [
     "None",

@@ -13,7 +13,6 @@ from gpucredit.chain import ZERO_ADDRESS, ChainError, Client
 from gpucredit.cli_common import (
     BATCH_STATUS,
     NOTE_STATUS,
-    SERVICER_STATUS,
     TRANCHE_STATES,
     CliError,
     JsonOut,
@@ -29,6 +28,7 @@ from gpucredit.cli_common import (
     out,
     pct,
     progress,
+    servicer_status,
     signer,
     table,
     when,
@@ -580,7 +580,7 @@ def note_status(c: Client, note: NoteRecord) -> dict[str, Any]:
         "tranches": tranches,
         "servicer": {
             "address": note.servicer.address,
-            "status": SERVICER_STATUS[servicer.functions.status().call()],
+            "status": servicer_status(servicer),
             "next_period_to_close": servicer.functions.nextPeriodToClose().call(),
             "collateral_value": collateral_value,
             "cash_collateral": cash,

@@ -14,11 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 import typer
-from web3.logs import DISCARD
 
 from gpucredit.chain import Client
 from gpucredit.cli_common import (
-    SERVICER_STATUS,
     TRANCHE_STATES,
     CliError,
     JsonOut,
@@ -29,10 +27,12 @@ from gpucredit.cli_common import (
     client,
     done,
     emit,
+    event_args,
     handle_errors,
     money,
     note_servicer,
     note_tranches,
+    servicer_status,
     signer,
     tx_hash,
     when,
@@ -50,15 +50,6 @@ def _caller(key_env, keystore, password_file):
     return signer("servicer", key_env, keystore, password_file)
 
 
-def _status(servicer: Any) -> str:
-    return SERVICER_STATUS[servicer.functions.status().call()]
-
-
-def _event(contract: Any, receipt: Any, name: str) -> dict[str, Any]:
-    logs = getattr(contract.events, name)().process_receipt(receipt, errors=DISCARD)
-    return dict(logs[0]["args"]) if logs else {}
-
-
 @app.command("close-period")
 @handle_errors
 def close_period(
@@ -73,11 +64,11 @@ def close_period(
     c = client()
     caller = _caller(key_env, keystore, password_file)
     servicer = note_servicer(c, note_id)
-    if _status(servicer) == "Released":
+    if servicer_status(servicer) == "Released":
         raise CliError(f"note {note_id} is released: no period is left to close")
     period = servicer.functions.nextPeriodToClose().call()
     receipt = c.send(servicer.functions.closePeriod(), caller, f"close period {period}")
-    closed = _event(servicer, receipt, "PeriodClosed")
+    closed = event_args(servicer, receipt, "PeriodClosed")
     result = closed.get("result", {})
     done(
         {
@@ -110,13 +101,13 @@ def disburse(
     caller = _caller(key_env, keystore, password_file)
     servicer = note_servicer(c, note_id)
     receipt = c.send(servicer.functions.disburseCapital(), caller, "disburse the capital")
-    paid = _event(servicer, receipt, "CapitalDisbursed")
+    paid = event_args(servicer, receipt, "CapitalDisbursed")
     done(
         {
             "note_id": note_id,
             "operator": paid.get("operator"),
             "amount": paid.get("amount", 0),
-            "status": _status(servicer),
+            "status": servicer_status(servicer),
             "tx": tx_hash(receipt),
         },
         json_out,
@@ -171,7 +162,7 @@ def declare_default(
     c = client()
     caller = _caller(key_env, keystore, password_file)
     servicer = note_servicer(c, note_id)
-    status = _status(servicer)
+    status = servicer_status(servicer)
     if status != "Performing":
         raise CliError(f"note {note_id} is {status}, not Performing")
     required, deadline = servicer.functions.topUp().call()
@@ -208,7 +199,7 @@ def record_defects(
     if defects <= seen:
         raise CliError(f"note {note_id}: no new defect ({defects} proven, {seen} recorded)")
     receipt = c.send(servicer.functions.recordDefects(), caller, "record the defects")
-    required = _event(servicer, receipt, "TopUpRequired")
+    required = event_args(servicer, receipt, "TopUpRequired")
     done(
         {
             "note_id": note_id,
@@ -245,7 +236,7 @@ def release_collateral(
     c = client()
     caller = _caller(key_env, keystore, password_file)
     servicer = note_servicer(c, note_id)
-    status = _status(servicer)
+    status = servicer_status(servicer)
     if status == "Released":
         raise CliError(f"note {note_id} is already released")
     states = _tranche_states(c, note_id)
@@ -256,7 +247,7 @@ def release_collateral(
             "only when every tranche is Repaid or Cancelled"
         )
     receipt = c.send(servicer.functions.releaseCollateral(), caller, "release the collateral")
-    wound = _event(servicer, receipt, "WoundUp")
+    wound = event_args(servicer, receipt, "WoundUp")
     done(
         {
             "note_id": note_id,
@@ -297,7 +288,7 @@ def withdraw(
     usd = c.core("stablecoin").functions
     before = usd.balanceOf(caller.address).call()
     receipt = c.send(servicer.functions.withdraw(), caller, "withdraw")
-    event = _event(servicer, receipt, "Withdrawn")
+    event = event_args(servicer, receipt, "Withdrawn")
     done(
         {
             "note_id": note_id,
@@ -329,7 +320,7 @@ def show(note_id: NoteId, json_out: JsonOut = False) -> None:
     operator = c.manifest.note(note_id).fleet.operator
     result = {
         "note_id": note_id,
-        "status": _status(servicer),
+        "status": servicer_status(servicer),
         "next_period_to_close": s.nextPeriodToClose().call(),
         "collateral_value": value,
         "cash_collateral": cash,

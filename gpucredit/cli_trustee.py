@@ -5,11 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from web3.logs import DISCARD
 
 from gpucredit.chain import ChainError
 from gpucredit.cli_common import (
-    SERVICER_STATUS,
     CliError,
     JsonOut,
     KeyEnv,
@@ -19,8 +17,10 @@ from gpucredit.cli_common import (
     address_arg,
     client,
     done,
+    event_args,
     handle_errors,
     note_servicer,
+    servicer_status,
     signer,
     tx_hash,
 )
@@ -44,10 +44,6 @@ def _trustee(c, note_id, key_env, keystore, password_file):
     return account, servicer
 
 
-def _status(servicer) -> str:
-    return SERVICER_STATUS[servicer.functions.status().call()]
-
-
 @app.command("step-in")
 @handle_errors
 def step_in(
@@ -61,20 +57,20 @@ def step_in(
     the reserve join the wind-down cash."""
     c = client()
     trustee, servicer = _trustee(c, note_id, key_env, keystore, password_file)
-    status = _status(servicer)
+    status = servicer_status(servicer)
     if status != "Defaulted":
         raise CliError(
             f"note {note_id} is {status}: step-in needs a declared default "
             "(`gpucredit servicer declare-default`)"
         )
     receipt = c.send(servicer.functions.stepIn(), trustee, "step in")
-    logs = servicer.events.SteppedIn().process_receipt(receipt, errors=DISCARD)
+    stepped = event_args(servicer, receipt, "SteppedIn")
     done(
         {
             "note_id": note_id,
             "trustee": trustee.address,
-            "cash_collateral_applied": logs[0]["args"]["cashCollateralApplied"] if logs else 0,
-            "status": _status(servicer),
+            "cash_collateral_applied": stepped.get("cashCollateralApplied", 0),
+            "status": servicer_status(servicer),
             "tx": tx_hash(receipt),
         },
         json_out,
@@ -96,14 +92,16 @@ def finish_wind_down(
     tranches still owed anything are written off (the loss), the rest is the operator's."""
     c = client()
     trustee, servicer = _trustee(c, note_id, key_env, keystore, password_file)
-    status = _status(servicer)
+    status = servicer_status(servicer)
     if status != "SteppedIn":
         raise CliError(f"note {note_id} is {status}: only a stepped-in note is wound down")
     receipt = c.send(servicer.functions.finishWindDown(), trustee, "finish the wind-down")
-    logs = servicer.events.WoundUp().process_receipt(receipt, errors=DISCARD)
-    result = {"note_id": note_id, "status": _status(servicer), "tx": tx_hash(receipt)}
-    if logs:
-        result.update({k: v for k, v in logs[0]["args"].items()})
+    result = {
+        "note_id": note_id,
+        "status": servicer_status(servicer),
+        "tx": tx_hash(receipt),
+    }
+    result.update(event_args(servicer, receipt, "WoundUp"))
     done(result, json_out, f"note {note_id}: wind-down finished", decimals=c.decimals)
 
 

@@ -35,6 +35,7 @@ from typing import Any
 
 from web3.logs import DISCARD
 
+from gpucredit.cli_common import servicer_status
 from gpucredit.demo.display import usd
 from gpucredit.demo.processes import (
     DEPLOYER,
@@ -52,7 +53,6 @@ from gpucredit.story import (
     SUBSCRIPTIONS,
 )
 
-SERVICER_STATUS = ("Performing", "Defaulted", "SteppedIn", "Released")
 SENIOR_LENDER = SUBSCRIPTIONS[0][0]  # declares the default
 
 
@@ -95,7 +95,7 @@ class DefaultDemo(Demo):
         return super().report_time(period, end)
 
     def status(self) -> str:
-        return SERVICER_STATUS[self.servicer.functions.status().call()]
+        return servicer_status(self.servicer)
 
     def default(self, deadline: int) -> None:
         """The cure period lapsed: a senior lender declares the default, the trustee
