@@ -408,18 +408,27 @@ def register_batch(
     return batch_id, tree, tx
 
 
-def wait_challenge_window() -> None:
-    """Moves the dev chain's clock past the challenge window of a batch
-    attested now: from then on it counts as collateral."""
+def mine_at(timestamp: int) -> None:
+    """Mines the dev chain's next block stamped `timestamp` (later blocks follow it).
+
+    An explicit next timestamp, not `chain.sleep`: brownie's clock is the wall
+    clock plus an offset and can run ahead of anvil's under load, and
+    `evm_increaseTime` does nothing when anvil runs with a fixed block-timestamp
+    interval."""
     from brownie import chain, web3
 
-    # an explicit next timestamp: also right when anvil runs with a fixed
-    # block-timestamp interval (where `evm_increaseTime` does nothing)
-    target = chain[-1].timestamp + CHALLENGE_WINDOW + 1
-    response = web3.provider.make_request("evm_setNextBlockTimestamp", [target])
+    response = web3.provider.make_request("evm_setNextBlockTimestamp", [timestamp])
     if "error" in response:
         raise RuntimeError(f"evm_setNextBlockTimestamp: {response['error']}")
     chain.mine()
+
+
+def wait_challenge_window() -> None:
+    """Moves the dev chain's clock past the challenge window of a batch
+    attested now: from then on it counts as collateral."""
+    from brownie import chain
+
+    mine_at(chain[-1].timestamp + CHALLENGE_WINDOW + 1)
 
 
 def pledge_fleet(

@@ -20,6 +20,7 @@ from brownie import chain, web3
 from eth_utils import keccak
 
 from gpucredit.merkle import text_id
+from gpucredit.protocol import mine_at
 
 DAY = 86_400
 DELAY = 2 * DAY  # VALUATION_CHANGE_DELAY == SIGNER_CHANGE_DELAY
@@ -120,12 +121,10 @@ def queue(request, registry, oracle, members, attacker):
 
 
 def _sleep_until(ts):
-    """Mine a block stamped `ts` (the next one is later): brownie's chain.time() is the wall
-    clock plus an offset, and under load it ran ahead of anvil's, so sleeping by its
-    difference left an expired queue unexpired ('Transaction did not revert')."""
+    """Mine a block stamped `ts` (the next one is later); sleeping by brownie's chain.time()
+    left an expired queue unexpired under load ('Transaction did not revert')."""
     if chain[-1].timestamp < ts:
-        web3.provider.make_request("evm_setNextBlockTimestamp", [ts])
-        chain.mine()  # brownie's clock follows the block
+        mine_at(ts)
 
 
 def test_late_execution_reverts_with_the_deadline(queue, reverts_with):
